@@ -1,0 +1,1 @@
+"""cld_runtime."""
