@@ -1,0 +1,118 @@
+"""Event envelopes carried on the topics in ``cld_schemas.topics``. Events are past-tense facts."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cld_schemas.spec import FieldStatus, Release, Validity
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Finding(_Event):
+    """One DQ finding for one field of one record. ``message`` never holds a value from the record."""
+
+    field: str = Field(description="The spec's column header, e.g. 'NHS Number'.")
+    status: FieldStatus
+    validity: Validity
+    rule: str = Field(description="Stable rule id (see the spec data's rules, or a status rule id).")
+    message: str
+
+
+class Provenance(_Event):
+    source: str = Field(description="The source system that sent the record (an LA system or a provider).")
+    event_id: str = Field(description="Idempotency key: the same id sent twice is one record.")
+    received_at: datetime
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+
+class RecordValidated(_Event):
+    """A readable record with its DQ findings. Failed values are reported here, never dropped."""
+
+    la_code: str
+    release: Release
+    provenance: Provenance
+    record: dict[str, str | None] = Field(description="Spec fields by snake_case name, dates as dd/mm/yyyy.")
+    findings: list[Finding] = Field(default_factory=list)
+    failed: bool = Field(description="True when any finding's validity starts with 'Failed'.")
+    withdrawn: bool = Field(default=False, description="The source withdrew this record.")
+    validated_at: datetime
+
+
+class RecordPseudonymised(_Event):
+    """The pseudonymised form of a validated record, as it would leave for NHS England's onward sharing."""
+
+    la_code: str
+    provenance: Provenance
+    key_id: str = Field(description="Which pseudonymisation key was used (for rotation), never the key.")
+    purpose: str
+    record: dict[str, str | None]
+    withdrawn: bool = False
+    pseudonymised_at: datetime
+
+
+class SubmissionState(StrEnum):
+    REQUESTED = "requested"
+    ASSEMBLED = "assembled"
+    CHECKED = "checked"
+    APPROVED = "approved"
+    SENT = "sent"
+    ACKNOWLEDGED = "acknowledged"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
+
+
+class SubmissionEvent(_Event):
+    """A step in a submission's life. The sequence on ``cld.submissions.v1`` is the audit trail."""
+
+    submission_id: str
+    la_code: str
+    period_start: date
+    period_end: date
+    state: SubmissionState
+    at: datetime
+    by: str | None = Field(default=None, description="Operator or service that took the step.")
+    version: int = 1
+    supersedes: str | None = None
+    file_sha256: str | None = None
+    rows: int | None = None
+    message_id: str | None = None
+    detail: str | None = Field(default=None, description="Human-readable; never personal data.")
+
+
+class DeadLetterReason(StrEnum):
+    """Bounded set of reasons (they are also metric label values)."""
+
+    NOT_JSON = "not_json"
+    NOT_UTF8 = "not_utf8"
+    NOT_AN_OBJECT = "not_an_object"
+    UNKNOWN_FIELD = "unknown_field"
+    WRONG_TYPE = "wrong_type"
+    TOO_LARGE = "too_large"
+    MISSING_LA_CODE = "missing_la_code"
+    LA_CODE_MISMATCH = "la_code_mismatch"
+    UNKNOWN_SOURCE = "unknown_source"
+    SOURCE_NOT_ALLOWED = "source_not_allowed"
+    PROCESSING_ERROR = "processing_error"
+
+
+class DeadLetter(_Event):
+    """What could not be processed. Points at the original message; never copies its payload."""
+
+    reason: DeadLetterReason
+    detail: str = Field(description="Clear reason in words; never a value from the payload.")
+    topic: str
+    partition: int | None = None
+    offset: int | None = None
+    key: str | None = Field(default=None, description="The message key (an LA code), when it is one.")
+    payload_sha256: str
+    payload_bytes: int
+    service: str
+    at: datetime
