@@ -57,9 +57,7 @@ def read_header(row: list[str], *, spec: Spec | None = None) -> CLDHeader:
     return CLDHeader(columns=tuple(cols), unknown_columns=tuple(unknown), missing_fields=missing)
 
 
-def iter_records(
-    stream: TextIO, *, spec: Spec | None = None
-) -> tuple[CLDHeader, Iterator[dict[str, str | None]]]:
+def iter_records(stream: TextIO, *, spec: Spec | None = None) -> tuple[CLDHeader, Iterator[dict[str, str | None]]]:
     """Parse the header now (raising CLDFileError if the file is unusable) and stream the rows.
 
     Each row is a dict of every known field name to its stripped value, or None when blank. A row with a

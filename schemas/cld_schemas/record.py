@@ -51,9 +51,7 @@ class _RecordBase(BaseModel):
 def record_model(spec: Spec | None = None) -> type[_RecordBase]:
     """The record model for ``spec`` (default: the shipped spec). Every field is optional text."""
     spec = spec or load_spec()
-    fields: dict[str, Any] = {
-        f.name: (CLDValue, None) for f in sorted(spec.fields, key=lambda f: f.order)
-    }
+    fields: dict[str, Any] = {f.name: (CLDValue, None) for f in sorted(spec.fields, key=lambda f: f.order)}
     model: type[_RecordBase] = create_model("CLDRecord", __base__=_RecordBase, **fields)
     model.__doc__ = "One CLD record: one row of an LA's file, fields by snake_case name (derived from the spec)."
     return model

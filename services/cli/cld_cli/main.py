@@ -16,6 +16,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+@app.callback()
+def _root() -> None:
+    """Adult Social Care Client Level Data (CLD) tools. Run `cld COMMAND --help` for each command."""
+
+
 # Command modules (each defines ``register(app)``). Listed here so the composition is explicit.
 _COMMAND_MODULES = (
     "cld_cli.cmd_validate",

@@ -88,9 +88,7 @@ class _Code:
         self.other_exact: dict[str, tuple[str, str | None]] = {
             v.value: (v.key, v.group) for v in other_values if v.value not in self.exact
         }
-        self.other_folded: dict[str, tuple[str, str | None]] = {
-            _fold(v.value): (v.key, v.group) for v in other_values
-        }
+        self.other_folded: dict[str, tuple[str, str | None]] = {_fold(v.value): (v.key, v.group) for v in other_values}
         keys_in_mine = {v.key for v in values}
         # An other-release value whose meaning has a *different* wording in this release is certainly outdated.
         self.other_key_in_mine = {v.value for v in other_values if v.key in keys_in_mine and v.value not in self.exact}
@@ -118,13 +116,13 @@ Condition = Callable[["_Facts"], bool | None]
 class _Facts:
     """What status rules may ask of a row, computed lazily and at most once."""
 
-    __slots__ = ("_age", "_codes", "_meanings", "_rec", "_dates")
+    __slots__ = ("_age", "_codes", "_dates", "_meanings", "_rec")
 
     def __init__(self, rec: Mapping[str, str | None], codes: Mapping[str, _Code], dates: Callable[[str], Any]) -> None:
         self._rec = rec
         self._codes = codes
         self._meanings: dict[str, tuple[str, str | None] | None] = {}
-        self._age: object = _UNSET
+        self._age: int | object | None = _UNSET
         self._dates = dates
 
     def meaning(self, name: str) -> tuple[str, str | None] | None:
@@ -160,13 +158,11 @@ def _compile_condition(spec_when: Mapping[str, Any], coded: set[str]) -> Conditi
             subs = [_compile_condition(c, coded) for c in arg]
             parts.append(_any(subs))
         elif k == "not":
-            sub = _compile_condition(arg, coded)
-            parts.append(lambda facts, sub=sub: None if (r := sub(facts)) is None else not r)
+            parts.append(_not(_compile_condition(arg, coded)))
         elif k == "present":
-            parts.append(lambda facts, name=arg: facts.present(name))
+            parts.append(_present(arg))
         elif k == "age_at_period_end":
-            lo, hi = arg
-            parts.append(lambda facts, lo=lo, hi=hi: None if (a := facts.age_at_period_end()) is None else lo <= a <= hi)
+            parts.append(_age_between(int(arg[0]), int(arg[1])))
         elif k.endswith("_group") and k.removesuffix("_group") in coded:
             parts.append(_member(k.removesuffix("_group"), frozenset(arg), index=1))
         elif k in coded:
@@ -174,6 +170,29 @@ def _compile_condition(spec_when: Mapping[str, Any], coded: set[str]) -> Conditi
         else:
             raise ValueError(f"status condition names an unknown or uncoded field: {k!r}")
     return parts[0] if len(parts) == 1 else _all(parts)
+
+
+def _not(sub: Condition) -> Condition:
+    def cond(facts: _Facts) -> bool | None:
+        r = sub(facts)
+        return None if r is None else not r
+
+    return cond
+
+
+def _present(name: str) -> Condition:
+    def cond(facts: _Facts) -> bool | None:
+        return facts.present(name)
+
+    return cond
+
+
+def _age_between(lo: int, hi: int) -> Condition:
+    def cond(facts: _Facts) -> bool | None:
+        age = facts.age_at_period_end()
+        return None if age is None else lo <= age <= hi
+
+    return cond
 
 
 def _member(name: str, wanted: frozenset[str], *, index: int) -> Condition:
@@ -235,9 +254,7 @@ def _inputs(when: Any, coded: set[str], out: dict[str, list[Any]]) -> None:
             _inputs(w, coded, out)
         return
     for k, arg in when.items():
-        if k in ("all", "any"):
-            _inputs(arg, coded, out)
-        elif k == "not":
+        if k in ("all", "any") or k == "not":
             _inputs(arg, coded, out)
         elif k == "present":
             out["present"].append(arg)
@@ -271,9 +288,7 @@ class Validator:
         self.fields = tuple(sorted(spec.fields, key=lambda f: f.order))
         self.names = tuple(f.name for f in self.fields)
         self.codes: dict[str, _Code] = {
-            f.name: _Code(f.code_list(release), f.code_list(other), release)
-            for f in self.fields
-            if f.format == "code"
+            f.name: _Code(f.code_list(release), f.code_list(other), release) for f in self.fields if f.format == "code"
         }
         coded = set(self.codes)
         self.compiled = tuple(
@@ -551,8 +566,6 @@ def validator_for(release: Release, spec: Spec | None = None) -> Validator:
     return Validator(spec or load_spec(), release)
 
 
-def validate_record(
-    record: Mapping[str, str | None], *, release: Release, spec: Spec | None = None
-) -> RowResult:
+def validate_record(record: Mapping[str, str | None], *, release: Release, spec: Spec | None = None) -> RowResult:
     """Validate one record (fields by snake_case name; dates dd/mm/yyyy)."""
     return validator_for(release, spec).validate(record)

@@ -1,0 +1,139 @@
+"""Validating a whole LA file: stream rows through the validator and summarise in the DQ report's terms.
+
+Pure over already-open streams (the CLI owns files, terminals and exit codes). Memory does not grow with the
+number of rows: findings are handed to a sink as they are found; only counters are kept.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from cld_schemas.csvfile import CLDFileError, CLDHeader, iter_records
+from cld_schemas.spec import FieldStatus, Release, Spec, load_spec
+
+from cld_validation.rules import FieldFinding, Validator
+
+
+@dataclass
+class FileSummary:
+    release: Release
+    rows: int = 0
+    rows_with_failures: int = 0
+    failures: int = 0
+    by_field: Counter[str] = field(default_factory=Counter)
+    by_rule: Counter[str] = field(default_factory=Counter)
+    by_field_rule: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    by_validity: Counter[str] = field(default_factory=Counter)
+    unchecked: Counter[str] = field(default_factory=Counter)
+    missing_columns: tuple[str, ...] = ()
+    unknown_columns: tuple[str, ...] = ()
+
+    def to_json(self, spec: Spec) -> dict[str, Any]:
+        headers = {f.name: f.header for f in spec.fields}
+        rules = {r.id: r for r in spec.rules}
+        return {
+            "rows": self.rows,
+            "rows_with_failures": self.rows_with_failures,
+            "rows_passed": self.rows - self.rows_with_failures,
+            "failures": self.failures,
+            "failures_by_validity": dict(self.by_validity.most_common()),
+            "failures_by_field": dict(self.by_field.most_common()),
+            "failures_by_rule": {
+                rid: {
+                    "count": n,
+                    "explanation": rules[rid].explanation if rid in rules else _status_rule_text(spec, rid),
+                }
+                for rid, n in self.by_rule.most_common()
+            },
+            "failures_by_field_and_rule": [
+                {"field": f, "rule": r, "validity": v, "count": n} for (f, r, v), n in self.by_field_rule.most_common()
+            ],
+            "unchecked_values": {
+                headers[name]: {
+                    "count": n,
+                    "reason": f"the {self.release.value} code list for this field is not fully known; "
+                    "load the official list with --codelists to check these values",
+                }
+                for name, n in self.unchecked.most_common()
+            },
+            "missing_columns": list(self.missing_columns),
+            "unknown_columns": list(self.unknown_columns),
+        }
+
+
+def _status_rule_text(spec: Spec, rule_id: str) -> str:
+    for f in spec.fields:
+        for c in f.status:
+            if c.id == rule_id:
+                return f"{f.header} is Mandatory: {c.why} ({c.cites})"
+    return ""
+
+
+FindingSink = Callable[[int, FieldFinding], None]
+
+
+def required_columns(spec: Spec) -> tuple[str, ...]:
+    """Headers of fields that are Mandatory on every row and are columns of the file: without them a file
+    cannot be a CLD submission."""
+    return tuple(
+        f.header
+        for f in spec.fields
+        if f.in_file is True and len(f.status) == 1 and f.status[0].status is FieldStatus.MANDATORY
+    )
+
+
+def open_file(stream: TextIO, *, spec: Spec) -> tuple[CLDHeader, Iterator[dict[str, str | None]]]:
+    header, rows = iter_records(stream, spec=spec)
+    headers_present = {f.header for f in spec.fields} - set(header.missing_fields)
+    missing_required = [h for h in required_columns(spec) if h not in headers_present]
+    if missing_required:
+        raise CLDFileError("required columns are missing: " + ", ".join(missing_required))
+    return header, rows
+
+
+def validate_stream(
+    stream: TextIO,
+    *,
+    release: Release,
+    spec: Spec | None = None,
+    la_code: str | None = None,
+    sink: FindingSink | None = None,
+    on_row: Callable[[int], None] | None = None,
+) -> FileSummary:
+    """Validate every row of an LA file. ``sink(row_number, finding)`` gets each failure (1-based data row).
+
+    Raises CLDFileError when the file cannot be used at all.
+    """
+    spec = spec or load_spec()
+    header, rows = open_file(stream, spec=spec)
+    present = {c for c in header.columns if c is not None}
+    absent = frozenset(f.name for f in spec.fields if f.name not in present and f.in_file is not True)
+    if la_code is not None:
+        absent = absent - {"la_code"}
+    validator = Validator(spec, release, absent=absent)
+    summary = FileSummary(
+        release=release, missing_columns=header.missing_fields, unknown_columns=header.unknown_columns
+    )
+    for n, rec in enumerate(rows, start=1):
+        if la_code is not None and not rec.get("la_code"):
+            rec["la_code"] = la_code
+        result = validator.validate(rec)
+        summary.rows = n
+        if result.findings:
+            summary.rows_with_failures += 1
+            for fnd in result.findings:
+                summary.failures += 1
+                summary.by_field[fnd.header] += 1
+                summary.by_rule[fnd.rule] += 1
+                summary.by_validity[fnd.validity.value] += 1
+                summary.by_field_rule[(fnd.header, fnd.rule, fnd.validity.value)] += 1
+                if sink is not None:
+                    sink(n, fnd)
+        for name in result.unchecked:
+            summary.unchecked[name] += 1
+        if on_row is not None and n % 1000 == 0:
+            on_row(n)
+    return summary
