@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Annotated, Any, BinaryIO
 
 import typer
-from cld_schemas.csvfile import CLDFileError
-from cld_schemas.spec import CodeListError, Release, Spec, load_code_list_override, load_spec
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
+
+from cld_schemas.csvfile import CLDFileError
+from cld_schemas.spec import CodeListError, Release, Spec, load_code_list_override, load_spec
 
 EXIT_OK, EXIT_FAILURES, EXIT_UNUSABLE = 0, 1, 2
 

@@ -13,7 +13,6 @@ from typing import Any, TextIO
 
 from cld_schemas.csvfile import CLDFileError, CLDHeader, iter_records
 from cld_schemas.spec import FieldStatus, Release, Spec, load_spec
-
 from cld_validation.rules import FieldFinding, Validator
 
 

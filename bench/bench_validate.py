@@ -1,0 +1,82 @@
+"""Benchmark `cld validate` on a generated file: rows/second and peak RSS (figures, not assertions).
+
+    .venv/bin/python bench/bench_validate.py --rows 1000000
+
+Generates the file once (cached under .cache/bench/), then runs `cld validate` as a child process and reads the
+child's peak RSS from the kernel (resource.getrusage(RUSAGE_CHILDREN)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CLD = ROOT / ".venv" / "bin" / "cld"
+
+
+def ensure_file(rows: int, release: str) -> Path:
+    out = ROOT / ".cache" / "bench" / f"cld-{release}-{rows}.csv"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # People -> rows is about 1:3 in the generator; ask for enough people, then cut to the row count.
+    people = max(1, rows // 3 + 1)
+    tmp = out.with_suffix(".full.csv")
+    t0 = time.perf_counter()
+    subprocess.run(
+        [
+            str(CLD),
+            "generate",
+            "--people",
+            str(people),
+            "--release",
+            release,
+            "--seed",
+            "7",
+            "--error-rate",
+            "0.02",
+            "--out",
+            str(tmp),
+            "--no-progress",
+        ],
+        check=True,
+    )
+    print(f"generated {tmp.name} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    with tmp.open(encoding="utf-8") as src, out.open("w", encoding="utf-8") as dst:
+        for n, line in enumerate(src):
+            if n > rows:
+                break
+            dst.write(line)
+    tmp.unlink()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--release", default="r2")
+    args = ap.parse_args()
+    path = ensure_file(args.rows, args.release)
+    report = path.with_suffix(".report.json")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(CLD), "validate", str(path), "--release", args.release, "--json", str(report), "--no-progress"],
+        stdout=subprocess.DEVNULL,
+    )
+    _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not the generator's
+    elapsed = time.perf_counter() - t0
+    rss_mb = usage.ru_maxrss / 1024
+    rows = sum(1 for _ in path.open(encoding="utf-8")) - 1
+    print(
+        f"cld validate: {rows:,} rows in {elapsed:.1f} s = {rows / elapsed:,.0f} rows/s; "
+        f"peak RSS {rss_mb:.0f} MB; exit {os.waitstatus_to_exitcode(status)}; report {report.stat().st_size:,} bytes"
+    )
+
+
+if __name__ == "__main__":
+    main()
