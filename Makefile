@@ -16,7 +16,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export UV_PYTHON := $(PYTHON)
 
 .PHONY: help install system-deps lint format test test-fast test-unit test-component test-mesh test-deploy \
-        test-integration up down run bench clean asyncapi
+        test-integration up down run bench clean asyncapi prometheus-up prometheus-down
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,6 +34,7 @@ install: $(VENV)/.installed ## Install the project and dev tools into .venv (fro
 
 system-deps: ## Install system tools the tests use (kcat, promtool/prometheus) when missing
 	@bash deploy/install-system-deps.sh
+	@bash deploy/prometheus/install.sh
 
 lint: install ## ruff (lint + format check), mypy --strict, import boundaries
 	@$(VENV)/bin/ruff check .
@@ -58,7 +59,14 @@ test-fast: install ## The in-memory tiers (unit, component, mesh): for daily wor
 	@$(PYTEST) tests/unit tests/component tests/mesh -q
 
 test-deploy: install system-deps ## Deployment checks: promtool rules/tests, manifests, compose schema
+	@bash deploy/compose/fetch-compose-schema.sh >/dev/null
 	@$(PYTEST) tests/deploy -q
+
+prometheus-up: system-deps ## Prometheus on 127.0.0.1:$${PROMETHEUS_PORT:-9090} scraping the four services
+	@bash deploy/prometheus/prometheus.sh start
+
+prometheus-down: ## Stop that Prometheus
+	@bash deploy/prometheus/prometheus.sh stop
 
 test-integration: install system-deps ## Integration tier: real Kafka (started here unless KAFKA_BOOTSTRAP_SERVERS is set), MESH sandbox, Prometheus
 	@bash deploy/kafka/kafka.sh fetch
@@ -66,6 +74,7 @@ test-integration: install system-deps ## Integration tier: real Kafka (started h
 	@$(PYTEST) tests/integration -q -m integration
 
 test: install system-deps lint ## Every tier: lint, unit, component, mesh, deploy, integration
+	@bash deploy/compose/fetch-compose-schema.sh >/dev/null
 	@$(PYTEST) tests/unit tests/component tests/mesh tests/deploy -q
 	@bash deploy/kafka/kafka.sh fetch
 	@bash deploy/mesh/mesh-sandbox.sh install

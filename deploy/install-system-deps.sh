@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
 # System tools the test tiers use, from Debian's packages, installed only when missing:
-#   kcat (a non-Python Kafka client, for the public-contract test), prometheus + promtool (rules and a real scrape).
+#   kcat (a non-Python Kafka client, for the public-contract test). Prometheus/promtool: deploy/prometheus/install.sh.
 set -euo pipefail
 need=()
 command -v kcat >/dev/null 2>&1 || need+=(kcat)
-{ command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; } || need+=(prometheus)
 [ ${#need[@]} -eq 0 ] && exit 0
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -12,5 +11,3 @@ echo "Installing system packages: ${need[*]} (apt-get)..." >&2
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq >/dev/null
 $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-# The Debian prometheus package starts a system service; this project runs its own server on its own port.
-if command -v systemctl >/dev/null 2>&1; then $SUDO systemctl stop prometheus >/dev/null 2>&1 || true; fi
