@@ -31,6 +31,7 @@ _COMMAND_MODULES = (
     "cld_cli.cmd_submission",
     "cld_cli.cmd_transparency",
     "cld_cli.cmd_spec",
+    "cld_cli.cmd_tenants",
 )
 
 for _mod in _COMMAND_MODULES:

@@ -1,0 +1,254 @@
+"""``cld tenants``: the registry of LAs, source systems (with hashed API keys) and operators (issue 6 section 1).
+
+A new key is printed once, on standard output and nowhere else (messages go to standard error, so
+``KEY=$(cld tenants add-source ...)`` captures just the key); the registry keeps only its SHA-256.
+``check-key`` reads the key from standard input, never from the command line (argv is visible to other users
+in the process list and lands in shell history).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from cld_runtime.tenancy import Registry
+
+tenants_app = typer.Typer(
+    help="Tenants (LAs), source systems and operators of this deployment, and source API keys.",
+    no_args_is_help=True,
+)
+
+RegistryOpt = Annotated[
+    Path,
+    typer.Option("--registry", envvar="CLD_TENANTS_FILE", help="The registry JSON file (env CLD_TENANTS_FILE)."),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(tenants_app, name="tenants")
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"cld tenants: {message}", err=True)
+    raise typer.Exit(code=2)
+
+
+def _load(path: Path, *, create: bool = False) -> Registry:
+    from cld_runtime.tenancy import Registry, TenancyError, load_registry
+
+    if create and not path.exists():
+        return Registry()
+    try:
+        return load_registry(path)
+    except TenancyError as exc:
+        _fail(str(exc))
+
+
+def _save(registry: Registry, path: Path) -> None:
+    from cld_runtime.tenancy import save_registry
+
+    save_registry(registry, path)
+
+
+@tenants_app.command("add-tenant")
+def add_tenant(
+    registry: RegistryOpt,
+    la: Annotated[str, typer.Option("--la", help="The LA's 3-digit code.")],
+    name: Annotated[str, typer.Option("--name", help="The LA's name (shown in transparency material).")],
+    hub: Annotated[str | None, typer.Option("--hub", help="The regional hub serving this LA.")] = None,
+) -> None:
+    """Add an LA served by this deployment (creates the registry file when missing)."""
+    from pydantic import ValidationError
+
+    from cld_runtime.tenancy import TenancyError, Tenant, with_tenant
+
+    reg = _load(registry, create=True)
+    try:
+        reg = with_tenant(reg, Tenant(la_code=la, name=name, hub_id=hub))
+    except (TenancyError, ValidationError) as exc:
+        _fail(_problem(exc))
+    _save(reg, registry)
+    typer.echo(f"Added LA {la}.", err=True)
+
+
+@tenants_app.command("add-source")
+def add_source(
+    registry: RegistryOpt,
+    source_id: Annotated[str, typer.Option("--id", help="Stable id of the source system (lower case).")],
+    kind: Annotated[str, typer.Option("--kind", help="la_system, provider or hub.")],
+    la: Annotated[list[str], typer.Option("--la", help="An LA it may submit for (repeat for several).")],
+    name: Annotated[str, typer.Option("--name", help="Display name.")] = "",
+    cqc_location_id: Annotated[
+        str | None, typer.Option("--cqc-location-id", help="For providers: CQC location id.")
+    ] = None,
+    hub: Annotated[str | None, typer.Option("--hub", help="For hub sources: the hub id.")] = None,
+) -> None:
+    """Add a source system and print its new API key ONCE (standard output). Only the key's hash is stored."""
+    from cld_runtime.tenancy import SourceKind, TenancyError, with_new_source
+
+    try:
+        source_kind = SourceKind(kind)
+    except ValueError:
+        _fail("--kind must be one of: " + ", ".join(k.value for k in SourceKind))
+    reg = _load(registry)
+    try:
+        reg, key = with_new_source(
+            reg,
+            source_id=source_id,
+            kind=source_kind,
+            la_codes=la,
+            name=name,
+            cqc_location_id=cqc_location_id,
+            hub_id=hub,
+        )
+    except TenancyError as exc:
+        _fail(str(exc))
+    _save(reg, registry)
+    typer.echo(f"Added source {source_id!r}. Its API key follows; it is shown only now.", err=True)
+    sys.stdout.write(key + "\n")
+
+
+@tenants_app.command("rotate-key")
+def rotate_key(
+    registry: RegistryOpt,
+    source_id: Annotated[str, typer.Option("--id", help="The source whose key to replace.")],
+) -> None:
+    """Replace a source's API key (the old one stops working) and print the new key ONCE."""
+    from cld_runtime.tenancy import TenancyError, with_rotated_key
+
+    try:
+        reg, key = with_rotated_key(_load(registry), source_id)
+    except TenancyError as exc:
+        _fail(str(exc))
+    _save(reg, registry)
+    typer.echo(f"New key for source {source_id!r} follows; it is shown only now.", err=True)
+    sys.stdout.write(key + "\n")
+
+
+@tenants_app.command("add-operator")
+def add_operator(
+    registry: RegistryOpt,
+    name: Annotated[str, typer.Option("--name", help="The operator's user name.")],
+    role: Annotated[str, typer.Option("--role", help="la_operator or hub_operator.")],
+    la: Annotated[list[str] | None, typer.Option("--la", help="An LA they act for (repeat).")] = None,
+    hub: Annotated[str | None, typer.Option("--hub", help="hub_operator: their hub (default scope: its LAs).")] = None,
+) -> None:
+    """Add an operator. A hub operator given no --la acts for every LA of their hub."""
+    from pydantic import ValidationError
+
+    from cld_runtime.tenancy import Operator, OperatorRole, TenancyError, with_operator
+
+    try:
+        op_role = OperatorRole(role)
+    except ValueError:
+        _fail("--role must be one of: " + ", ".join(r.value for r in OperatorRole))
+    reg = _load(registry)
+    codes = tuple(la or ())
+    if not codes and op_role is OperatorRole.HUB_OPERATOR and hub:
+        codes = reg.hub_la_codes(hub)
+    try:
+        reg = with_operator(reg, Operator(name=name, role=op_role, la_codes=codes, hub_id=hub))
+    except (TenancyError, ValidationError) as exc:
+        _fail(_problem(exc))
+    _save(reg, registry)
+    typer.echo(f"Added {op_role.value} {name!r} for LAs {', '.join(codes) or '(none)'}.", err=True)
+
+
+@tenants_app.command("list")
+def list_(registry: RegistryOpt) -> None:
+    """Tenants, sources (with their LAs and whether a key is issued; never the hash) and operators."""
+    from rich.console import Console
+    from rich.table import Table
+
+    reg = _load(registry)
+    console = Console()
+    t = Table(title="Tenants")
+    for col in ("LA code", "Name", "Hub"):
+        t.add_column(col)
+    for tenant in reg.tenants:
+        t.add_row(tenant.la_code, tenant.name, tenant.hub_id or "")
+    console.print(t)
+    s = Table(title="Sources")
+    for col in ("Id", "Kind", "LAs", "CQC location", "Key issued"):
+        s.add_column(col)
+    for src in reg.sources:
+        s.add_row(
+            src.id, src.kind.value, ", ".join(src.la_codes), src.cqc_location_id or "", "yes" if src.key_hash else "no"
+        )
+    console.print(s)
+    o = Table(title="Operators")
+    for col in ("Name", "Role", "Hub", "LAs"):
+        o.add_column(col)
+    for op in reg.operators:
+        o.add_row(op.name, op.role.value, op.hub_id or "", ", ".join(op.la_codes))
+    console.print(o)
+
+
+@tenants_app.command("check-key")
+def check_key(
+    registry: RegistryOpt,
+    la: Annotated[str | None, typer.Option("--la", help="Also check the source may submit for this LA.")] = None,
+) -> None:
+    """Read an API key from standard input; say which source it is (exit 0) or that it is unknown (exit 1)."""
+    from cld_runtime.tenancy import authenticate_source, authorise_source
+
+    reg = _load(registry)
+    key = sys.stdin.readline().strip()
+    source = authenticate_source(reg, key)
+    if source is None:
+        typer.echo("unknown key: no source has this key", err=True)
+        raise typer.Exit(code=1)
+    typer.echo(f"source {source.id} ({source.kind.value}) may submit for LAs: {', '.join(source.la_codes)}")
+    if la is not None:
+        decision = authorise_source(source, la)
+        if not decision.allowed:
+            typer.echo(f"refused: {decision.reason.value if decision.reason else ''}: {decision.detail}", err=True)
+            raise typer.Exit(code=1)
+        typer.echo(f"allowed for LA {la}")
+
+
+@tenants_app.command("init")
+def init(
+    registry: RegistryOpt,
+    from_: Annotated[
+        Path, typer.Option("--from", help="A registry to copy (e.g. deploy/config/tenants.example.json).")
+    ],
+    keys_out: Annotated[Path, typer.Option("--keys-out", help="Where to write the new keys (JSON, mode 0600).")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+) -> None:
+    """Copy a registry and issue a fresh key for every source: the local demo (`make run`) starts this way.
+
+    The keys file maps source id to key, readable by its owner only; it exists so local scripts can call the
+    API. In a real deployment issue keys with add-source / rotate-key and hand each to its source system.
+    """
+    from cld_runtime.tenancy import with_rotated_key
+
+    for p in (registry, keys_out):
+        if p.exists() and not force:
+            _fail(f"{p} exists (use --force to replace it)")
+    reg = _load(from_)
+    keys: dict[str, str] = {}
+    for src in reg.sources:
+        reg, keys[src.id] = with_rotated_key(reg, src.id)
+    _save(reg, registry)
+    keys_out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(keys_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(keys, fh, indent=2)
+        fh.write("\n")
+    os.chmod(keys_out, 0o600)
+    typer.echo(f"Wrote {registry} and {len(keys)} source keys to {keys_out}.", err=True)
+
+
+def _problem(exc: Exception) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return "; ".join(str(e["msg"]) for e in exc.errors())
+    return str(exc)
