@@ -9,14 +9,15 @@ import csv
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Any, TextIO
 
 from cld_schemas.spec import Spec, load_spec
 
-MAX_FIELD_BYTES = 1_000_000
-"""A single CSV cell larger than this is refused as unusable input (CLD values are short)."""
+MAX_FIELD_BYTES = 16_000_000
+"""Largest CSV cell the reader accepts; a larger one makes the file unusable. Over-long values below this are
+read and then reported per row by the validator (CLD053), so one bad cell does not stop the whole file."""
 
-csv.field_size_limit(min(sys.maxsize, 16 * MAX_FIELD_BYTES))
+csv.field_size_limit(min(sys.maxsize, MAX_FIELD_BYTES))
 
 
 class CLDFileError(ValueError):
@@ -57,12 +58,47 @@ def read_header(row: list[str], *, spec: Spec | None = None) -> CLDHeader:
     return CLDHeader(columns=tuple(cols), unknown_columns=tuple(unknown), missing_fields=missing)
 
 
-def iter_records(stream: TextIO, *, spec: Spec | None = None) -> tuple[CLDHeader, Iterator[dict[str, str | None]]]:
+class CLDRows:
+    """The data rows of an LA file, streamed. Counts rows whose number of cells differs from the header
+    (missing cells are read as blank, extra cells ignored) so the caller can report them, by line number only."""
+
+    def __init__(self, reader: Any, columns: tuple[str | None, ...], names: list[str]) -> None:
+        self._reader = reader
+        self._columns = columns
+        self._width = len(columns)
+        self._blank: dict[str, str | None] = dict.fromkeys(names)
+        self.short_rows = 0
+        self.long_rows = 0
+        self.ragged_lines: list[int] = []
+        """Line numbers (1-based, header = line 1) of the first few ragged rows."""
+
+    def __iter__(self) -> Iterator[dict[str, str | None]]:
+        reader, columns, width = self._reader, self._columns, self._width
+        try:
+            for cells in reader:
+                if not cells or (len(cells) == 1 and not cells[0].strip()):
+                    continue
+                if len(cells) != width:
+                    if len(cells) < width:
+                        self.short_rows += 1
+                    else:
+                        self.long_rows += 1
+                    if len(self.ragged_lines) < 20:
+                        self.ragged_lines.append(reader.line_num)
+                rec = self._blank.copy()
+                for name, cell in zip(columns, cells, strict=False):
+                    if name is not None:
+                        v = cell.strip()
+                        rec[name] = v or None
+                yield rec
+        except csv.Error as exc:
+            raise CLDFileError(f"CSV structure broken at line {reader.line_num} ({exc})") from None
+
+
+def iter_records(stream: TextIO, *, spec: Spec | None = None) -> tuple[CLDHeader, CLDRows]:
     """Parse the header now (raising CLDFileError if the file is unusable) and stream the rows.
 
-    Each row is a dict of every known field name to its stripped value, or None when blank. A row with a
-    different number of cells from the header is still returned (missing cells blank, extra cells ignored);
-    the caller sees this through ``row_shape_errors`` on the iterator's ``CLDRows`` object if it wants.
+    Each row is a dict of every known field name to its stripped value, or None when blank.
     """
     spec = spec or load_spec()
     reader = csv.reader(stream)
@@ -81,22 +117,4 @@ def iter_records(stream: TextIO, *, spec: Spec | None = None) -> tuple[CLDHeader
             f"only {recognised} of the specification's column headers were found; this is not a CLD file "
             "(check it is comma-separated with the spec's headers on the first line)"
         )
-    names = [f.name for f in spec.fields]
-    columns = header.columns
-
-    def rows() -> Iterator[dict[str, str | None]]:
-        blank: dict[str, str | None] = dict.fromkeys(names)
-        try:
-            for cells in reader:
-                if not cells or (len(cells) == 1 and not cells[0].strip()):
-                    continue
-                rec = blank.copy()
-                for name, cell in zip(columns, cells, strict=False):
-                    if name is not None:
-                        v = cell.strip()
-                        rec[name] = v or None
-                yield rec
-        except csv.Error as exc:
-            raise CLDFileError(f"CSV structure broken at line {reader.line_num} ({exc})") from None
-
-    return header, rows()
+    return header, CLDRows(reader, header.columns, [f.name for f in spec.fields])

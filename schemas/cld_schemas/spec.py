@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import zipfile
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from functools import cache
@@ -246,8 +247,12 @@ def load_code_list_override(path: Path, *, spec: Spec | None = None) -> dict[tup
             rows = _rows_from_xlsx(path)
         else:
             raise CodeListError(f"code list file must be .csv, .json or .xlsx, not {suffix or 'no extension'!r}")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as exc:
         raise CodeListError(f"cannot read code list file {path.name}: {type(exc).__name__}") from exc
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        if isinstance(exc, CodeListError):
+            raise
+        raise CodeListError(f"cannot read code list file {path.name}: not a valid {suffix} file") from exc
     return _build_overrides(rows, spec=spec, source=path.name)
 
 
@@ -263,7 +268,10 @@ def _rows_from_json(path: Path) -> list[dict[str, Any]]:
 def _rows_from_xlsx(path: Path) -> list[dict[str, Any]]:
     from openpyxl import load_workbook  # imported lazily: only LAs loading a workbook need it
 
-    wb = load_workbook(path, read_only=True, data_only=True)
+    try:
+        wb = load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises several unrelated types for a file that is not a workbook
+        raise CodeListError(f"cannot read code list file {path.name}: not a valid .xlsx workbook") from exc
     try:
         ws = wb.worksheets[0]
         it = ws.iter_rows(values_only=True)

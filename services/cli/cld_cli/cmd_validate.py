@@ -188,6 +188,13 @@ def _print_summary(
     )
     if report["missing_columns"]:
         console.print(f"[yellow]columns not in the file (treated as blank):[/] {', '.join(report['missing_columns'])}")
+    ragged = report["rows_with_too_few_cells"] + report["rows_with_too_many_cells"]
+    if ragged:
+        lines = ", ".join(str(n) for n in report["first_ragged_lines"][:5])
+        console.print(
+            f"[yellow]{ragged:,} rows have a different number of cells from the header[/] "
+            f"(missing cells read as blank, extra cells ignored; first at lines {lines})"
+        )
     if report["unknown_columns"]:
         console.print(f"[yellow]columns the spec does not define (ignored):[/] {', '.join(report['unknown_columns'])}")
     if report["failures_by_field_and_rule"]:

@@ -7,11 +7,11 @@ number of rows: findings are handed to a sink as they are found; only counters a
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from cld_schemas.csvfile import CLDFileError, CLDHeader, iter_records
+from cld_schemas.csvfile import CLDFileError, CLDHeader, CLDRows, iter_records
 from cld_schemas.spec import FieldStatus, Release, Spec, load_spec
 from cld_validation.rules import FieldFinding, Validator
 
@@ -29,6 +29,9 @@ class FileSummary:
     unchecked: Counter[str] = field(default_factory=Counter)
     missing_columns: tuple[str, ...] = ()
     unknown_columns: tuple[str, ...] = ()
+    short_rows: int = 0
+    long_rows: int = 0
+    ragged_lines: tuple[int, ...] = ()
 
     def to_json(self, spec: Spec) -> dict[str, Any]:
         headers = {f.name: f.header for f in spec.fields}
@@ -58,6 +61,9 @@ class FileSummary:
                 }
                 for name, n in self.unchecked.most_common()
             },
+            "rows_with_too_few_cells": self.short_rows,
+            "rows_with_too_many_cells": self.long_rows,
+            "first_ragged_lines": list(self.ragged_lines),
             "missing_columns": list(self.missing_columns),
             "unknown_columns": list(self.unknown_columns),
         }
@@ -84,7 +90,7 @@ def required_columns(spec: Spec) -> tuple[str, ...]:
     )
 
 
-def open_file(stream: TextIO, *, spec: Spec) -> tuple[CLDHeader, Iterator[dict[str, str | None]]]:
+def open_file(stream: TextIO, *, spec: Spec) -> tuple[CLDHeader, CLDRows]:
     header, rows = iter_records(stream, spec=spec)
     headers_present = {f.header for f in spec.fields} - set(header.missing_fields)
     missing_required = [h for h in required_columns(spec) if h not in headers_present]
@@ -135,4 +141,6 @@ def validate_stream(
             summary.unchecked[name] += 1
         if on_row is not None and n % 1000 == 0:
             on_row(n)
+    summary.short_rows, summary.long_rows = rows.short_rows, rows.long_rows
+    summary.ragged_lines = tuple(rows.ragged_lines)
     return summary

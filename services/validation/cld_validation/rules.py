@@ -15,7 +15,6 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cache
 from typing import Any, Final
 
 from cld_schemas.spec import (
@@ -33,16 +32,16 @@ from cld_schemas.spec import (
 MAX_TEXT_LENGTH: Final = 4096
 """Longest value accepted in any field (the spec's own maximum lengths are unknown: sources.md question 7)."""
 
-_DATE_RE: Final = re.compile(r"\d{2}/\d{2}/\d{4}")
-_NHS_RE: Final = re.compile(r"\d{10}")
+_DATE_RE: Final = re.compile(r"\d{2}/\d{2}/\d{4}", re.ASCII)
+_NHS_RE: Final = re.compile(r"\d{10}", re.ASCII)
 # UK postcode shape (format inferred in fields.json): outward code, optional single space, inward code.
-_POSTCODE_RE: Final = re.compile(r"(?i)(GIR ?0AA|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2})")
-_DECIMAL_RE: Final = re.compile(r"-?\d{1,16}(\.\d{1,2})?")  # NUMERIC(18,2) as the LA-side validator casts it
-_DECIMAL_ANY_RE: Final = re.compile(r"-?\d+(\.\d+)?")
-_INTEGER_RE: Final = re.compile(r"\d{1,6}")
-_LA_CODE_RE: Final = re.compile(r"\d{3}")
-_ODS_RE: Final = re.compile(r"[A-Z]\d{5}")
-_CQC_RE: Final = re.compile(r"1-\d{1,12}")
+_POSTCODE_RE: Final = re.compile(r"(?i)(GIR ?0AA|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2})", re.ASCII)
+_DECIMAL_RE: Final = re.compile(r"-?\d{1,16}(\.\d{1,2})?", re.ASCII)  # NUMERIC(18,2) as the LA-side validator casts it
+_DECIMAL_ANY_RE: Final = re.compile(r"-?\d+(\.\d+)?", re.ASCII)
+_INTEGER_RE: Final = re.compile(r"\d{1,6}", re.ASCII)
+_LA_CODE_RE: Final = re.compile(r"\d{3}", re.ASCII)
+_ODS_RE: Final = re.compile(r"[A-Z]\d{5}", re.ASCII)
+_CQC_RE: Final = re.compile(r"1-\d{1,12}", re.ASCII)
 
 _UNSET = object()
 
@@ -426,7 +425,9 @@ class Validator:
             if _DECIMAL_RE.fullmatch(value):
                 return Validity.VALID, None, ""
             if _DECIMAL_ANY_RE.fullmatch(value):
-                return Validity.INVALID, "CLD040", f"{f.header} has more than two decimal places."
+                if "." in value and len(value.split(".", 1)[1]) > 2:
+                    return Validity.INVALID, "CLD040", f"{f.header} has more than two decimal places."
+                return Validity.INVALID, "CLD040", f"{f.header} has more than 16 digits before the decimal point."
             return Validity.INVALID, "CLD040", f"{f.header} is not a number with up to two decimal places."
         if fmt == "integer":
             if _INTEGER_RE.fullmatch(value):
@@ -560,10 +561,17 @@ def nhs_check_digit_ok(digits: str) -> bool:
     return check != 10 and check == int(digits[9])
 
 
-@cache
+_VALIDATORS: dict[tuple[int, Release], tuple[Spec, Validator]] = {}
+
+
 def validator_for(release: Release, spec: Spec | None = None) -> Validator:
-    """A shared validator for the shipped spec (or a given one) and a release."""
-    return Validator(spec or load_spec(), release)
+    """A shared validator for the shipped spec (or a given one) and a release (cached per spec object)."""
+    spec = spec or load_spec()
+    hit = _VALIDATORS.get((id(spec), release))
+    if hit is None or hit[0] is not spec:
+        hit = (spec, Validator(spec, release))
+        _VALIDATORS[(id(spec), release)] = hit
+    return hit[1]
 
 
 def validate_record(record: Mapping[str, str | None], *, release: Release, spec: Spec | None = None) -> RowResult:
