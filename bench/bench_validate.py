@@ -24,8 +24,8 @@ def ensure_file(rows: int, release: str) -> Path:
     if out.exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
-    # People -> rows is about 1:3 in the generator; ask for enough people, then cut to the row count.
-    people = max(1, rows // 3 + 1)
+    # The generator writes about two rows per person; ask for enough people, then cut to the row count.
+    people = max(1, rows * 11 // 20 + 10)
     tmp = out.with_suffix(".full.csv")
     t0 = time.perf_counter()
     subprocess.run(

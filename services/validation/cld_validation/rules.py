@@ -74,10 +74,20 @@ class RowResult:
 class _Code:
     """A field's code list prepared for one release: exact, case-folded and other-release look-ups."""
 
-    __slots__ = ("completeness", "exact", "folded", "label", "other_exact", "other_folded", "other_key_in_mine")
+    __slots__ = (
+        "completeness",
+        "enforced",
+        "exact",
+        "folded",
+        "label",
+        "other_exact",
+        "other_folded",
+        "other_key_in_mine",
+    )
 
     def __init__(self, mine: CodeList | None, other: CodeList | None, release: Release) -> None:
         self.completeness = mine.completeness if mine else Completeness.UNKNOWN
+        self.enforced = self.completeness.enforced
         values = mine.values if mine else ()
         self.exact: dict[str, tuple[str, str | None]] = {v.value: (v.key, v.group) for v in values}
         self.folded: dict[str, tuple[str, str | None, str]] = {
@@ -312,6 +322,7 @@ class Validator:
         self._ckba_event_fields = frozenset(f.name for f in self.fields if f.group in _EVENT_GROUPS)
         self._index = {n: i for i, n in enumerate(self.names)}
         self._absent = frozenset(self._index[n] for n in absent)
+        self._fast = tuple(self._fast_check(f) for f in self.fields)
 
     # ---- value parsing ----
     def parse_date(self, value: str) -> date | str:
@@ -344,17 +355,27 @@ class Validator:
         validities = list(plan.blank_validities)
         result = RowResult(statuses=statuses, validities=validities)
         findings = result.findings
-        for i, name in enumerate(self.names):
-            value = rec.get(name)
-            if value:
-                validity, rule, message = self._check_value(self.fields[i], value, result)
-                validities[i] = validity
-                if rule is not None:
-                    f = self.fields[i]
-                    findings.append(FieldFinding(name, f.header, statuses[i], validity, rule, message))
-            elif i in plan.mandatory and i not in self._absent:
-                case = plan.mandatory[i]
-                f = self.fields[i]
+        fast = self._fast
+        index = self._index
+        fields = self.fields
+        for name, value in rec.items():
+            if not value:
+                continue
+            i = index.get(name)
+            if i is None:
+                continue
+            ok = fast[i]
+            if ok is not None and ok(value):  # the common case: a plainly valid value
+                validities[i] = Validity.VALID
+                continue
+            validity, rule, message = self._check_value(fields[i], value, result)
+            validities[i] = validity
+            if rule is not None:
+                findings.append(FieldFinding(name, fields[i].header, statuses[i], validity, rule, message))
+        for i, case in plan.mandatory.items():
+            name = self.names[i]
+            if not rec.get(name) and i not in self._absent:
+                f = fields[i]
                 findings.append(
                     FieldFinding(
                         name,
@@ -365,6 +386,8 @@ class Validator:
                         f"{f.header} is blank but Mandatory here: {case.why} ({case.cites}).",
                     )
                 )
+        if len(findings) > 1:
+            findings.sort(key=lambda fnd: index[fnd.name])  # report in file order, like the DQ report
         self._cross_field(rec, facts, result)
         return result
 
@@ -397,6 +420,29 @@ class Validator:
                 self._plans.clear()
             self._plans[sig] = plan
         return plan
+
+    def _fast_check(self, f: SpecField) -> Callable[[str], bool] | None:
+        """A cheap test that is True only for values the full check would pass (None: always do the full check)."""
+        fmt = f.format
+        if fmt == "code":
+            return self.codes[f.name].exact.__contains__
+        if fmt == "date":
+            cache = self._date_cache
+            return lambda v: type(cache.get(v)) is date
+        regex = {
+            "postcode": _POSTCODE_RE,
+            "decimal_2dp": _DECIMAL_RE,
+            "integer": _INTEGER_RE,
+            "la_code": _LA_CODE_RE,
+            "ods_gp_practice_code": _ODS_RE,
+            "cqc_location_id": _CQC_RE,
+        }.get(fmt)
+        if regex is not None:
+            fullmatch = regex.fullmatch
+            return lambda v: fullmatch(v) is not None
+        if fmt in ("text", "identifier"):
+            return lambda v: len(v) <= MAX_TEXT_LENGTH
+        return None
 
     def _check_value(self, f: SpecField, value: str, result: RowResult) -> tuple[Validity, str | None, str]:
         fmt = f.format
@@ -455,10 +501,10 @@ class Validator:
             return Validity.VALID, None, ""
         rel = self.release_label
         if self.release is Release.R2 and (
-            value in code.other_key_in_mine or (code.completeness.enforced and value in code.other_exact)
+            value in code.other_key_in_mine or (code.enforced and value in code.other_exact)
         ):
             return Validity.RELEASE_1, "CLD003", f"{f.header} holds a Release 1 value in a Release 2 file."
-        if code.completeness.enforced:
+        if code.enforced:
             folded = code.folded.get(_fold(value))
             if folded is not None:
                 return (

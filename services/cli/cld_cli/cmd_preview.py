@@ -1,0 +1,252 @@
+"""``cld preview``: pseudonymise an LA's CLD file locally and measure its re-identification risk.
+
+Streams the file (memory grows only with the number of people, for the risk figures), writes
+``DIR/pseudonymised.csv``, ``DIR/risk.json`` and ``DIR/report.md``. Errors exit with code 2 and a message
+that holds no data from the file and never the key. See docs/pseudonymisation.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+from collections.abc import Iterator
+from itertools import chain
+from operator import itemgetter
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from cld_pseudonymisation.keys import PseudonymKey
+
+KEY_ENV_VAR = "CLD_PSEUDO_KEY"
+OUTPUT_CSV = "pseudonymised.csv"
+OUTPUT_RISK = "risk.json"
+OUTPUT_REPORT = "report.md"
+KEY_ID_COLUMN = "pseudonym_key_id"
+_PROGRESS_EVERY = 5_000
+
+
+class _UsageError(Exception):
+    """A problem the user can fix; the message is safe to show (no data values, no key)."""
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _private_opener(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("preview")(preview)
+
+
+def preview(
+    file: Annotated[Path, typer.Argument(help="The LA's CLD file (CSV with the spec's headers).")],
+    out: Annotated[Path, typer.Option("--out", help="Directory for pseudonymised.csv, risk.json and report.md.")],
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--key-file",
+            help=f"File holding the pseudonymisation key as hex or base64 (>= 32 bytes). Without it the key "
+            f"is read from the {KEY_ENV_VAR} environment variable.",
+        ),
+    ] = None,
+    lookup: Annotated[
+        Path | None,
+        typer.Option("--lookup", help="ONS postcode lookup CSV (ONSPD/NSPL columns pcds, lsoa21cd, msoa21cd...)."),
+    ] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option("--tenant", help="LA code or hub id (default: the LA Code of the file's first row)."),
+    ] = None,
+    purpose: Annotated[str, typer.Option("--purpose", help="Recipient or use of the data.")] = "preview",
+    qi: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--qi",
+            help="Quasi-identifier column (repeat or comma-separate). Default: age band, "
+            "gender, ethnicity, postcode sector, primary support reason.",
+        ),
+    ] = None,
+    k_threshold: Annotated[int, typer.Option("--k-threshold", help="Warn when a group is smaller than this.")] = 5,
+) -> None:
+    """Pseudonymise a CLD file as it would be shared onward and report the re-identification risk."""
+    try:
+        _run(file, out, key_file, lookup, tenant, purpose, qi, k_threshold)
+    except _UsageError as exc:
+        _fail(str(exc))
+    except typer.Exit:
+        raise
+    except Exception as exc:  # never a traceback: messages of unknown errors could carry data values
+        _fail(f"internal error ({type(exc).__name__}); the outputs may be missing or incomplete", code=1)
+
+
+def _load_key(key_file: Path | None) -> PseudonymKey:
+    from cld_pseudonymisation.keys import PseudonymKey, PseudonymKeyError
+
+    try:
+        if key_file is not None:
+            return PseudonymKey.from_file(key_file)
+        text = os.environ.get(KEY_ENV_VAR)
+        if not text:
+            raise _UsageError(f"no key: give --key-file or set {KEY_ENV_VAR}")
+        return PseudonymKey.from_text(text)
+    except PseudonymKeyError as exc:
+        source = "key file" if key_file is not None else KEY_ENV_VAR
+        raise _UsageError(f"{source}: {exc}") from None
+
+
+@contextlib.contextmanager
+def _progress(total: int) -> Iterator[Any]:
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("pseudonymising"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("preview", total=total)
+        yield lambda done: progress.update(task, completed=done)
+
+
+def _run(
+    file: Path,
+    out: Path,
+    key_file: Path | None,
+    lookup_path: Path | None,
+    tenant: str | None,
+    purpose: str,
+    qi_opts: list[str] | None,
+    k_threshold: int,
+) -> None:
+    from cld_pseudonymisation.generalise import LookupFileError, PostcodeLookup
+    from cld_pseudonymisation.policy import PolicyError, load_policy
+    from cld_pseudonymisation.pseudonymiser import (
+        Pseudonymiser,
+        PseudonymiserError,
+        person_key,
+        qi_getter,
+        row_order,
+    )
+    from cld_pseudonymisation.report import ReportContext, render_report
+    from cld_pseudonymisation.risk import DEFAULT_QI, RiskAccumulator
+    from cld_schemas.csvfile import CLDFileError, iter_records
+
+    if k_threshold < 2:
+        raise _UsageError("--k-threshold must be at least 2")
+    key = _load_key(key_file)
+    try:
+        policy = load_policy()
+    except PolicyError as exc:
+        raise _UsageError(f"pseudonymisation policy: {exc}") from None
+    lookup = None
+    if lookup_path is not None:
+        try:
+            lookup = PostcodeLookup.from_csv(lookup_path)
+        except LookupFileError as exc:
+            raise _UsageError(f"--lookup: {exc}") from None
+    qi_names = tuple(q.strip() for opt in (qi_opts or []) for q in opt.split(",") if q.strip()) or DEFAULT_QI
+
+    try:
+        size = file.stat().st_size
+        raw: IO[bytes] = file.open("rb")
+    except FileNotFoundError:
+        raise _UsageError("the input file does not exist") from None
+    except OSError as exc:
+        raise _UsageError(f"the input file cannot be read ({type(exc).__name__})") from None
+    out_csv = out / OUTPUT_CSV
+    tmp_csv = out / f".{OUTPUT_CSV}.partial"
+    with raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
+        try:
+            _header, records = iter_records(text)
+            rows = iter(records)
+            first = next(rows, None)
+        except CLDFileError as exc:
+            raise _UsageError(f"input file: {exc}") from None
+        except UnicodeDecodeError:
+            raise _UsageError("input file: not UTF-8 text") from None
+        if tenant is None:
+            tenant = (first or {}).get("la_code")
+            if not tenant:
+                raise _UsageError("--tenant is needed: the file has no LA Code to take it from")
+        try:
+            ps = Pseudonymiser(policy, key, tenant=tenant, purpose=purpose, lookup=lookup)
+            qi_names = ps.check_qi_names(qi_names)
+        except PseudonymiserError as exc:
+            raise _UsageError(str(exc)) from None
+        acc = RiskAccumulator(qi_names, k_threshold=k_threshold)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _UsageError(f"--out: cannot create the directory ({type(exc).__name__})") from None
+        columns = ps.output_fields
+        pick = itemgetter(*columns)
+        n = 0
+        try:
+            with (
+                open(tmp_csv, "w", encoding="utf-8", newline="", opener=_private_opener) as fh,
+                _progress(size) as advance,
+            ):
+                writer = csv.writer(fh)
+                writer.writerow((*columns, KEY_ID_COLUMN))
+                key_id = ps.key_id
+                pseudonymise, add, qis = ps.pseudonymise, acc.add, qi_getter(qi_names)
+                for rec in chain((first,) if first is not None else (), rows):
+                    p = pseudonymise(rec)
+                    writer.writerow((*pick(p), key_id))
+                    add(person_key(p), qis(p), at=row_order(p))
+                    n += 1
+                    if n % _PROGRESS_EVERY == 0:
+                        advance(raw.tell())
+            os.replace(tmp_csv, out_csv)
+        except CLDFileError as exc:
+            raise _UsageError(f"input file: {exc}") from None
+        except UnicodeDecodeError:
+            raise _UsageError(f"input file: not UTF-8 text (after row {n})") from None
+        finally:
+            tmp_csv.unlink(missing_ok=True)
+
+    figures = acc.figures()
+    ctx = ReportContext(
+        tenant=tenant,
+        purpose=purpose,
+        key_id=ps.key_id,
+        rows=n,
+        lookup_used=lookup is not None,
+        lookup_columns=", ".join(c for c in (lookup.lsoa_column, lookup.msoa_column) if c) if lookup else None,
+    )
+    risk = {
+        "tenant": tenant,
+        "purpose": purpose,
+        "key_id": ps.key_id,
+        "policy_version": policy.version,
+        "lookup_used": lookup is not None,
+        **figures.to_dict(),
+    }
+    with open(out / OUTPUT_RISK, "w", encoding="utf-8", opener=_private_opener) as fh:
+        json.dump(risk, fh, indent=2)
+        fh.write("\n")
+    with open(out / OUTPUT_REPORT, "w", encoding="utf-8", opener=_private_opener) as fh:
+        fh.write(render_report(policy, figures, ctx))
+
+    typer.echo(
+        f"{n} rows, {figures.people} people; minimum k {figures.min_k}; {figures.uniques} unique "
+        f"({figures.unique_share:.1%}); key id {ps.key_id}"
+    )
+    for w in figures.warnings:
+        typer.echo(f"warning: {w}", err=True)
+    typer.echo(f"wrote {out_csv}, {out / OUTPUT_RISK}, {out / OUTPUT_REPORT}")
