@@ -48,7 +48,10 @@ class ServiceProcess:
         log = (self.log_dir / f"{self.name}-{self.port}.log").open("ab")
         self.proc = subprocess.Popen(
             [str(CLD), "serve", self.name, "--port", str(self.port)],
-            env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
         )
         log.close()
         return self
@@ -98,9 +101,7 @@ def service_env(bootstrap: str, prefix: str, **extra: str) -> dict[str, str]:
     return env
 
 
-async def produce(
-    bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes, dict[str, str]]]
-) -> int:
+async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes, dict[str, str]]]) -> int:
     """Publish (key, value, headers) messages with a plain aiokafka producer; returns the count."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
@@ -123,17 +124,17 @@ async def collect(
     topic: str,
     *,
     until: Callable[[list[dict[str, Any]]], bool],
-    timeout: float = 60.0,
+    wait_seconds: float = 60.0,
     on_progress: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Read ``topic`` from the beginning (JSON values) until ``until(seen)`` holds; TimeoutError after ``timeout``."""
+    """Read ``topic`` from the start (JSON values) until ``until(seen)`` (TimeoutError after ``wait_seconds``)."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
     )
     await consumer.start()
     seen: list[dict[str, Any]] = []
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(wait_seconds):
             while not until(seen):
                 batch = await consumer.getmany(timeout_ms=200)
                 for records in batch.values():

@@ -29,6 +29,7 @@ def service_record(**overrides: Any) -> dict[str, Any]:
         "service_type": "Long term support: Community",
         "service_component": "Home support or domiciliary care",
         "delivery_mechanism": "Direct payment",
+        "event_outcome": "Continuation of support or services",
         "client_funding_status": "Fully social care funded",
         "unit_cost": "20.50",
         "cost_frequency_unit_type": "Weekly",

@@ -32,6 +32,7 @@ _COMMAND_MODULES = (
     "cld_cli.cmd_transparency",
     "cld_cli.cmd_spec",
     "cld_cli.cmd_tenants",
+    "cld_cli.cmd_demo",
 )
 
 for _mod in _COMMAND_MODULES:

@@ -1,1 +1,26 @@
-"""cld_runtime."""
+"""cld_runtime: what every CLD service process shares (settings, broker factory, /metrics and /health,
+structured logging, consumer-lag gauge, dead-letter publisher). No domain logic here."""
+
+from cld_runtime.broker import broker_options, make_broker
+from cld_runtime.deadletter import DeadLetterPublisher, dead_letter_for
+from cld_runtime.http import health_body, make_asgi_app, metrics_body
+from cld_runtime.lag import ConsumerLagMonitor, compute_lag
+from cld_runtime.logs import configure_logging, service_logger
+from cld_runtime.settings import Settings
+from cld_runtime.topics import ensure_topics
+
+__all__ = [
+    "ConsumerLagMonitor",
+    "DeadLetterPublisher",
+    "Settings",
+    "broker_options",
+    "compute_lag",
+    "configure_logging",
+    "dead_letter_for",
+    "ensure_topics",
+    "health_body",
+    "make_asgi_app",
+    "make_broker",
+    "metrics_body",
+    "service_logger",
+]

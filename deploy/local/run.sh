@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# `make run`: start Kafka and the four services (up.sh), run the end-to-end demo (`cld demo`), and stop
+# everything this run started (down.sh), also on failure or Ctrl-C.
+set -euo pipefail
+
+REPO=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd -P)
+cleanup() { bash "$REPO/deploy/local/down.sh" || true; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+rc=0
+bash "$REPO/deploy/local/up.sh" || rc=$?
+if ((rc != 0 && rc != 3)); then
+  exit "$rc"
+fi
+demo_args=()
+((rc == 3)) && demo_args+=(--no-submission)
+"$REPO/.venv/bin/python" -m cld_cli.cmd_demo "${demo_args[@]}" "$@"

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Start Kafka (unless KAFKA_BOOTSTRAP_SERVERS is set) and the four CLD services as separate background
+# processes (`cld serve <name>`), wait until every /health answers 200 (bounded), and leave them running.
+# PIDs and logs: .run/local/. `down.sh` stops exactly what this started (by PID).
+#
+# Env: KAFKA_BOOTSTRAP_SERVERS, CLD_INGEST_PORT (8001), CLD_VALIDATION_PORT (8002),
+#      CLD_PSEUDONYMISATION_PORT (8003), CLD_SUBMISSION_PORT (8004), CLD_UP_TIMEOUT (90 s),
+#      CLD_PSEUDO_KEY_FILE / CLD_PSEUDO_KEY (else a local development key is generated under .run/local).
+set -euo pipefail
+
+REPO=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd -P)
+RUN="$REPO/.run/local"
+CLD="$REPO/.venv/bin/cld"
+TIMEOUT=${CLD_UP_TIMEOUT:-90}
+log() { printf 'up.sh: %s\n' "$*" >&2; }
+
+mkdir -p "$RUN"
+[[ -x $CLD ]] || { log "error: $CLD not found: run 'make install' first"; exit 1; }
+
+# ---- Kafka
+if [[ -n ${KAFKA_BOOTSTRAP_SERVERS:-} ]]; then
+  log "using the Kafka cluster at $KAFKA_BOOTSTRAP_SERVERS"
+else
+  line=$(bash "$REPO/deploy/kafka/kafka.sh" start)
+  export "${line?}"
+  # Remember that this script started it (down.sh stops only what up.sh started).
+  printf 'KAFKA_PORT=%s\n' "${KAFKA_PORT:-9092}" >"$RUN/kafka.started"
+  log "Kafka running at $KAFKA_BOOTSTRAP_SERVERS"
+fi
+printf 'KAFKA_BOOTSTRAP_SERVERS=%s\n' "$KAFKA_BOOTSTRAP_SERVERS" >"$RUN/kafka.env"
+
+# ---- pseudonymisation key (a development key only when none is configured)
+if [[ -z ${CLD_PSEUDO_KEY_FILE:-} && -z ${CLD_PSEUDO_KEY:-} ]]; then
+  if [[ ! -s $RUN/pseudo.key ]]; then
+    (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$RUN/pseudo.key")
+    log "generated a local development pseudonymisation key: $RUN/pseudo.key (never use it for real data)"
+  fi
+  export CLD_PSEUDO_KEY_FILE="$RUN/pseudo.key"
+fi
+export CLD_SUBMISSION_STATE_DIR=${CLD_SUBMISSION_STATE_DIR:-$REPO/.run/submission}
+
+declare -A PORTS=(
+  [ingest]=${CLD_INGEST_PORT:-8001}
+  [validation]=${CLD_VALIDATION_PORT:-8002}
+  [pseudonymisation]=${CLD_PSEUDONYMISATION_PORT:-8003}
+  [submission]=${CLD_SUBMISSION_PORT:-8004}
+)
+SERVICES=(ingest validation pseudonymisation submission)
+
+alive() { # $1: service -> true if its recorded PID is a running `cld serve <service>`
+  local pidf="$RUN/$1.pid" pid
+  [[ -f $pidf ]] || return 1
+  pid=$(<"$pidf")
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null &&
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "serve $1"
+}
+
+for s in "${SERVICES[@]}"; do
+  if alive "$s"; then
+    log "$s already running (pid $(<"$RUN/$s.pid"))"
+    continue
+  fi
+  port=${PORTS[$s]}
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    log "error: port $port for $s is already in use (set CLD_${s^^}_PORT)"
+    exit 1
+  fi
+  # setsid: the service is not in this shell's process group, so Ctrl-C in the terminal reaches only up.sh.
+  setsid "$CLD" serve "$s" --port "$port" >>"$RUN/$s.log" 2>&1 </dev/null &
+  echo $! >"$RUN/$s.pid"
+  echo "$port" >"$RUN/$s.port"
+  log "started $s (pid $!, http://127.0.0.1:$port, log $RUN/$s.log)"
+done
+
+# ---- wait until healthy (bounded)
+deadline=$((SECONDS + TIMEOUT))
+declare -A OK=()
+failed=()
+while ((${#OK[@]} + ${#failed[@]} < ${#SERVICES[@]})); do
+  for s in "${SERVICES[@]}"; do
+    [[ -n ${OK[$s]:-} ]] && continue
+    [[ " ${failed[*]} " == *" $s "* ]] && continue
+    if ! alive "$s"; then
+      failed+=("$s")
+      continue
+    fi
+    if curl -fsS -o /dev/null --max-time 3 "http://127.0.0.1:${PORTS[$s]}/health" 2>/dev/null; then
+      OK[$s]=1
+      log "$s healthy"
+    fi
+  done
+  if ((SECONDS >= deadline)); then
+    for s in "${SERVICES[@]}"; do
+      [[ -z ${OK[$s]:-} && " ${failed[*]} " != *" $s "* ]] && failed+=("$s")
+    done
+    break
+  fi
+  sleep 0.5 # polling interval of a bounded wait
+done
+
+if ((${#failed[@]})); then
+  for s in "${failed[@]}"; do
+    log "ERROR: the $s service did not become healthy within ${TIMEOUT}s. Last lines of $RUN/$s.log:"
+    tail -n 15 "$RUN/$s.log" >&2 || true
+  done
+  if [[ " ${failed[*]} " == *" submission "* && ${#failed[@]} -eq 1 ]]; then
+    log "WARNING: the SUBMISSION SERVICE COULD NOT START; ingest, validation and pseudonymisation are running."
+    exit 3
+  fi
+  exit 1
+fi
+log "all four services are healthy: ingest :${PORTS[ingest]}, validation :${PORTS[validation]}," \
+  "pseudonymisation :${PORTS[pseudonymisation]}, submission :${PORTS[submission]}"

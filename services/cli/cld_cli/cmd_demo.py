@@ -1,0 +1,244 @@
+"""``cld demo``: the end-to-end demo used by ``make run``, against running services.
+
+Generates a synthetic LA dataset (``cld_cli.synth.generate_rows``), uploads it as a CSV file to the ingest
+API, waits (bounded, with a progress bar) until every row has come out validated and pseudonymised (read
+from the topics with a plain aiokafka consumer), prints the DQ summary and a few pseudonymised rows, then
+asks the submission service to submit the period (request -> show -> approve -> sent/acknowledged).
+Run as ``cld demo`` or ``python -m cld_cli.cmd_demo``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import sys
+import uuid
+from collections import Counter
+from datetime import date
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cld_schemas import topics
+from cld_schemas.spec import load_spec
+
+console = Console()
+PERIOD_START = date(2024, 4, 1)
+PERIOD_END = date(2025, 3, 31)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)
+
+
+def synthetic_csv(*, people: int, seed: int, la_code: str) -> tuple[str, int]:
+    """The dataset as an LA file (spec headers), and how many distinct rows it holds."""
+    from cld_cli.synth import generate_rows
+
+    spec = load_spec()
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([f.header for f in spec.fields])
+    distinct: set[str] = set()
+    for row, _errors in generate_rows(
+        people=people, seed=seed, period_end=PERIOD_END, error_rate=0.05, la_code=la_code
+    ):
+        writer.writerow([row.get(f.name) or "" for f in spec.fields])
+        distinct.add(json.dumps({k: v for k, v in row.items() if v}, sort_keys=True))
+    return out.getvalue(), len(distinct)
+
+
+async def wait_for(
+    bootstrap: str, topic: str, *, source: str, expected: int, wait_seconds: float, progress: Progress, label: str
+) -> list[dict[str, Any]]:
+    """Events of this demo run (by source id) on ``topic``, one per event id, until ``expected`` are seen."""
+    from aiokafka import AIOKafkaConsumer
+
+    task = progress.add_task(label, total=expected)
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    by_id: dict[str, dict[str, Any]] = {}
+    try:
+        async with asyncio.timeout(wait_seconds):
+            while len(by_id) < expected:
+                batch = await consumer.getmany(timeout_ms=250)
+                for records in batch.values():
+                    for r in records:
+                        event = json.loads(r.value)
+                        if event.get("provenance", {}).get("source") == source:
+                            by_id.setdefault(event["provenance"]["event_id"], event)  # dedupe by event id
+                progress.update(task, completed=len(by_id))
+    finally:
+        await consumer.stop()
+    return list(by_id.values())
+
+
+def print_dq_summary(validated: list[dict[str, Any]]) -> None:
+    failed = sum(1 for v in validated if v["failed"])
+    console.print(f"\n[bold]DQ summary[/]: {len(validated)} rows, {failed} rows with failures")
+    by_rule = Counter((f["field"], f["rule"], f["validity"]) for v in validated for f in v["findings"])
+    table = Table("Field", "Rule", "Validity", "Failures")
+    for (field_name, rule, validity), n in by_rule.most_common(20):
+        table.add_row(field_name, rule, validity, str(n))
+    console.print(table)
+
+
+def print_pseudonymised(pseudo: list[dict[str, Any]], n: int = 3) -> None:
+    cols = [
+        "la_person_unique_identifier_pseudo",
+        "nhs_number_pseudo",
+        "age_band_period_end",
+        "gender",
+        "postcode_sector",
+        "event_type",
+        "event_start_date",
+    ]
+    table = Table(*cols, title="A few pseudonymised rows")
+    for p in pseudo[:n]:
+        table.add_row(*[str(p["record"].get(c) or "")[:16] for c in cols])
+    console.print(table)
+
+
+async def submit(client: httpx.AsyncClient, *, la_code: str, expected_rows: int, wait_seconds: float) -> None:
+    body = {
+        "la_code": la_code,
+        "period_start": PERIOD_START.isoformat(),
+        "period_end": PERIOD_END.isoformat(),
+        "requested_by": "cld demo",
+    }
+    async with asyncio.timeout(wait_seconds):
+        while True:  # the submission service may still be reading the validated topic
+            r = await client.post("/v1/submissions", json=body)
+            r.raise_for_status()
+            sub = r.json()["submission"]
+            detail = (await client.get(f"/v1/submissions/{sub['submission_id']}")).json()
+            rows = detail["submission"].get("rows") or 0
+            if rows >= expected_rows or sub["state"] not in ("requested", "assembled", "checked"):
+                break
+            await asyncio.sleep(1)  # polling interval of a bounded wait
+        console.print(f"\n[bold]Submission[/] {sub['submission_id']}: {sub['state']}, rows {rows}")
+        r = await client.post(
+            f"/v1/submissions/{sub['submission_id']}/approve", json={"by": "cld demo", "accept_errors": True}
+        )
+        if r.status_code >= 400:
+            console.print(f"approve refused ({r.status_code}): {r.text[:300]}")
+            return
+        while True:
+            status = (await client.get(f"/v1/submissions/{sub['submission_id']}/status")).json()
+            if status["state"] in ("sent", "acknowledged", "failed"):
+                break
+            await asyncio.sleep(0.5)  # polling interval of a bounded wait
+        console.print(f"submission {status['submission_id']}: [bold]{status['state']}[/]")
+    if status["state"] == "sent":
+        try:  # the acknowledgement may take a while (MESH) or never come (file transport)
+            async with asyncio.timeout(min(wait_seconds, 30.0)):
+                while status["state"] == "sent":
+                    await asyncio.sleep(0.5)  # polling interval of a bounded wait
+                    status = (await client.get(f"/v1/submissions/{sub['submission_id']}/status")).json()
+        except TimeoutError:
+            console.print("no acknowledgement yet (the file transport has none)")
+        console.print(f"submission {status['submission_id']}: [bold]{status['state']}[/]")
+
+
+async def run_demo(
+    *,
+    ingest_url: str,
+    submission_url: str | None,
+    bootstrap: str,
+    prefix: str,
+    people: int,
+    seed: int,
+    la_code: str,
+    wait_seconds: float,
+) -> None:
+    text, distinct = synthetic_csv(people=people, seed=seed, la_code=la_code)
+    source = f"demo-{uuid.uuid4().hex[:8]}"
+    async with httpx.AsyncClient(base_url=ingest_url, timeout=120) as client:
+        r = await client.post(
+            "/v1/uploads",
+            params={"la": la_code},
+            content=text.encode(),
+            headers={"content-type": "text/csv", "X-CLD-Source": source},
+        )
+    if r.status_code != 202:
+        console.print(f"[red]upload refused ({r.status_code})[/]: {r.text[:500]}")
+        raise typer.Exit(1)
+    console.print(f"uploaded {r.json()['rows']} rows for LA {la_code} (upload {r.json()['upload_id']})")
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as progress:
+        validated, pseudo = await asyncio.gather(
+            wait_for(
+                bootstrap,
+                prefix + topics.VALIDATED,
+                source=source,
+                expected=distinct,
+                wait_seconds=wait_seconds,
+                progress=progress,
+                label="validated",
+            ),
+            wait_for(
+                bootstrap,
+                prefix + topics.PSEUDONYMISED,
+                source=source,
+                expected=distinct,
+                wait_seconds=wait_seconds,
+                progress=progress,
+                label="pseudonymised",
+            ),
+        )
+    print_dq_summary(validated)
+    print_pseudonymised(pseudo)
+    if submission_url:
+        try:
+            async with httpx.AsyncClient(base_url=submission_url, timeout=30) as client:
+                await submit(client, la_code=la_code, expected_rows=distinct, wait_seconds=wait_seconds)
+        except (httpx.HTTPError, TimeoutError) as exc:
+            console.print(f"[yellow]submission step not completed[/] ({type(exc).__name__})")
+
+
+def demo(
+    ingest_url: Annotated[str, typer.Option(envvar="CLD_INGEST_URL")] = "http://127.0.0.1:8001",
+    submission_url: Annotated[str, typer.Option(envvar="CLD_SUBMISSION_URL")] = "http://127.0.0.1:8004",
+    no_submission: Annotated[bool, typer.Option("--no-submission", help="Skip the submission step.")] = False,
+    bootstrap: Annotated[str, typer.Option(envvar="KAFKA_BOOTSTRAP_SERVERS")] = "127.0.0.1:9092",
+    topic_prefix: Annotated[str, typer.Option(envvar="CLD_TOPIC_PREFIX")] = "",
+    people: Annotated[int, typer.Option(min=1)] = 200,
+    seed: int = 7,
+    la_code: Annotated[str, typer.Option("--la")] = "318",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each stage.")] = 180.0,
+) -> None:
+    """Send a synthetic LA dataset through the running mesh and show what came out (make run)."""
+    try:
+        asyncio.run(
+            run_demo(
+                ingest_url=ingest_url,
+                submission_url=None if no_submission else submission_url,
+                bootstrap=bootstrap,
+                prefix=topic_prefix,
+                people=people,
+                seed=seed,
+                la_code=la_code,
+                wait_seconds=timeout,
+            )
+        )
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        raise typer.Exit(130) from None
+    except TimeoutError:
+        console.print("[red]timed out waiting for the records to flow through[/]")
+        raise typer.Exit(1) from None
+
+
+if __name__ == "__main__":  # python -m cld_cli.cmd_demo (make run; works before main.py lists this module)
+    _app = typer.Typer(add_completion=False)
+    _app.command()(demo)
+    sys.exit(_app())
+
+__all__ = ["demo", "register"]

@@ -1,0 +1,333 @@
+"""The pseudonymisation-preview service process: ``RecordValidated`` -> ``RecordPseudonymised`` + risk gauges.
+
+Composition root: :func:`create_app`. The domain (``Pseudonymiser``, ``RiskAccumulator``) does the work;
+this module only wires Kafka, metrics and one read-only HTTP route (``GET /v1/risk``). Tenant = the record's
+LA code (pseudonyms differ per LA), purpose from settings. One risk accumulator per (LA, reporting period).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import parse_qs
+
+from faststream.asgi import AsgiFastStream, AsgiResponse, get
+from faststream.asgi.types import Scope
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.publisher import DefaultPublisher
+from faststream.middlewares import AckPolicy
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
+
+from cld_pseudonymisation.generalise import PostcodeLookup, parse_date
+from cld_pseudonymisation.keys import PseudonymKey
+from cld_pseudonymisation.policy import Policy, load_policy
+from cld_pseudonymisation.pseudonymiser import Pseudonymiser, person_key, qi_tuple, row_order
+from cld_pseudonymisation.risk import DEFAULT_K_THRESHOLD, DEFAULT_QI, RiskAccumulator
+from cld_runtime import (
+    ConsumerLagMonitor,
+    DeadLetterPublisher,
+    Settings,
+    configure_logging,
+    dead_letter_for,
+    ensure_topics,
+    make_asgi_app,
+    make_broker,
+)
+from cld_runtime.http import json_response
+from cld_runtime.messages import RawMessage, raw_messages
+from cld_schemas import topics
+from cld_schemas.events import DeadLetterReason, RecordPseudonymised, RecordValidated
+
+SERVICE: Final = "pseudonymisation"
+MAX_ACCUMULATORS: Final = 2000
+"""(LA, period) pairs tracked at most: bounds memory and metric label sets (about 153 LAs x a few periods)."""
+
+
+class PseudonymisationSettings(Settings):
+    service_name: str = Field(default=SERVICE, description="Service name in logs, metrics and client ids.")
+    http_port: int = Field(
+        default=8003,
+        ge=0,
+        le=65535,
+        validation_alias="CLD_PSEUDONYMISATION_PORT",
+        description="HTTP port (/metrics, /health, /v1/risk).",
+    )
+    group_id: str = Field(default="cld-pseudonymisation", description="Kafka consumer group shared by all instances.")
+    purpose: str = Field(
+        default="nhs-england-preview", description="Purpose (recipient) of the pseudonyms: they differ per purpose."
+    )
+    pseudo_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CLD_PSEUDO_KEY"),
+        description="Pseudonymisation key as hex or base64 text (>= 32 bytes). Prefer pseudo_key_file.",
+    )
+    pseudo_key_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CLD_PSEUDO_KEY_FILE"),
+        description="File holding the pseudonymisation key (hex or base64 text).",
+    )
+    pseudo_key_id: str | None = Field(
+        default=None, description="Public id of the key for rotation (default: derived from the key)."
+    )
+    policy_file: Path | None = Field(
+        default=None, description="Pseudonymisation policy JSON (default: the shipped one)."
+    )
+    postcode_lookup_file: Path | None = Field(
+        default=None, description="Postcode -> LSOA/MSOA lookup file (optional; without it lsoa/msoa are blank)."
+    )
+    risk_k_threshold: int = Field(
+        default=DEFAULT_K_THRESHOLD, ge=2, description="k below which people count as at risk."
+    )
+    risk_qi: tuple[str, ...] = Field(default=DEFAULT_QI, description="Quasi-identifiers for the risk figures.")
+
+    def load_key(self) -> PseudonymKey:
+        if self.pseudo_key_file is not None:
+            return PseudonymKey.from_file(self.pseudo_key_file, key_id=self.pseudo_key_id)
+        if self.pseudo_key is not None:
+            return PseudonymKey.from_text(self.pseudo_key.get_secret_value(), key_id=self.pseudo_key_id)
+        raise ValueError("no pseudonymisation key: set CLD_PSEUDO_KEY_FILE (or CLD_PSEUDO_KEY)")
+
+
+def reporting_period(record: dict[str, str | None]) -> str | None:
+    """``yyyy-mm-dd_yyyy-mm-dd`` from the record's reporting period dates (None when either is not a date)."""
+    start = parse_date(record.get("reporting_period_start_date"))
+    end = parse_date(record.get("reporting_period_end_date"))
+    if start is None or end is None:
+        return None
+    return f"{start[0]:04d}-{start[1]:02d}-{start[2]:02d}_{end[0]:04d}-{end[1]:02d}-{end[2]:02d}"
+
+
+@dataclass
+class RiskBook:
+    """One accumulator per (LA, reporting period), and the gauges that mirror them."""
+
+    qi: tuple[str, ...]
+    k_threshold: int
+    registry: CollectorRegistry
+
+    def __post_init__(self) -> None:
+        self.accumulators: dict[tuple[str, str], RiskAccumulator] = {}
+        labels = ["la_code", "period"]
+        self.min_k = Gauge("cld_risk_min_k", "Smallest equivalence class (people).", labels, registry=self.registry)
+        self.unique_ratio = Gauge(
+            "cld_risk_unique_records_ratio", "Share of people unique on the QIs.", labels, registry=self.registry
+        )
+        self.max_prosecutor = Gauge(
+            "cld_risk_max_prosecutor",
+            "Highest prosecutor re-identification risk (1/min k).",
+            labels,
+            registry=self.registry,
+        )
+
+    def add(self, la_code: str, period: str, pseudonymised: dict[str, str | None]) -> tuple[str, str] | None:
+        key = (la_code, period)
+        acc = self.accumulators.get(key)
+        if acc is None:
+            if len(self.accumulators) >= MAX_ACCUMULATORS:
+                return None
+            acc = self.accumulators[key] = RiskAccumulator(self.qi, k_threshold=self.k_threshold)
+        acc.add(person_key(pseudonymised), qi_tuple(pseudonymised, acc.qi), at=row_order(pseudonymised))
+        return key
+
+    def publish(self, keys: set[tuple[str, str]]) -> None:
+        for la, period in keys:
+            s = self.accumulators[(la, period)].summary()
+            self.min_k.labels(la, period).set(s.min_k)
+            self.unique_ratio.labels(la, period).set(s.unique_share)
+            self.max_prosecutor.labels(la, period).set(s.max_prosecutor_risk)
+
+
+class Pseudonymisers:
+    """One ``Pseudonymiser`` per tenant (LA code), built on first use."""
+
+    def __init__(self, policy: Policy, key: PseudonymKey, *, purpose: str, lookup: PostcodeLookup | None) -> None:
+        self.policy, self.key, self.purpose, self.lookup = policy, key, purpose, lookup
+        self._by_tenant: dict[str, Pseudonymiser] = {}
+
+    def for_tenant(self, la_code: str) -> Pseudonymiser:
+        p = self._by_tenant.get(la_code)
+        if p is None:
+            p = self._by_tenant[la_code] = Pseudonymiser(
+                self.policy, self.key, tenant=la_code, purpose=self.purpose, lookup=self.lookup
+            )
+        return p
+
+
+class ValidatedRecordsHandler:
+    def __init__(
+        self,
+        *,
+        pseudonymisers: Pseudonymisers,
+        risk: RiskBook,
+        publisher: DefaultPublisher,
+        deadletters: DeadLetterPublisher,
+        log: logging.Logger,
+        registry: CollectorRegistry,
+    ) -> None:
+        self.pseudonymisers = pseudonymisers
+        self.risk = risk
+        self.publisher = publisher
+        self.deadletters = deadletters
+        self.log = log
+        self.count = Counter(
+            "cld_records_pseudonymised_total", "Records pseudonymised, by LA.", ["la_code"], registry=registry
+        )
+
+    def pseudonymise(self, event: RecordValidated, *, now: datetime) -> RecordPseudonymised:
+        p = self.pseudonymisers.for_tenant(event.la_code)
+        return RecordPseudonymised(
+            la_code=event.la_code,
+            provenance=event.provenance,
+            key_id=p.key_id,
+            purpose=p.purpose,
+            record=p.pseudonymise(event.record),
+            withdrawn=event.withdrawn,
+            pseudonymised_at=now,
+        )
+
+    async def handle(self, messages: Sequence[RawMessage]) -> None:
+        pending: list[asyncio.Future[Any]] = []
+        touched: set[tuple[str, str]] = set()
+        for msg in messages:
+            now = datetime.now(UTC)
+            reason: DeadLetterReason | None = None
+            detail = ""
+            try:
+                event = RecordValidated.model_validate_json(msg.value or b"")
+                out = self.pseudonymise(event, now=now)
+                if not out.withdrawn and (period := reporting_period(event.record)) is not None:
+                    key = self.risk.add(out.la_code, period, out.record)
+                    if key is not None:
+                        touched.add(key)
+            except ValidationError as exc:
+                invalid_json = any(e["type"] == "json_invalid" for e in exc.errors(include_input=False))
+                reason = DeadLetterReason.NOT_JSON if invalid_json else DeadLetterReason.WRONG_TYPE
+                detail = "not a RecordValidated event"
+            except Exception as exc:  # a bug or unforeseen input must not stall the partition
+                self.log.exception(
+                    "processing failed", extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
+                )
+                reason, detail = DeadLetterReason.PROCESSING_ERROR, f"processing failed ({type(exc).__name__})"
+            if reason is not None:
+                letter = dead_letter_for(
+                    reason=reason,
+                    detail=detail,
+                    payload=msg.value,
+                    topic=msg.topic,
+                    partition=msg.partition,
+                    offset=msg.offset,
+                    key=msg.key,
+                    service=SERVICE,
+                    at=now,
+                )
+                fut = await self.deadletters.publish(letter, confirm=False)
+            else:
+                self.count.labels(out.la_code).inc()
+                fut = await self.publisher.publish(
+                    out.model_dump_json().encode(),  # pydantic's encoder: faster than a dict
+                    key=out.la_code.encode(),
+                    headers={topics.HEADER_EVENT_ID: out.provenance.event_id},
+                    no_confirm=True,
+                )
+            if isinstance(fut, asyncio.Future):
+                pending.append(fut)
+        self.risk.publish(touched)
+        await asyncio.gather(*pending)  # confirmed before the batch is committed (at-least-once)
+
+
+def risk_route(risk: RiskBook) -> Any:
+    @get(description="Re-identification risk figures for one LA and reporting period (?la=318&period=...).")
+    async def risk_figures(scope: Scope) -> AsgiResponse:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        la = (query.get("la") or [None])[0]
+        period = (query.get("period") or [None])[0]
+        if la is None:
+            available = [
+                {"la_code": k[0], "period": k[1], "people": len(acc)} for k, acc in sorted(risk.accumulators.items())
+            ]
+            return json_response(200, {"available": available})
+        matches = {k: acc for k, acc in risk.accumulators.items() if k[0] == la and (period is None or k[1] == period)}
+        if not matches:
+            return json_response(404, {"detail": "no records for that LA and period"})
+        if len(matches) > 1:
+            return json_response(
+                400, {"detail": "several periods: give ?period=", "periods": sorted(k[1] for k in matches)}
+            )
+        [((la_code, per), acc)] = matches.items()
+        return json_response(200, {"la_code": la_code, "period": per, **acc.figures().to_dict()})
+
+    return risk_figures
+
+
+def create_app(settings: PseudonymisationSettings) -> AsgiFastStream:
+    """Composition root of the pseudonymisation-preview process."""
+    log = configure_logging(service=SERVICE, level=settings.log_level)
+    registry = CollectorRegistry()
+    policy = load_policy(settings.policy_file)
+    lookup = PostcodeLookup.from_csv(settings.postcode_lookup_file) if settings.postcode_lookup_file else None
+    pseudonymisers = Pseudonymisers(policy, settings.load_key(), purpose=settings.purpose, lookup=lookup)
+    Pseudonymiser(policy, pseudonymisers.key, tenant="check", purpose=settings.purpose).check_qi_names(settings.risk_qi)
+    risk = RiskBook(settings.risk_qi, settings.risk_k_threshold, registry)
+
+    broker: KafkaBroker = make_broker(settings, registry=registry)
+    publisher = broker.publisher(
+        settings.topic(topics.PSEUDONYMISED),
+        schema=RecordPseudonymised,
+        title=topics.PSEUDONYMISED,
+        description="The pseudonymised form of each validated record. Key: the LA code.",
+    )
+    handler = ValidatedRecordsHandler(
+        pseudonymisers=pseudonymisers,
+        risk=risk,
+        publisher=publisher,
+        deadletters=DeadLetterPublisher(
+            broker, topic=settings.topic(topics.DEADLETTER), service=SERVICE, registry=registry
+        ),
+        log=log,
+        registry=registry,
+    )
+
+    @broker.subscriber(
+        settings.topic(topics.VALIDATED),
+        group_id=settings.group_id,
+        batch=True,
+        max_records=settings.consumer_max_records,
+        batch_timeout_ms=settings.consumer_batch_timeout_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title=f"{topics.VALIDATED}:pseudonymisation",
+        description="Validated records to pseudonymise.",
+    )
+    async def on_records_validated(message: KafkaMessage) -> None:
+        await handler.handle(raw_messages(message))
+
+    async def create_topics() -> None:
+        await ensure_topics(
+            settings, [settings.topic(t) for t in (topics.VALIDATED, topics.PSEUDONYMISED, topics.DEADLETTER)]
+        )
+
+    lag = ConsumerLagMonitor(
+        settings, group=settings.group_id, topics=[settings.topic(topics.VALIDATED)], registry=registry
+    )
+    app = make_asgi_app(
+        broker,
+        settings=settings,
+        registry=registry,
+        routes=[("/v1/risk", risk_route(risk))],
+        on_startup=[create_topics],
+        after_startup=[lag.start],
+        on_shutdown=[lag.stop],
+    )
+    app.context.set_global("registry", registry)
+    app.context.set_global("risk", risk)
+    return app
+
+
+__all__ = ["PseudonymisationSettings", "create_app"]

@@ -1,0 +1,81 @@
+"""Dead letters: a pointer to a message that could not be processed and the reason, never its payload.
+
+The original message stays on its topic; topic/partition/offset and the payload's sha256 are enough to find
+it again and re-drive it (docs/contract.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from datetime import datetime
+from typing import Any, Final
+
+from faststream.kafka import KafkaBroker
+from faststream.kafka.publisher import DefaultPublisher
+from prometheus_client import CollectorRegistry, Counter
+
+from cld_schemas.events import DeadLetter, DeadLetterReason
+from cld_schemas.topics import DEADLETTER
+
+HEADER_REASON: Final = "cld-deadletter-reason"
+_LA_KEY: Final = re.compile(rb"\d{3}")
+
+
+def dead_letter_for(
+    *,
+    reason: DeadLetterReason,
+    detail: str,
+    payload: bytes | None,
+    topic: str,
+    partition: int | None,
+    offset: int | None,
+    key: bytes | None,
+    service: str,
+    at: datetime,
+) -> DeadLetter:
+    """Build the dead letter. The key is kept only when it has the shape of an LA code (3 digits)."""
+    body = payload or b""
+    return DeadLetter(
+        reason=reason,
+        detail=detail,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        key=key.decode("ascii") if key is not None and _LA_KEY.fullmatch(key) else None,
+        payload_sha256=hashlib.sha256(body).hexdigest(),
+        payload_bytes=len(body),
+        service=service,
+        at=at,
+    )
+
+
+class DeadLetterPublisher:
+    """Publishes dead letters on the (prefixed) dead-letter topic and counts them (cld_deadletters_total)."""
+
+    def __init__(self, broker: KafkaBroker, *, topic: str, service: str, registry: CollectorRegistry) -> None:
+        self.service = service
+        self.publisher: DefaultPublisher = broker.publisher(
+            topic,
+            schema=DeadLetter,
+            title=f"{DEADLETTER}:{service}",
+            description="What could not be processed: reason and pointer (topic/partition/offset), no payload.",
+        )
+        self.counter = Counter(
+            "cld_deadletters_total",
+            "Messages sent to the dead-letter topic, by service and reason.",
+            ["service", "reason"],
+            registry=registry,
+        )
+
+    async def publish(self, letter: DeadLetter, *, confirm: bool = True) -> asyncio.Future[Any] | None:
+        """Publish; with ``confirm=False`` return the delivery future (None in the in-memory test broker)."""
+        self.counter.labels(self.service, letter.reason.value).inc()
+        result = await self.publisher.publish(
+            letter.model_dump_json().encode(),
+            key=letter.key.encode() if letter.key else None,
+            headers={HEADER_REASON: letter.reason.value},
+            no_confirm=not confirm,
+        )
+        return result if isinstance(result, asyncio.Future) else None

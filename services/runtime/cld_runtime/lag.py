@@ -1,0 +1,91 @@
+"""cld_consumer_lag{group,topic,partition}: how far the service's own consumer group is behind.
+
+Lag = the partition's end offset - the group's committed offset (the whole partition if nothing is committed
+yet). Computed by a pure function; ``ConsumerLagMonitor`` only fetches the two offset maps periodically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client import CollectorRegistry, Gauge
+
+from cld_runtime.settings import Settings
+
+log = logging.getLogger("cld.runtime.lag")
+
+
+def compute_lag(
+    end_offsets: Mapping[TopicPartition, int], committed: Mapping[TopicPartition, int | None]
+) -> dict[TopicPartition, int]:
+    """Per-partition lag; never negative (a commit can race ahead of a stale end offset)."""
+    return {tp: max(0, end - (committed.get(tp) or 0)) for tp, end in end_offsets.items()}
+
+
+class ConsumerLagMonitor:
+    """Refreshes the lag gauge every ``interval`` seconds with its own admin client and offset consumer."""
+
+    def __init__(self, settings: Settings, *, group: str, topics: Sequence[str], registry: CollectorRegistry) -> None:
+        self.settings = settings
+        self.group = group
+        self.topics = tuple(topics)
+        self.gauge = Gauge(
+            "cld_consumer_lag",
+            "Records not yet committed by the consumer group, per partition.",
+            ["group", "topic", "partition"],
+            registry=registry,
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"lag-{self.group}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        kwargs: dict[str, Any] = self.settings.aiokafka_kwargs()
+        client_id = f"cld-{self.settings.service_name}-lag"
+        admin = AIOKafkaAdminClient(**kwargs, client_id=client_id)
+        consumer = AIOKafkaConsumer(**kwargs, enable_auto_commit=False, client_id=client_id)
+        try:
+            await admin.start()
+            await consumer.start()
+            while True:
+                try:
+                    await self.refresh(admin, consumer)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a slow broker must not kill the service: try again next time
+                    log.warning("consumer lag refresh failed", extra={"error": type(exc).__name__})
+                await asyncio.sleep(self.settings.consumer_lag_interval_seconds)
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            with contextlib.suppress(Exception):
+                await admin.close()
+
+    async def refresh(self, admin: AIOKafkaAdminClient, consumer: AIOKafkaConsumer) -> None:
+        partitions = [
+            TopicPartition(t["topic"], p["partition"])
+            for t in await admin.describe_topics(list(self.topics))
+            if t.get("error_code", 0) == 0
+            for p in t.get("partitions", ())
+        ]
+        if not partitions:
+            return
+        end = await consumer.end_offsets(partitions)
+        offsets = await admin.list_consumer_group_offsets(self.group, partitions=partitions)
+        committed = {tp: (om.offset if om is not None and om.offset >= 0 else None) for tp, om in offsets.items()}
+        for tp, lag in compute_lag(end, {tp: committed.get(tp) for tp in partitions}).items():
+            self.gauge.labels(self.group, tp.topic, str(tp.partition)).set(lag)

@@ -1,0 +1,74 @@
+"""Structured logging: one JSON object per line on stderr, and never a value from a record.
+
+Exception messages can quote their input (pydantic, json, csv errors do), so the formatter writes only the
+exception's type and the stack frames, never ``str(exc)``. Log calls pass identifiers (topic, partition,
+offset, event id, LA code, counts) as ``extra=``, never record values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from datetime import UTC, datetime
+from typing import Any, Final
+
+_STANDARD: Final = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName", "color_message"}
+_SAFE_TYPES: Final = (str, int, float, bool, type(None))
+
+
+class JsonFormatter(logging.Formatter):
+    """JSON lines; exceptions as type + frames only (their message may hold personal data)."""
+
+    def __init__(self, service: str) -> None:
+        super().__init__()
+        self.service = service
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "service": self.service,
+            "logger": record.name,
+            "msg": record.getMessage() if record.name.startswith("cld") else _framework_message(record),
+        }
+        for k, v in record.__dict__.items():
+            if k not in _STANDARD and not k.startswith("_") and isinstance(v, _SAFE_TYPES):
+                out[k] = v
+        if record.exc_info and record.exc_info[0] is not None:
+            exc_type, _exc, tb = record.exc_info
+            out["exc_type"] = exc_type.__name__
+            out["exc_frames"] = "".join(traceback.format_tb(tb, limit=8))
+        return json.dumps(out, ensure_ascii=False)
+
+
+def _framework_message(record: logging.LogRecord) -> str:
+    """Framework messages (FastStream, aiokafka, uvicorn) are fixed texts; args may hold anything."""
+    if record.args and record.name.startswith(("uvicorn.access",)):
+        return record.getMessage()  # method, path and status only: our paths carry no personal data
+    try:
+        return str(record.msg) if not record.args else record.getMessage()[:500]
+    except Exception:  # a broken format string must not kill logging
+        return str(record.msg)[:500]
+
+
+def configure_logging(*, service: str, level: str = "INFO") -> logging.Logger:
+    """Route the root logger (and FastStream's, aiokafka's, uvicorn's) through the JSON formatter."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(service))
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "faststream", "aiokafka"):
+        lg = logging.getLogger(name)
+        lg.handlers.clear()
+        lg.propagate = True
+    logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    return service_logger(service)
+
+
+def service_logger(service: str) -> logging.Logger:
+    return logging.getLogger(f"cld.{service}")

@@ -1,0 +1,170 @@
+"""Reading a raw-topic message as a CLD record: pure functions over the message's bytes, key and headers.
+
+Anything that cannot be read as a record becomes a :class:`Rejected` with a bounded reason
+(``DeadLetterReason``) and a detail that names fields or limits but never quotes a value.
+Dates written ``YYYY-MM-DD`` (ISO 8601, allowed by the raw-topic contract) become the spec's ``dd/mm/yyyy``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from cld_runtime.messages import HEADER_CHANNEL, RawMessage
+from cld_schemas import topics
+from cld_schemas.events import DeadLetterReason
+from cld_schemas.record import MAX_VALUE_LENGTH, CLDRecord
+from cld_schemas.spec import load_spec
+
+_ISO_DATE: Final = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_LA_CODE: Final = re.compile(r"\d{3}")
+_TOKEN: Final = re.compile(r"[A-Za-z0-9._:@/+-]{1,128}")
+WITHDRAW: Final = "withdraw"
+UPSERT: Final = "upsert"
+
+
+@dataclass(frozen=True, slots=True)
+class Intake:
+    """A readable record, with its provenance from the headers."""
+
+    la_code: str
+    record: dict[str, str | None]
+    withdrawn: bool
+    source: str
+    event_id: str
+    received_at: datetime
+    channel: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reason: DeadLetterReason
+    detail: str
+
+
+@cache
+def date_fields() -> frozenset[str]:
+    return frozenset(f.name for f in load_spec().fields if f.format == "date")
+
+
+def normalise_dates(record: dict[str, str | None]) -> dict[str, str | None]:
+    """``YYYY-MM-DD`` -> ``dd/mm/yyyy`` in date fields; anything else is left for the DQ rules to judge."""
+    for name in date_fields():
+        v = record.get(name)
+        if v is not None and (m := _ISO_DATE.fullmatch(v)):
+            record[name] = f"{m[3]}/{m[2]}/{m[1]}"
+    return record
+
+
+@cache
+def _field_names() -> tuple[str, ...]:
+    return tuple(CLDRecord.model_fields)
+
+
+def _fast_record(data: dict[str, Any]) -> dict[str, str | None] | None:
+    """The common case without pydantic (it is most of the per-record cost): known keys, text or null values.
+
+    Same result as ``CLDRecord.model_validate(data).values()``; None when the record model must judge.
+    """
+    names = _field_names()
+    record: dict[str, str | None] = dict.fromkeys(names)
+    for k, v in data.items():
+        if k not in record:
+            return None
+        if v is None:
+            continue
+        if type(v) is not str or len(v) > MAX_VALUE_LENGTH:
+            return None
+        record[k] = v.strip() or None
+    return record
+
+
+def _describe(exc: ValidationError) -> tuple[DeadLetterReason, str]:
+    """Field names and error kinds only (``include_input=False``): values never leave."""
+    errors = exc.errors(include_input=False, include_url=False, include_context=False)
+    unknown = [str(e["loc"][0])[:64] for e in errors if e["type"] == "extra_forbidden" and e["loc"]]
+    if unknown:
+        return DeadLetterReason.UNKNOWN_FIELD, "unknown field(s): " + ", ".join(sorted(unknown)[:10])
+    names = sorted({str(e["loc"][0])[:64] for e in errors if e["loc"]})
+    return DeadLetterReason.WRONG_TYPE, "field(s) with a value that is not text or a number: " + ", ".join(names[:10])
+
+
+def read_message(msg: RawMessage, *, max_bytes: int) -> Intake | Rejected:
+    """Decode, check and normalise one raw-topic message (issue 3's public contract)."""
+    value = msg.value
+    if value is None or not value:
+        return Rejected(DeadLetterReason.NOT_AN_OBJECT, "the message has no value (empty or tombstone)")
+    if len(value) > max_bytes:
+        return Rejected(DeadLetterReason.TOO_LARGE, f"the message value is larger than {max_bytes} bytes")
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return Rejected(DeadLetterReason.NOT_UTF8, "the message value is not UTF-8 text")
+    try:
+        data: Any = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        return Rejected(DeadLetterReason.NOT_JSON, "the message value is not JSON")
+    if not isinstance(data, dict):
+        return Rejected(DeadLetterReason.NOT_AN_OBJECT, "the message value is JSON but not an object")
+    record = _fast_record(data)
+    if record is None:  # something unusual: let the record model decide, and say what is wrong
+        try:
+            record = CLDRecord.model_validate(data).values()
+        except ValidationError as exc:
+            reason, detail = _describe(exc)
+            return Rejected(reason, detail)
+
+    key_text: str | None = None
+    if msg.key:
+        try:
+            key_text = msg.key.decode("ascii").strip() or None
+        except UnicodeDecodeError:
+            return Rejected(DeadLetterReason.MISSING_LA_CODE, "the message key is not an LA code (not ASCII text)")
+    body_la = record.get("la_code")
+    if key_text is not None and body_la is not None and key_text != body_la:
+        return Rejected(DeadLetterReason.LA_CODE_MISMATCH, "the message key and the record's la_code differ")
+    la_code = key_text or body_la
+    if la_code is None:
+        return Rejected(DeadLetterReason.MISSING_LA_CODE, "no LA code: neither a message key nor la_code")
+    if not _LA_CODE.fullmatch(la_code):
+        # The LA code routes the record (Kafka key, submission per LA, metric label): it must be one.
+        return Rejected(DeadLetterReason.MISSING_LA_CODE, "the LA code is not a 3-digit code")
+    record["la_code"] = la_code
+
+    action = (msg.header(topics.HEADER_ACTION) or UPSERT).lower()
+    source = msg.header(topics.HEADER_SOURCE) or "unknown"
+    if not _TOKEN.fullmatch(source):
+        source = "invalid"
+    event_id = msg.header(topics.HEADER_EVENT_ID)
+    if event_id is None or not _TOKEN.fullmatch(event_id):
+        # No (usable) idempotency key: the message's position is its identity, so a re-delivery of the same
+        # message (at-least-once) keeps the same id and downstream dedupes it.
+        event_id = f"kafka:{msg.topic}:{msg.partition}:{msg.offset}"
+    return Intake(
+        la_code=la_code,
+        record=normalise_dates(record),
+        withdrawn=action == WITHDRAW,
+        source=source,
+        event_id=event_id,
+        received_at=_received_at(msg),
+        channel=channel if (channel := msg.header(HEADER_CHANNEL)) in ("http", "csv") else "kafka",
+    )
+
+
+def _received_at(msg: RawMessage) -> datetime:
+    stamped = msg.header(topics.HEADER_RECEIVED_AT)
+    if stamped is not None:
+        try:
+            at = datetime.fromisoformat(stamped)
+            return at if at.tzinfo else at.replace(tzinfo=UTC)
+        except ValueError:
+            pass
+    if msg.timestamp_ms is not None and msg.timestamp_ms >= 0:
+        return datetime.fromtimestamp(msg.timestamp_ms / 1000, UTC)
+    return datetime.now(UTC)

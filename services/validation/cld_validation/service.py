@@ -1,0 +1,269 @@
+"""The validation service process: raw events -> ``RecordValidated`` (or a dead letter), nothing else.
+
+Composition root: :func:`create_app`. The handler is a few lines; the work is in ``intake.read_message``
+(reading the message) and ``rules.validate_record`` (the DQ rules). Records are consumed in batches and the
+batch's offsets are committed only after every output has been acknowledged by the broker (at-least-once:
+a crash re-delivers, never loses). A message that cannot be processed goes to the dead-letter topic and
+the partition moves on: a poison message never stalls it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from faststream.asgi import AsgiFastStream
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.publisher import DefaultPublisher
+from faststream.middlewares import AckPolicy
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from pydantic import Field
+
+from cld_runtime import (
+    ConsumerLagMonitor,
+    DeadLetterPublisher,
+    Settings,
+    configure_logging,
+    dead_letter_for,
+    ensure_topics,
+    make_asgi_app,
+    make_broker,
+)
+from cld_runtime.messages import RawMessage, raw_messages
+from cld_schemas import topics
+from cld_schemas.events import DeadLetterReason, Finding, Provenance, RecordValidated
+from cld_schemas.spec import Release
+from cld_validation.intake import Intake, Rejected, read_message
+from cld_validation.rules import validate_record
+
+SERVICE = "validation"
+
+
+class ValidationSettings(Settings):
+    service_name: str = Field(default=SERVICE, description="Service name in logs, metrics and client ids.")
+    http_port: int = Field(
+        default=8002,
+        ge=0,
+        le=65535,
+        validation_alias="CLD_VALIDATION_PORT",
+        description="HTTP port (/metrics, /health).",
+    )
+    group_id: str = Field(default="cld-validation", description="Kafka consumer group shared by all instances.")
+    release: Release = Field(default=Release.R2, description="Specification release the records are validated against.")
+    max_message_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        description="Raw messages larger than this go to the dead-letter topic (too_large).",
+    )
+
+
+class ValidationMetrics:
+    """Domain metrics of docs/TEAM.md's contract, on the process's registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.received = Counter(
+            "cld_records_received_total",
+            "Records received, by LA and channel.",
+            ["la_code", "channel"],
+            registry=registry,
+        )
+        self.validated = Counter(
+            "cld_records_validated_total",
+            "Records validated, by LA and outcome.",
+            ["la_code", "outcome"],
+            registry=registry,
+        )
+        self.findings = Counter(
+            "cld_findings_total",
+            "DQ findings, by LA, field (spec header) and rule.",
+            ["la_code", "field", "rule"],
+            registry=registry,
+        )
+        self.newest = Gauge(
+            "cld_newest_record_timestamp_seconds",
+            "When the newest record of the LA was received (Unix time).",
+            ["la_code"],
+            registry=registry,
+        )
+        self._newest: dict[str, float] = {}
+
+    def observe(self, event: RecordValidated, *, channel: str) -> None:
+        la = event.la_code
+        if channel == "kafka":  # http and csv records were counted by the ingest service
+            self.received.labels(la, channel).inc()
+        at = event.provenance.received_at.timestamp()
+        if at > self._newest.get(la, 0.0):
+            self._newest[la] = at
+            self.newest.labels(la).set(at)
+        if event.withdrawn:
+            return
+        self.validated.labels(la, "failed" if event.failed else "passed").inc()
+        for f in event.findings:
+            self.findings.labels(la, f.field, f.rule).inc()
+
+
+def validated_event(intake: Intake, msg: RawMessage, *, release: Release, now: datetime) -> RecordValidated:
+    """The DQ rules over one readable record. A withdrawal carries no findings: it only names the record."""
+    findings: list[Finding] = []
+    if not intake.withdrawn:
+        result = validate_record(intake.record, release=release)
+        findings = [
+            Finding(field=f.header, status=f.status, validity=f.validity, rule=f.rule, message=f.message)
+            for f in result.findings
+        ]
+    return RecordValidated(
+        la_code=intake.la_code,
+        release=release,
+        provenance=Provenance(
+            source=intake.source,
+            event_id=intake.event_id,
+            received_at=intake.received_at,
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
+        ),
+        record=intake.record,
+        findings=findings,
+        failed=any(f.validity.failed for f in findings),
+        withdrawn=intake.withdrawn,
+        validated_at=now,
+    )
+
+
+class RawEventsHandler:
+    """Turns a batch of raw messages into validated events and dead letters, confirmed before commit."""
+
+    def __init__(
+        self,
+        *,
+        settings: ValidationSettings,
+        validated: DefaultPublisher,
+        deadletters: DeadLetterPublisher,
+        metrics: ValidationMetrics,
+        log: logging.Logger,
+    ) -> None:
+        self.settings = settings
+        self.validated = validated
+        self.deadletters = deadletters
+        self.metrics = metrics
+        self.log = log
+
+    async def handle(self, messages: Sequence[RawMessage]) -> None:
+        pending: list[asyncio.Future[Any]] = []
+        for msg in messages:
+            now = datetime.now(UTC)
+            outcome: RecordValidated | Rejected
+            channel = "kafka"
+            try:
+                intake = read_message(msg, max_bytes=self.settings.max_message_bytes)
+                if isinstance(intake, Rejected):
+                    outcome = intake
+                else:
+                    channel = intake.channel
+                    outcome = validated_event(intake, msg, release=self.settings.release, now=now)
+            except Exception as exc:  # a bug or an unforeseen input must not stall the partition
+                self.log.exception(
+                    "processing failed", extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
+                )
+                outcome = Rejected(DeadLetterReason.PROCESSING_ERROR, f"processing failed ({type(exc).__name__})")
+            fut = await self._publish(outcome, msg, now=now, channel=channel)
+            if fut is not None:
+                pending.append(fut)
+        # Every output acknowledged before the batch's offsets are committed (AckPolicy.NACK_ON_ERROR:
+        # a failed publish raises here, nothing is committed and the batch is consumed again).
+        await asyncio.gather(*pending)
+
+    async def _publish(
+        self, outcome: RecordValidated | Rejected, msg: RawMessage, *, now: datetime, channel: str
+    ) -> asyncio.Future[Any] | None:
+        if isinstance(outcome, Rejected):
+            self.log.warning(
+                "dead letter",
+                extra={
+                    "reason": outcome.reason.value,
+                    "topic": msg.topic,
+                    "partition": msg.partition,
+                    "offset": msg.offset,
+                },
+            )
+            letter = dead_letter_for(
+                reason=outcome.reason,
+                detail=outcome.detail,
+                payload=msg.value,
+                topic=msg.topic,
+                partition=msg.partition,
+                offset=msg.offset,
+                key=msg.key,
+                service=SERVICE,
+                at=now,
+            )
+            return await self.deadletters.publish(letter, confirm=False)
+        self.metrics.observe(outcome, channel=channel)
+        result = await self.validated.publish(
+            outcome.model_dump_json().encode(),  # pydantic's encoder: faster than a dict
+            key=outcome.la_code.encode(),
+            headers={
+                topics.HEADER_EVENT_ID: outcome.provenance.event_id,
+                topics.HEADER_SOURCE: outcome.provenance.source,
+            },
+            no_confirm=True,
+        )
+        return result if isinstance(result, asyncio.Future) else None
+
+
+def create_app(settings: ValidationSettings) -> AsgiFastStream:
+    """Composition root of the validation process."""
+    log = configure_logging(service=SERVICE, level=settings.log_level)
+    registry = CollectorRegistry()
+    broker: KafkaBroker = make_broker(settings, registry=registry)
+    validated = broker.publisher(
+        settings.topic(topics.VALIDATED),
+        schema=RecordValidated,
+        title=topics.VALIDATED,
+        description="Every readable record with its DQ findings. Key: the LA code.",
+    )
+    handler = RawEventsHandler(
+        settings=settings,
+        validated=validated,
+        deadletters=DeadLetterPublisher(
+            broker, topic=settings.topic(topics.DEADLETTER), service=SERVICE, registry=registry
+        ),
+        metrics=ValidationMetrics(registry),
+        log=log,
+    )
+
+    @broker.subscriber(
+        settings.topic(topics.RAW),
+        group_id=settings.group_id,
+        batch=True,
+        max_records=settings.consumer_max_records,
+        batch_timeout_ms=settings.consumer_batch_timeout_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title=f"{topics.RAW}:validation",
+        description=(
+            "Raw CLD events from source systems. Key: LA code. Value: one JSON object of spec fields by "
+            "snake_case name. Headers: cld-source, cld-event-id, cld-action (upsert|withdraw)."
+        ),
+    )
+    async def on_raw_events(message: KafkaMessage) -> None:
+        await handler.handle(raw_messages(message))
+
+    async def create_topics() -> None:
+        await ensure_topics(settings, [settings.topic(t) for t in (topics.RAW, topics.VALIDATED, topics.DEADLETTER)])
+
+    lag = ConsumerLagMonitor(settings, group=settings.group_id, topics=[settings.topic(topics.RAW)], registry=registry)
+    app = make_asgi_app(
+        broker,
+        settings=settings,
+        registry=registry,
+        on_startup=[create_topics],
+        after_startup=[lag.start],
+        on_shutdown=[lag.stop],
+    )
+    app.context.set_global("registry", registry)
+    return app

@@ -1,0 +1,111 @@
+"""The pseudonymisation-preview service alone, on FastStream's in-memory TestKafkaBroker."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from faststream.kafka import KafkaBroker, TestKafkaBroker
+from pydantic import SecretStr
+
+from cld_pseudonymisation.service import PseudonymisationSettings, create_app
+from cld_schemas import topics
+from cld_schemas.events import DeadLetter, DeadLetterReason, Provenance, RecordPseudonymised, RecordValidated
+from cld_schemas.spec import Release
+from cld_validation.intake import normalise_dates
+from tests.support.capture import Captured, capture
+from tests.support.records import service_record
+
+TEST_KEY = "11" * 32
+
+
+def validated(event_id: str = "ev-1", **overrides: Any) -> RecordValidated:
+    return RecordValidated(
+        la_code="318",
+        release=Release.R2,
+        provenance=Provenance(source="test", event_id=event_id, received_at=datetime.now(UTC)),
+        record=normalise_dates(dict(service_record(**overrides))),
+        findings=[],
+        failed=False,
+        validated_at=datetime.now(UTC),
+    )
+
+
+@dataclass
+class Harness:
+    broker: KafkaBroker
+    out: Captured
+    deadletters: Captured
+    app: Any
+
+    async def send(self, event: RecordValidated | bytes) -> None:
+        body = event if isinstance(event, bytes) else event.model_dump_json().encode()
+        await self.broker.publish(body, topics.VALIDATED, key=b"318")
+
+    def metric(self, name: str, labels: dict[str, str]) -> float:
+        return float(self.app.context.get("registry").get_sample_value(name, labels) or 0.0)
+
+
+@pytest.fixture
+async def harness() -> AsyncIterator[Harness]:
+    app = create_app(
+        PseudonymisationSettings(
+            kafka_bootstrap_servers="127.0.0.1:1", log_level="WARNING", pseudo_key=SecretStr(TEST_KEY)
+        )
+    )
+    broker = app.broker
+    assert isinstance(broker, KafkaBroker)
+    out = capture(broker, topics.PSEUDONYMISED)
+    deadletters = capture(broker, topics.DEADLETTER)
+    async with TestKafkaBroker(broker):
+        yield Harness(broker, out, deadletters, app)
+
+
+async def test_validated_record_comes_out_pseudonymised(harness: Harness) -> None:
+    await harness.send(validated())
+
+    [body] = harness.out.bodies
+    event = RecordPseudonymised.model_validate(body)
+    text = json.dumps(body)
+    for identifying in ("9990000018", "P000123", "Test", "Person", "AB1 2CD"):
+        assert identifying not in text
+    assert event.record["nhs_number_pseudo"]
+    assert event.purpose == "nhs-england-preview"
+    assert event.provenance.event_id == "ev-1"
+    assert harness.out.keys == [b"318"]
+    assert harness.metric("cld_records_pseudonymised_total", {"la_code": "318"}) == 1
+
+
+async def test_risk_gauges_and_endpoint_per_la_and_period(harness: Harness) -> None:
+    await harness.send(validated("a", la_person_unique_identifier="P1"))
+    await harness.send(validated("b", la_person_unique_identifier="P2", gender="Male"))
+
+    period = "2025-04-01_2026-03-31"
+    assert harness.metric("cld_risk_min_k", {"la_code": "318", "period": period}) == 1
+    assert harness.metric("cld_risk_max_prosecutor", {"la_code": "318", "period": period}) == 1.0
+    transport = httpx.ASGITransport(app=harness.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://p") as client:
+        r = await client.get("/v1/risk", params={"la": "318", "period": period})
+        missing = await client.get("/v1/risk", params={"la": "999"})
+    assert r.status_code == 200
+    assert r.json()["people"] == 2
+    assert missing.status_code == 404
+
+
+async def test_unreadable_validated_message_is_dead_lettered(harness: Harness) -> None:
+    await harness.send(b'{"la_code": "318"}')
+
+    letter = DeadLetter.model_validate(harness.deadletters.bodies[0])
+    assert letter.reason is DeadLetterReason.WRONG_TYPE
+    assert letter.service == "pseudonymisation"
+    assert harness.out.bodies == []
+
+
+def test_without_a_key_the_service_refuses_to_start() -> None:
+    with pytest.raises(ValueError, match="no pseudonymisation key"):
+        create_app(PseudonymisationSettings(kafka_bootstrap_servers="127.0.0.1:1"))
