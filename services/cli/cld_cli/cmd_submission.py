@@ -1,0 +1,283 @@
+"""``cld submission``: request, inspect, approve and export submissions through the running service's API.
+
+Base URL: ``--url`` or ``CLD_SUBMISSION_URL`` (default http://127.0.0.1:8004).
+Exit codes: 0 done; 1 refused or not found (the service said why); 2 bad usage; 3 service not reachable or
+answering with a server error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+DEFAULT_URL = "http://127.0.0.1:8004"
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_UNREACHABLE = 3
+
+submission_app = typer.Typer(
+    help="Submissions to NHS England: request, show the DQ summary, approve, follow, export.", no_args_is_help=True
+)
+out = Console()
+err = Console(stderr=True)
+
+UrlOption = Annotated[
+    str,
+    typer.Option("--url", envvar="CLD_SUBMISSION_URL", help="Base URL of the submission service."),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(submission_app, name="submission")
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(code)
+
+
+def _call(method: str, url: str, path: str, *, timeout: float = 60.0, **kwargs: Any) -> httpx.Response:
+    try:
+        with httpx.Client(base_url=url, timeout=httpx.Timeout(timeout, connect=5.0)) as client:
+            response = client.request(method, path, **kwargs)
+    except httpx.ConnectError:
+        _fail(f"the submission service is not reachable at {url} (is it running? set --url/CLD_SUBMISSION_URL)", 3)
+    except httpx.TimeoutException:
+        _fail(f"the submission service at {url} did not answer within {timeout:.0f} s", EXIT_UNREACHABLE)
+    except httpx.HTTPError as exc:
+        _fail(f"talking to {url} failed ({type(exc).__name__})", EXIT_UNREACHABLE)
+    if response.status_code >= 500:
+        _fail(f"the submission service failed (HTTP {response.status_code})", EXIT_UNREACHABLE)
+    if response.status_code >= 400:
+        detail: Any
+        try:
+            detail = response.json().get("detail", response.text)
+        except ValueError:
+            detail = response.text
+        if isinstance(detail, list):  # FastAPI validation errors
+            detail = "; ".join(f"{'.'.join(str(x) for x in d.get('loc', []))}: {d.get('msg')}" for d in detail)
+        _fail(f"{detail} (HTTP {response.status_code})", EXIT_REFUSED)
+    return response
+
+
+def _period(value: str) -> tuple[date, date]:
+    try:
+        start_text, end_text = value.split(":", 1)
+        start, end = date.fromisoformat(start_text.strip()), date.fromisoformat(end_text.strip())
+    except ValueError:
+        _fail("--period must be START:END as ISO dates, e.g. 2024-04-01:2025-03-31", EXIT_USAGE)
+    if end < start:
+        _fail("--period ends before it starts", EXIT_USAGE)
+    return start, end
+
+
+def _default_operator() -> str:
+    return os.environ.get("CLD_OPERATOR") or os.environ.get("USER") or ""
+
+
+def _submission_table(sub: dict[str, Any], title: str) -> Table:
+    t = Table(title=title, show_header=False)
+    t.add_column("field", style="bold")
+    t.add_column("value")
+    for key in (
+        "submission_id",
+        "la_code",
+        "period_start",
+        "period_end",
+        "state",
+        "version",
+        "supersedes",
+        "superseded_by",
+        "requested_by",
+        "approved_by",
+        "rows",
+        "file_sha256",
+        "file_name",
+        "transport",
+        "message_id",
+        "updated_at",
+        "detail",
+    ):
+        value = sub.get(key)
+        if value is not None:
+            t.add_row(key, str(value))
+    return t
+
+
+@submission_app.command("request")
+def request(
+    la: Annotated[str, typer.Option("--la", help="The LA's 3-digit code.")],
+    period: Annotated[str, typer.Option("--period", help="START:END, ISO dates (a rolling 12 months).")],
+    by: Annotated[str, typer.Option("--by", help="Who asks (default: $CLD_OPERATOR or $USER).")] = "",
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Assemble and check a submission; prints its id (the same id again when nothing changed)."""
+    start, end = _period(period)
+    who = by or _default_operator()
+    if not who:
+        _fail("say who asks with --by NAME", EXIT_USAGE)
+    body = {"la_code": la, "period_start": start.isoformat(), "period_end": end.isoformat(), "requested_by": who}
+    answer = _call("POST", url, "/v1/submissions", json=body, timeout=600.0).json()
+    sub = answer["submission"]
+    note = "" if answer["created"] else " (unchanged since this submission was requested: not a new one)"
+    err.print(f"{sub['state']}: {sub['rows']} rows, version {sub['version']}{note}")
+    out.print(sub["submission_id"], highlight=False)
+
+
+@submission_app.command("show")
+def show(submission_id: str, url: UrlOption = DEFAULT_URL) -> None:
+    """The DQ summary: record-level failures by field and rule, dataset checks, diff against the last one."""
+    detail = _call("GET", url, f"/v1/submissions/{submission_id}").json()
+    _print_detail(detail)
+
+
+def _print_detail(detail: dict[str, Any]) -> None:
+    sub, summary = detail["submission"], detail["summary"]
+    out.print(_submission_table(sub, "Submission"))
+    out.print(
+        f"{summary['rows']} rows, {summary['rows_with_failures']} with record-level failures (included as they are), "
+        f"{summary['opt_out_rows']} flagged opt-out/objection (included: the opt-out does not apply to this flow)."
+    )
+    checks = Table(title="Dataset checks")
+    for col in ("Severity", "Id", "Count", "Rule", "Explanation", "Details", "Examples (rows/keys)"):
+        checks.add_column(col)
+    colour = {"error": "red", "warning": "yellow", "info": "cyan"}
+    for c in summary["dataset_checks"]:
+        sev = c["severity"]
+        checks.add_row(
+            f"[{colour.get(sev, 'white')}]{sev}[/]",
+            c["id"],
+            str(c["count"]),
+            c["rule"],
+            c["explanation"],
+            ", ".join(f"{k}={v}" for k, v in c.get("details", {}).items()),
+            ", ".join(c.get("examples", [])[:5]),
+        )
+    out.print(checks)
+    findings = summary["record_findings"]
+    if findings:
+        t = Table(title="Record-level failures by field and rule")
+        for col in ("Field", "Rule", "Validity", "Records"):
+            t.add_column(col)
+        for f in findings[:40]:
+            t.add_row(f["field"], f["rule"], f["validity"], str(f["records"]))
+        out.print(t)
+    diff = summary.get("diff")
+    if diff:
+        out.print(
+            f"Since submission {diff['previous_submission_id']}: +{diff['added']} added, -{diff['removed']} removed, "
+            f"~{diff['changed']} changed, {diff['unchanged']} unchanged; "
+            f"{diff['services_vanished_open']} open service(s) vanished."
+        )
+    else:
+        out.print("No earlier sent submission to compare with.")
+    if summary["errors"]:
+        out.print(f"[red]{summary['errors']} error-level dataset check(s):[/red] approve needs --accept-errors.")
+
+
+@submission_app.command("approve")
+def approve_cmd(
+    submission_id: str,
+    by: Annotated[str, typer.Option("--by", help="The approving operator, by name.")],
+    accept_errors: Annotated[
+        bool, typer.Option("--accept-errors", help="Send although dataset checks found errors.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Approve a checked submission for sending, after its DQ summary is shown."""
+    if not by.strip():
+        _fail("say who approves with --by NAME", EXIT_USAGE)
+    detail = _call("GET", url, f"/v1/submissions/{submission_id}").json()
+    _print_detail(detail)
+    if not yes and not typer.confirm(f"Send submission {submission_id} to NHS England as {by}?"):
+        _fail("not approved", EXIT_REFUSED)
+    sub = _call(
+        "POST", url, f"/v1/submissions/{submission_id}/approve", json={"by": by, "accept_errors": accept_errors}
+    ).json()
+    out.print(f"{sub['submission_id']} {sub['state']} by {sub['approved_by']}", highlight=False)
+
+
+@submission_app.command("status")
+def status(submission_id: str, url: UrlOption = DEFAULT_URL) -> None:
+    """Where a submission is now (state, MESH message id, last step's detail)."""
+    sub = _call("GET", url, f"/v1/submissions/{submission_id}/status").json()
+    out.print(_submission_table(sub, "Status"))
+
+
+@submission_app.command("history")
+def history(
+    la: Annotated[str, typer.Option("--la", help="The LA's 3-digit code.")], url: UrlOption = DEFAULT_URL
+) -> None:
+    """Every submission of an LA, oldest first."""
+    subs = _call("GET", url, "/v1/submissions", params={"la": la}).json()
+    t = Table(title=f"Submissions of LA {la}")
+    for col in ("Id", "Period", "Version", "State", "Rows", "Requested by", "Approved by", "Message id", "Updated"):
+        t.add_column(col)
+    for s in subs:
+        t.add_row(
+            s["submission_id"],
+            f"{s['period_start']}..{s['period_end']}",
+            str(s["version"]),
+            s["state"],
+            str(s.get("rows") or ""),
+            s["requested_by"],
+            s.get("approved_by") or "",
+            s.get("message_id") or "",
+            s["updated_at"],
+        )
+    out.print(t)
+
+
+@submission_app.command("export")
+def export(
+    submission_id: str,
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the file.")],
+    url: UrlOption = DEFAULT_URL,
+) -> None:
+    """Write exactly the file that was (or would be) sent, and check its SHA-256."""
+    sub = _call("GET", url, f"/v1/submissions/{submission_id}/status").json()
+    digest = hashlib.sha256()
+    tmp = out_path.with_name(f".{out_path.name}.part")
+    try:
+        with (
+            httpx.Client(base_url=url, timeout=httpx.Timeout(600.0, connect=5.0)) as client,
+            client.stream("GET", f"/v1/submissions/{submission_id}/file") as response,
+        ):
+            if response.status_code != 200:
+                _fail(f"the file is not available (HTTP {response.status_code})", EXIT_REFUSED)
+            with tmp.open("wb") as f:
+                for block in response.iter_bytes():
+                    digest.update(block)
+                    f.write(block)
+    except httpx.HTTPError as exc:
+        tmp.unlink(missing_ok=True)
+        _fail(f"downloading the file failed ({type(exc).__name__})", EXIT_UNREACHABLE)
+    if sub.get("file_sha256") and digest.hexdigest() != sub["file_sha256"]:
+        tmp.unlink(missing_ok=True)
+        _fail("the downloaded file does not match the submission's SHA-256", EXIT_UNREACHABLE)
+    tmp.replace(out_path)
+    err.print(f"wrote {out_path} ({sub.get('rows')} rows, sha256 {digest.hexdigest()})")
+
+
+@submission_app.command("rebuild-state")
+def rebuild_state_cmd(
+    state_dir: Annotated[Path, typer.Option("--state-dir", help="The (stopped) service's state directory.")],
+) -> None:
+    """Rebuild the record state from the validated topic's beginning (run while the service is stopped)."""
+    import asyncio
+
+    from cld_submission.rebuild import rebuild_state  # local: only this command needs the service package
+    from cld_submission.service import SubmissionSettings
+
+    settings = SubmissionSettings(state_dir=state_dir)
+    applied = asyncio.run(rebuild_state(settings))
+    err.print(f"rebuilt from {applied} record(s) on {settings.topic('cld.records.validated.v1')}")

@@ -1,0 +1,221 @@
+"""Durable submissions: their state, DQ summaries, manifests (for diffs) and an outbox of lifecycle events.
+
+SQLite (stdlib, WAL) in the state directory, apart from the record state so that the busy consumer and the
+submissions never wait on one lock. A state change and the ``SubmissionEvent`` it produced are written in
+one transaction (the outbox); events are published from the outbox afterwards, so a crash between the two
+publishes the event on restart instead of losing it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
+from pathlib import Path
+from typing import Final
+
+from cld_schemas.events import SubmissionEvent, SubmissionState
+
+from .checks import ManifestEntry
+from .lifecycle import Submission
+
+DB_NAME: Final = "submissions.sqlite3"
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS submissions (
+    submission_id TEXT PRIMARY KEY,
+    la_code TEXT NOT NULL,
+    period_start TEXT NOT NULL,
+    period_end TEXT NOT NULL,
+    state TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    requested_at TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS submissions_by_la ON submissions (la_code, requested_at);
+CREATE TABLE IF NOT EXISTS summaries (submission_id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS manifests (
+    submission_id TEXT NOT NULL,
+    record_key TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    open_service INTEGER NOT NULL,
+    PRIMARY KEY (submission_id, record_key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    body TEXT NOT NULL,
+    published INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")  # few, important writes: every commit reaches the disk
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+class ManifestWriter:
+    """Streams one submission's manifest into the database in batches (inside ``Repository.manifest``)."""
+
+    def __init__(self, conn: sqlite3.Connection, submission_id: str, batch: int = 5000) -> None:
+        self._conn = conn
+        self._id = submission_id
+        self._batch = batch
+        self._rows: list[tuple[str, str, str, int]] = []
+
+    def add(self, entry: ManifestEntry) -> None:
+        self._rows.append((self._id, entry.record_key, entry.content_hash, int(entry.open_service)))
+        if len(self._rows) >= self._batch:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._rows:
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO manifests (submission_id, record_key, content_hash, open_service) "
+                "VALUES (?, ?, ?, ?)",
+                self._rows,
+            )
+            self._rows.clear()
+
+
+class Repository:
+    """Submissions and their events. Thread-safe (one connection behind a lock)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        state_dir = Path(state_dir)
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self._path = state_dir / DB_NAME
+        self._lock = threading.Lock()
+        self._conn = _connect(self._path)
+        self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def save(self, subs: Sequence[Submission], events: Sequence[SubmissionEvent]) -> None:
+        """Persist submissions and queue their events, atomically."""
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                for s in subs:
+                    cur.execute(
+                        "INSERT OR REPLACE INTO submissions (submission_id, la_code, period_start, period_end, "
+                        "state, version, requested_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            s.submission_id,
+                            s.la_code,
+                            s.period_start.isoformat(),
+                            s.period_end.isoformat(),
+                            s.state.value,
+                            s.version,
+                            s.requested_at.isoformat(),
+                            s.model_dump_json(),
+                        ),
+                    )
+                cur.executemany("INSERT INTO outbox (body) VALUES (?)", [(e.model_dump_json(),) for e in events])
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+
+    def get(self, submission_id: str) -> Submission | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT body FROM submissions WHERE submission_id = ?", (submission_id,)
+            ).fetchone()
+        return Submission.model_validate_json(row[0]) if row else None
+
+    def history(self, la_code: str | None = None) -> list[Submission]:
+        """Oldest first."""
+        with self._lock:
+            if la_code is None:
+                rows = self._conn.execute("SELECT body FROM submissions ORDER BY requested_at").fetchall()
+            else:
+                rows = self._conn.execute(
+                    "SELECT body FROM submissions WHERE la_code = ? ORDER BY requested_at, version", (la_code,)
+                ).fetchall()
+        return [Submission.model_validate_json(r[0]) for r in rows]
+
+    def in_states(self, states: Iterable[SubmissionState]) -> list[Submission]:
+        wanted = [s.value for s in states]
+        marks = ",".join("?" * len(wanted))
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT body FROM submissions WHERE state IN ({marks}) ORDER BY requested_at",  # noqa: S608
+                wanted,
+            ).fetchall()
+        return [Submission.model_validate_json(r[0]) for r in rows]
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT la_code, state, count(*) FROM submissions GROUP BY la_code, state"
+            ).fetchall()
+        return {(la, st): int(n) for la, st, n in rows}
+
+    # -- summaries and manifests ----------------------------------------------------------------------
+
+    def put_summary(self, submission_id: str, body: str) -> None:
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO summaries (submission_id, body) VALUES (?, ?)", (submission_id, body)
+            )
+
+    def get_summary(self, submission_id: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT body FROM summaries WHERE submission_id = ?", (submission_id,)).fetchone()
+        return str(row[0]) if row else None
+
+    def write_manifest(self, submission_id: str, entries: Iterable[ManifestEntry]) -> None:
+        with closing(_connect(self._path)) as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            w = ManifestWriter(conn, submission_id)
+            for e in entries:
+                w.add(e)
+            w.flush()
+            conn.execute("COMMIT")
+
+    def manifest_writer(self) -> sqlite3.Connection:
+        """A dedicated connection for streaming a manifest (caller begins/commits and closes it)."""
+        conn = _connect(self._path)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    def delete_manifest(self, submission_id: str) -> None:
+        with self._lock:
+            self._conn.execute("DELETE FROM manifests WHERE submission_id = ?", (submission_id,))
+
+    def iter_manifest(self, submission_id: str, *, batch: int = 5000) -> Iterator[ManifestEntry]:
+        conn = _connect(self._path)
+        try:
+            conn.execute("BEGIN")
+            cur = conn.execute(
+                "SELECT record_key, content_hash, open_service FROM manifests WHERE submission_id = ? "
+                "ORDER BY record_key",
+                (submission_id,),
+            )
+            while rows := cur.fetchmany(batch):
+                for k, h, o in rows:
+                    yield ManifestEntry(record_key=k, content_hash=h, open_service=bool(o))
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    # -- outbox ---------------------------------------------------------------------------------------
+
+    def pending_events(self, limit: int = 500) -> list[tuple[int, SubmissionEvent]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, body FROM outbox WHERE published = 0 ORDER BY seq LIMIT ?", (limit,)
+            ).fetchall()
+        return [(int(seq), SubmissionEvent.model_validate_json(body)) for seq, body in rows]
+
+    def mark_published(self, seqs: Sequence[int]) -> None:
+        with self._lock:
+            self._conn.executemany("UPDATE outbox SET published = 1 WHERE seq = ?", [(s,) for s in seqs])

@@ -1,0 +1,391 @@
+"""The submission service process: composition root, Kafka consumer and HTTP API.
+
+- Consumes ``cld.records.validated.v1`` (group ``cld-submission``, batches, offsets committed after the batch
+  is stored; the store also keeps each partition's offset in the same transaction as the records).
+- Publishes every lifecycle step on ``cld.submissions.v1`` (from the repository's outbox).
+- HTTP (FastAPI): the submission API under ``/v1``, plus ``/metrics`` and ``/health``.
+
+``create_app(settings)`` builds everything; nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import FastAPI, HTTPException, Query, Response
+from fastapi.responses import FileResponse, JSONResponse
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.middlewares import AckPolicy
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cld_runtime import (
+    ConsumerLagMonitor,
+    DeadLetterPublisher,
+    Settings,
+    configure_logging,
+    dead_letter_for,
+    health_body,
+    make_broker,
+    metrics_body,
+)
+from cld_runtime.messages import RawMessage, raw_messages
+from cld_schemas import topics
+from cld_schemas.events import DeadLetterReason, RecordValidated, SubmissionEvent
+
+from .audit import AuditLog
+from .checks import PartialThresholds
+from .deadlines import DeadlineRule
+from .lifecycle import Submission, TransitionRefusedError
+from .metrics import SubmissionMetrics
+from .repository import Repository
+from .state import Incoming, StateStore
+from .transport import FileExportTransport, MeshSettings, MeshTransport, Transport
+from .workflow import DQSummary, SubmissionNotFoundError, SubmissionWorkflow, WorkflowSettings
+
+SERVICE = "submission"
+
+
+class SubmissionSettings(Settings):
+    """Settings of the submission process (environment prefix ``CLD_``; MESH settings: ``CLD_MESH_``)."""
+
+    service_name: str = Field(default=SERVICE, description="Service name in logs, metrics and client ids.")
+    http_port: int = Field(
+        default=8004,
+        ge=0,
+        le=65535,
+        validation_alias="CLD_SUBMISSION_PORT",
+        description="HTTP port (API, /metrics, /health).",
+    )
+    group_id: str = Field(default="cld-submission", description="Kafka consumer group of the record consumer.")
+    state_dir: Path = Field(
+        default=Path(".run/submission"),
+        validation_alias="CLD_SUBMISSION_STATE_DIR",
+        description="Directory of the record state, submissions, files and the audit log.",
+    )
+    transport: Literal["mesh", "file"] = Field(
+        default="file",
+        validation_alias="CLD_SUBMISSION_TRANSPORT",
+        description="How approved files leave: 'mesh' (settings CLD_MESH_*) or 'file' (export directory).",
+    )
+    export_dir: Path | None = Field(
+        default=None,
+        validation_alias="CLD_SUBMISSION_EXPORT_DIR",
+        description="Export directory of the file transport (default: <state_dir>/export).",
+    )
+    ack_timeout_seconds: float = Field(
+        default=5 * 24 * 3600.0,
+        gt=0,
+        validation_alias="CLD_SUBMISSION_ACK_TIMEOUT_SECONDS",
+        description="A sent message not acknowledged within this time is marked failed (MESH keeps 5 days).",
+    )
+    ack_poll_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        validation_alias="CLD_SUBMISSION_ACK_POLL_SECONDS",
+        description="How often the delivery status of a sent message is polled.",
+    )
+    gauge_interval_seconds: float = Field(
+        default=60.0, gt=0, description="How often deadline gauges are refreshed and the outbox retried."
+    )
+    deadline_months_after_quarter_end: int = Field(
+        default=1, ge=0, le=12, description="Deadline rule: last day of the month N months after quarter end."
+    )
+    deadline_dates: tuple[date, ...] = Field(
+        default=(), description="Explicit deadlines (ISO dates); replace the rule when given."
+    )
+    la_codes: tuple[str, ...] = Field(
+        default=(), description="LAs served (deadline gauges are reported for these even before any data)."
+    )
+    partial_rows_drop: float = Field(default=0.20, ge=0, le=1, description="Partial-file warning: rows drop share.")
+    partial_people_drop: float = Field(default=0.20, ge=0, le=1, description="Partial-file warning: people drop share.")
+    partial_months_drop: int = Field(default=1, ge=0, description="Partial-file warning: fewer months with events.")
+
+    def workflow_settings(self) -> WorkflowSettings:
+        return WorkflowSettings(
+            state_dir=self.state_dir,
+            ack_timeout=timedelta(seconds=self.ack_timeout_seconds),
+            ack_poll_interval=self.ack_poll_seconds,
+            deadline_rule=DeadlineRule(
+                months_after_quarter_end=self.deadline_months_after_quarter_end, dates=self.deadline_dates
+            ),
+            partial=PartialThresholds(
+                rows_drop=self.partial_rows_drop,
+                people_drop=self.partial_people_drop,
+                months_drop=self.partial_months_drop,
+            ),
+            la_codes=self.la_codes,
+        )
+
+
+# -- API models ---------------------------------------------------------------------------------------
+
+
+class RequestSubmission(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    la_code: str = Field(pattern=r"^\d{3}$", description="The LA's 3-digit code.")
+    period_start: date
+    period_end: date
+    requested_by: str = Field(min_length=1, max_length=200, description="Who asks (an operator name).")
+
+
+class ApproveSubmission(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    by: str = Field(min_length=1, max_length=200, description="The operator who approves, by name.")
+    accept_errors: bool = Field(default=False, description="Send although dataset checks found errors.")
+
+
+class RequestAnswer(BaseModel):
+    submission: Submission
+    created: bool = Field(description="False when the same LA, period and content was requested before.")
+
+
+class StateAnswer(BaseModel):
+    la_code: str
+    period_start: date
+    period_end: date
+    in_scope: int
+
+
+class SubmissionDetail(BaseModel):
+    submission: Submission
+    summary: DQSummary
+
+
+# -- composition root ---------------------------------------------------------------------------------
+
+
+def build_transport(settings: SubmissionSettings, metrics: SubmissionMetrics) -> Transport:
+    if settings.transport == "mesh":
+
+        def on_retry(_op: str, _attempt: int, _delay: float, _exc: BaseException) -> None:
+            metrics.mesh_send.labels("retry").inc()
+
+        return MeshTransport(MeshSettings(), on_retry=on_retry)  # fields from CLD_MESH_*
+    return FileExportTransport(settings.export_dir or settings.state_dir / "export")
+
+
+def create_app(settings: SubmissionSettings, *, transport: Transport | None = None) -> FastAPI:
+    """Composition root of the submission process (``transport`` may be injected, e.g. in tests)."""
+    log = configure_logging(service=SERVICE, level=settings.log_level)
+    registry = CollectorRegistry()
+    broker: KafkaBroker = make_broker(settings, registry=registry)
+    metrics = SubmissionMetrics(registry)
+    state = StateStore.open(settings.state_dir)
+    repo = Repository(settings.state_dir)
+    audit = AuditLog(settings.state_dir / "audit.jsonl")
+    chosen = transport or build_transport(settings, metrics)
+    submissions_out = broker.publisher(
+        settings.topic(topics.SUBMISSIONS),
+        schema=SubmissionEvent,
+        title=topics.SUBMISSIONS,
+        description="Submission lifecycle steps. Key: the LA code.",
+    )
+
+    async def publish(event: SubmissionEvent) -> None:
+        await submissions_out.publish(
+            event.model_dump(mode="json"),
+            key=event.la_code.encode(),
+            headers={"cld-submission-id": event.submission_id},
+        )
+
+    workflow = SubmissionWorkflow(
+        settings=settings.workflow_settings(),
+        state=state,
+        repo=repo,
+        audit=audit,
+        transport=chosen,
+        publish=publish,
+        metrics=metrics,
+        log=log,
+    )
+    deadletters = DeadLetterPublisher(
+        broker, topic=settings.topic(topics.DEADLETTER), service=SERVICE, registry=registry
+    )
+
+    async def read(msg: RawMessage) -> Incoming | None:
+        try:
+            event = RecordValidated.model_validate_json(msg.value or b"")
+        except ValidationError as exc:
+            reason = DeadLetterReason.NOT_JSON if _not_json(exc) else DeadLetterReason.WRONG_TYPE
+            await deadletters.publish(
+                dead_letter_for(
+                    reason=reason,
+                    detail=f"not a RecordValidated event ({exc.error_count()} error(s))",
+                    payload=msg.value,
+                    topic=msg.topic,
+                    partition=msg.partition,
+                    offset=msg.offset,
+                    key=msg.key,
+                    service=SERVICE,
+                    at=datetime.now(UTC),
+                )
+            )
+            return None
+        return Incoming(event, msg.topic, msg.partition, msg.offset)
+
+    @broker.subscriber(
+        settings.topic(topics.VALIDATED),
+        group_id=settings.group_id,
+        batch=True,
+        max_records=settings.consumer_max_records,
+        batch_timeout_ms=settings.consumer_batch_timeout_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title=f"{topics.VALIDATED}:submission",
+        description="Validated records into the per-LA submission state (latest version per record).",
+    )
+    async def on_records_validated(message: KafkaMessage) -> None:
+        items = [i for m in raw_messages(message) if (i := await read(m)) is not None]
+        if items:
+            await workflow.on_records(items)
+
+    lag = ConsumerLagMonitor(
+        settings, group=settings.group_id, topics=[settings.topic(topics.VALIDATED)], registry=registry
+    )
+    tick: asyncio.Task[None] | None = None
+
+    async def ticker() -> None:
+        while True:
+            await asyncio.sleep(settings.gauge_interval_seconds)  # a refresh period, not synchronisation
+            try:
+                await workflow.after_change()
+            except Exception:
+                log.warning("periodic refresh failed", exc_info=True)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        nonlocal tick
+        await broker.start()
+        await workflow.resume()
+        await lag.start()
+        tick = asyncio.create_task(ticker(), name="submission-ticker")
+        try:
+            yield
+        finally:
+            # A lag monitor whose start failed (broker unreachable) re-raises on stop (reported to the lead).
+            with contextlib.suppress(Exception):
+                await lag.stop()
+            tick.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await tick
+            await workflow.close()
+            await broker.stop()
+            state.close()
+            repo.close()
+
+    app = FastAPI(
+        title="CLD submission service",
+        description="Per-LA submission state, dataset checks, approval and sending to NHS England.",
+        lifespan=lifespan,
+    )
+    app.state.broker = broker
+    app.state.workflow = workflow
+    app.state.registry = registry
+    _routes(app, workflow, broker, settings)
+    return app
+
+
+def _not_json(exc: ValidationError) -> bool:
+    return any(e.get("type") == "json_invalid" for e in exc.errors())
+
+
+def _routes(app: FastAPI, wf: SubmissionWorkflow, broker: KafkaBroker, settings: SubmissionSettings) -> None:
+    def refused(exc: TransitionRefusedError) -> HTTPException:
+        return HTTPException(status_code=409, detail=str(exc))
+
+    def not_found(submission_id: str) -> HTTPException:
+        return HTTPException(status_code=404, detail=f"no submission {submission_id}")
+
+    @app.post("/v1/submissions", status_code=201, response_model=RequestAnswer)
+    async def request_submission(body: RequestSubmission, response: Response) -> RequestAnswer:
+        try:
+            sub, created = await wf.request(
+                la_code=body.la_code,
+                period_start=body.period_start,
+                period_end=body.period_end,
+                requested_by=body.requested_by,
+            )
+        except TransitionRefusedError as exc:
+            raise refused(exc) from None
+        if not created:
+            response.status_code = 200
+        return RequestAnswer(submission=sub, created=created)
+
+    @app.get("/v1/submissions", response_model=list[Submission])
+    async def history(la: Annotated[str | None, Query(pattern=r"^\d{3}$")] = None) -> list[Submission]:
+        return wf.history(la)
+
+    @app.get("/v1/submissions/{submission_id}", response_model=SubmissionDetail)
+    async def show(submission_id: str) -> SubmissionDetail:
+        try:
+            return SubmissionDetail(submission=wf.get(submission_id), summary=wf.summary(submission_id))
+        except SubmissionNotFoundError:
+            raise not_found(submission_id) from None
+
+    @app.get("/v1/submissions/{submission_id}/status", response_model=Submission)
+    async def status(submission_id: str) -> Submission:
+        try:
+            return wf.get(submission_id)
+        except SubmissionNotFoundError:
+            raise not_found(submission_id) from None
+
+    @app.post("/v1/submissions/{submission_id}/approve", response_model=Submission)
+    async def approve(submission_id: str, body: ApproveSubmission) -> Submission:
+        try:
+            return await wf.approve(submission_id, by=body.by, accept_errors=body.accept_errors)
+        except SubmissionNotFoundError:
+            raise not_found(submission_id) from None
+        except TransitionRefusedError as exc:
+            raise refused(exc) from None
+
+    @app.get("/v1/state/{la_code}", response_model=StateAnswer)
+    async def state(la_code: str, period_start: date, period_end: date) -> StateAnswer:
+        """How many records of the LA are in scope for a period now (no record values)."""
+        if period_end < period_start:
+            raise HTTPException(status_code=422, detail="period_end is before period_start")
+        n = await asyncio.to_thread(wf.state.count_in_scope, la_code, period_start, period_end)
+        return StateAnswer(la_code=la_code, period_start=period_start, period_end=period_end, in_scope=n)
+
+    @app.get("/v1/submissions/{submission_id}/file")
+    async def file(submission_id: str) -> FileResponse:
+        try:
+            sub = wf.get(submission_id)
+        except SubmissionNotFoundError:
+            raise not_found(submission_id) from None
+        path = wf.file_path(sub)
+        if not path.exists():
+            raise HTTPException(status_code=410, detail="the file of this submission is no longer kept")
+        return FileResponse(
+            path,
+            media_type="text/csv; charset=utf-8",
+            filename=sub.file_name or path.name,
+            headers={"X-Content-SHA256": sub.file_sha256 or ""},
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        body, content_type = metrics_body(app.state.registry)
+        return Response(body, media_type=content_type)
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> JSONResponse:
+        code, body = await health_body(broker, service=SERVICE, wait_seconds=settings.health_timeout_seconds)
+        return JSONResponse(body, status_code=code)
+
+
+def run(settings: SubmissionSettings | None = None) -> None:  # pragma: no cover - process entry point
+    import uvicorn
+
+    settings = settings or SubmissionSettings()
+    app = create_app(settings)
+    uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_config=None)

@@ -1,0 +1,449 @@
+"""Submission state: the latest version of every record per LA, and the in-scope view for a period.
+
+One SQLite database (stdlib ``sqlite3``, WAL) under the state directory. A validated record is applied in
+one transaction together with the Kafka offset it came from, so the store always knows exactly how far it has
+read. The consumer commits its Kafka offsets only after a batch is stored; a crash in between redelivers the
+tail, which is a no-op (each event id is applied once). Deleting the database and consuming the topic from its
+beginning rebuilds the same state (``rebuild.rebuild_state``).
+
+Rules applied here:
+- identity (``identity.identify``): Event Reference, else NHS England's bespoke key (R-FLD-23, R-DUP-4);
+- a later version replaces the earlier one. Order is the Kafka offset within a partition (the validated
+  topic is keyed by LA code, so one LA's records share a partition); across partitions, the received time;
+- a withdrawn record (``RecordValidated.withdrawn``) is removed. Its key is kept as a tombstone, so an
+  older copy arriving later cannot bring it back. The specification has no 'cancelled' flag: withdrawing
+  is how a source cancels an event it sent (R-SCOPE-3);
+- a repeated event id (``Provenance.event_id``) is a no-op;
+- scope for a reporting period (R-SCOPE-1..3, R-FIL-1..3): requests, assessments and reviews completed in
+  the period (end date, or date of death when earlier, within it; open ones are out); services active at
+  any time in the period (open ones included); rows whose date of death is before the period start or
+  before the event start are out; 'Carer known by association' rows when a linked adult has an in-scope
+  event, or when they name no linked adult (nothing to judge by: kept). Rows whose event type or dates
+  cannot be read are kept in scope (``Kind.UNDETERMINED``): a submission never silently drops a row; the
+  record-level DQ findings report them.
+
+Reads for assembly stream from their own connection in one read transaction (a consistent snapshot while
+the consumer keeps writing), ordered by record key so that equal content gives a byte-identical file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import date, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Final
+
+from cld_schemas.events import RecordValidated
+
+from .identity import Identity, KeyHasher, Kind, canonical_json, identify
+
+DB_NAME: Final = "records.sqlite3"
+SECRET_NAME: Final = "record-key.secret"  # noqa: S105 - a file name, not a secret
+OPT_OUT_KEYS: Final = ("national_data_opt_out", "type_1_objection", "objection")
+"""Metadata flags a source may set; carried alongside the record (never as a CLD column) and reported,
+but they never exclude a record: the opt-out does not apply to this legally required flow."""
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS records (
+    la_code TEXT NOT NULL,
+    record_key TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    event_type TEXT,
+    client_type TEXT,
+    person_key TEXT,
+    start_date TEXT,
+    der_end_date TEXT,
+    death_date TEXT,
+    event_id TEXT NOT NULL,
+    kafka_partition INTEGER,
+    kafka_offset INTEGER,
+    received_at TEXT NOT NULL,
+    withdrawn INTEGER NOT NULL DEFAULT 0,
+    opt_out INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    content_hash TEXT NOT NULL,
+    record_json TEXT NOT NULL,
+    findings_json TEXT NOT NULL
+);
+-- A rowid table (rows are ~1 kB of JSON, too wide for WITHOUT ROWID) with the key as a unique index.
+CREATE UNIQUE INDEX IF NOT EXISTS records_by_key ON records (la_code, record_key);
+CREATE INDEX IF NOT EXISTS records_by_person ON records (la_code, person_key);
+CREATE TABLE IF NOT EXISTS links (
+    la_code TEXT NOT NULL,
+    record_key TEXT NOT NULL,
+    linked_person_key TEXT NOT NULL,
+    PRIMARY KEY (la_code, record_key, linked_person_key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS links_by_person ON links (la_code, linked_person_key);
+CREATE TABLE IF NOT EXISTS seen_events (event_id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS offsets (
+    topic TEXT NOT NULL,
+    kafka_partition INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    PRIMARY KEY (topic, kafka_partition)
+) WITHOUT ROWID;
+"""
+
+
+class Applied(StrEnum):
+    """What applying one validated record did (bounded: usable as a metric label)."""
+
+    INSERTED = "inserted"
+    REPLACED = "replaced"
+    WITHDRAWN = "withdrawn"
+    STALE = "stale"
+    """An older version than the one held: ignored."""
+    DUPLICATE_EVENT = "duplicate_event"
+    """The same event id was applied before (a repeat, or a redelivery after a restart): no-op."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """One in-scope record as assembly and the checks see it."""
+
+    record_key: str
+    kind: Kind
+    event_type: str | None
+    client_type: str | None
+    person_key: str | None
+    start: date | None
+    derived_end: date | None
+    record: dict[str, str | None]
+    findings: tuple[tuple[str, str, str], ...]
+    """(field header, rule id, validity) of each failed field."""
+    failed: bool
+    opt_out: bool
+    content_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A validated record with where it came from on Kafka (offsets are None outside Kafka)."""
+
+    event: RecordValidated
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+
+def opt_out_flag(event: RecordValidated) -> bool:
+    """True when the source flagged a national data opt-out or objection in the record's metadata.
+
+    The flag travels in an optional ``metadata`` mapping on the event (or on its provenance) when the
+    schema carries one; it is not a CLD column. It is recorded for reporting only.
+    """
+    for holder in (event, event.provenance):
+        if "metadata" not in type(holder).model_fields:
+            continue
+        meta: Any = getattr(holder, "metadata", None)
+        if isinstance(meta, Mapping):
+            for k in OPT_OUT_KEYS:
+                v = meta.get(k)
+                if v is True or (isinstance(v, str) and v.strip().lower() in {"true", "yes", "y", "1"}):
+                    return True
+    return False
+
+
+def load_or_create_secret(state_dir: Path) -> bytes:
+    """The record-key secret in ``state_dir`` (created 0600 on first use); reused by rebuilds."""
+    path = state_dir / SECRET_NAME
+    try:
+        return bytes.fromhex(path.read_text(encoding="ascii").strip())
+    except FileNotFoundError:
+        pass
+    state_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(value.hex())
+        f.flush()
+        os.fsync(f.fileno())
+    return value
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")  # durable at each WAL checkpoint; a crash loses at most
+    # the last transactions, which Kafka redelivers because their offsets were not committed either.
+    conn.execute("PRAGMA busy_timeout=30000")
+    # Record keys are random (HMAC): inserts land all over the B-tree, so a larger page cache matters.
+    conn.execute("PRAGMA cache_size=-65536")  # 64 MiB per connection
+    conn.execute("PRAGMA temp_store=FILE")  # the sort of a 500k-row assembly spills to disk, not to RAM
+    return conn
+
+
+def _iso(d: date | None) -> str | None:
+    return d.isoformat() if d is not None else None
+
+
+class StateStore:
+    """The durable per-LA record state. Thread-safe: one writer connection behind a lock."""
+
+    def __init__(self, path: Path, hasher: KeyHasher) -> None:
+        self._path = Path(path)
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._hasher = hasher
+        self._lock = threading.Lock()
+        self._conn = _connect(self._path)
+        self._conn.executescript(_SCHEMA)
+
+    @classmethod
+    def open(cls, state_dir: Path) -> StateStore:
+        return cls(Path(state_dir) / DB_NAME, KeyHasher(load_or_create_secret(Path(state_dir))))
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def hasher(self) -> KeyHasher:
+        return self._hasher
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- writes ---------------------------------------------------------------------------------------
+
+    def apply(
+        self,
+        event: RecordValidated,
+        *,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> Applied:
+        return self.apply_many([Incoming(event, topic, partition, offset)])[0]
+
+    def apply_many(self, items: Iterable[Incoming]) -> list[Applied]:
+        """Apply records in order, in ONE transaction that also stores each partition's next offset."""
+        out: list[Applied] = []
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                next_offsets: dict[tuple[str, int], int] = {}
+                for item in items:
+                    out.append(self._apply_one(cur, item, next_offsets))
+                cur.executemany(
+                    "INSERT INTO offsets (topic, kafka_partition, next_offset) VALUES (?, ?, ?) "
+                    "ON CONFLICT (topic, kafka_partition) DO UPDATE SET next_offset = "
+                    "max(next_offset, excluded.next_offset)",
+                    [(t, p, o) for (t, p), o in next_offsets.items()],
+                )
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return out
+
+    def _apply_one(self, cur: sqlite3.Cursor, item: Incoming, next_offsets: dict[tuple[str, int], int]) -> Applied:
+        ev = item.event
+        if item.topic is not None and item.partition is not None and item.offset is not None:
+            # The position is stored in the same transaction as the record: the state knows exactly how far
+            # it has read. Redeliveries after a restart are recognised by their event id (below), so the
+            # position is not used to skip: FastStream's in-memory test broker reports offset 0 for all.
+            tp = (item.topic, item.partition)
+            next_offsets[tp] = max(next_offsets.get(tp, 0), item.offset + 1)
+
+        event_id = ev.provenance.event_id
+        if cur.execute("INSERT OR IGNORE INTO seen_events (event_id) VALUES (?)", (event_id,)).rowcount == 0:
+            return Applied.DUPLICATE_EVENT
+
+        canonical = canonical_json(ev.record)
+        ident = identify(self._hasher, ev.la_code, ev.record, canonical=canonical)
+        existing = cur.execute(
+            "SELECT kafka_partition, kafka_offset, received_at, withdrawn, kind FROM records "
+            "WHERE la_code = ? AND record_key = ?",
+            (ev.la_code, ident.record_key),
+        ).fetchone()
+        received_at = ev.provenance.received_at.isoformat()
+        if existing is not None and not _is_newer(item, received_at, existing):
+            return Applied.STALE
+        had_links = existing is not None and existing[4] == Kind.CARER_BY_ASSOCIATION.value
+        self._upsert(cur, ev, ident, item, received_at, canonical, had_links=had_links)
+        if ev.withdrawn:
+            return Applied.WITHDRAWN
+        return Applied.INSERTED if existing is None or existing[3] else Applied.REPLACED
+
+    def _upsert(
+        self,
+        cur: sqlite3.Cursor,
+        ev: RecordValidated,
+        ident: Identity,
+        item: Incoming,
+        received_at: str,
+        canonical: str,
+        *,
+        had_links: bool,
+    ) -> None:
+        findings = [[f.field, f.rule, f.validity.value] for f in ev.findings if f.validity.failed]
+        cur.execute(
+            "INSERT OR REPLACE INTO records (la_code, record_key, kind, event_type, client_type, person_key, "
+            "start_date, der_end_date, death_date, event_id, kafka_partition, kafka_offset, received_at, "
+            "withdrawn, opt_out, failed, content_hash, record_json, findings_json) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                ev.la_code,
+                ident.record_key,
+                ident.kind.value,
+                ident.event_type,
+                ident.client_type,
+                ident.person_key,
+                _iso(ident.start),
+                _iso(ident.derived_end),
+                _iso(ident.death),
+                ev.provenance.event_id,
+                item.partition,
+                item.offset,
+                received_at,
+                int(ev.withdrawn),
+                int(opt_out_flag(ev)),
+                int(ev.failed),
+                ident.content_hash,
+                "{}" if ev.withdrawn else canonical,
+                json.dumps(findings, separators=(",", ":")),
+            ),
+        )
+        cur.execute("DELETE FROM links WHERE la_code = ? AND record_key = ?", (ev.la_code, ident.record_key))
+        if not ev.withdrawn and ident.linked_person_keys:
+            cur.executemany(
+                "INSERT OR IGNORE INTO links (la_code, record_key, linked_person_key) VALUES (?, ?, ?)",
+                [(ev.la_code, ident.record_key, k) for k in ident.linked_person_keys],
+            )
+
+    def next_offsets(self, topic: str) -> dict[int, int]:
+        """Per partition, the first offset not yet applied (where a consumer should resume)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT kafka_partition, next_offset FROM offsets WHERE topic = ?", (topic,)
+            ).fetchall()
+        return {int(p): int(o) for p, o in rows}
+
+    def reset(self) -> None:
+        """Forget everything (before a rebuild from the topic's beginning)."""
+        with self._lock:
+            self._conn.executescript(
+                "BEGIN IMMEDIATE; DELETE FROM records; DELETE FROM links; DELETE FROM seen_events; "
+                "DELETE FROM offsets; COMMIT;"
+            )
+
+    # -- reads ----------------------------------------------------------------------------------------
+
+    def la_codes(self) -> list[str]:
+        with closing(_connect(self._path)) as conn:
+            return [r[0] for r in conn.execute("SELECT DISTINCT la_code FROM records ORDER BY la_code")]
+
+    def newest_received(self) -> dict[str, datetime]:
+        with closing(_connect(self._path)) as conn:
+            rows = conn.execute("SELECT la_code, max(received_at) FROM records GROUP BY la_code").fetchall()
+        return {la: datetime.fromisoformat(ts) for la, ts in rows}
+
+    def get(self, la_code: str, record_key: str) -> StoredRecord | None:
+        with closing(_connect(self._path)) as conn:
+            row = conn.execute(
+                f"SELECT {_COLUMNS} FROM records WHERE la_code = ? AND record_key = ? AND withdrawn = 0",  # noqa: S608
+                (la_code, record_key),
+            ).fetchone()
+        return _stored(row) if row else None
+
+    def count_in_scope(self, la_code: str, period_start: date, period_end: date) -> int:
+        with closing(_connect(self._path)) as conn:
+            sql, params = _scope_query(la_code, period_start, period_end, count=True)
+            return int(conn.execute(sql, params).fetchone()[0])
+
+    def iter_in_scope(
+        self, la_code: str, period_start: date, period_end: date, *, batch: int = 2000
+    ) -> Iterator[StoredRecord]:
+        """Stream the in-scope records, ordered by record key, from one consistent snapshot."""
+        if period_end < period_start:
+            raise ValueError("period end is before period start")
+        conn = _connect(self._path)
+        try:
+            conn.execute("BEGIN")  # one read transaction: a snapshot while the consumer writes
+            sql, params = _scope_query(la_code, period_start, period_end, count=False)
+            cur = conn.execute(sql, params)
+            while rows := cur.fetchmany(batch):
+                for row in rows:
+                    yield _stored(row)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+
+_COLUMNS: Final = (
+    "record_key, kind, event_type, client_type, person_key, start_date, der_end_date, record_json, "
+    "findings_json, failed, opt_out, content_hash"
+)
+
+
+def _scope_query(la_code: str, start: date, end: date, *, count: bool) -> tuple[str, dict[str, str]]:
+    # S608 below: the SQL is built from constant fragments only; every value is a bound parameter.
+    # Dates are ISO strings, so text comparison is date comparison.
+    params = {"la": la_code, "ps": start.isoformat(), "pe": end.isoformat()}
+    alive = (
+        "{t}.la_code = :la AND {t}.withdrawn = 0 AND NOT ({t}.death_date IS NOT NULL AND ({t}.death_date < :ps "
+        "OR ({t}.start_date IS NOT NULL AND {t}.death_date < {t}.start_date)))"
+    )
+    active = (
+        # R-SCOPE-1/2, R-FIL-1: completed in the period (open requests/assessments/reviews are out).
+        "(({t}.kind = 'event' AND {t}.der_end_date IS NOT NULL AND {t}.der_end_date BETWEEN :ps AND :pe "
+        "  AND ({t}.start_date IS NULL OR {t}.start_date <= :pe))"
+        # R-SCOPE-1, R-FIL-2: services active at any time in the period, open ones included.
+        " OR ({t}.kind = 'service' AND ({t}.start_date IS NULL OR {t}.start_date <= :pe) "
+        "  AND ({t}.der_end_date IS NULL OR {t}.der_end_date >= :ps))"
+        " OR {t}.kind = 'undetermined')"
+    )
+    cols = ", ".join(f"r.{c.strip()}" for c in _COLUMNS.split(","))
+    r_alive, e_alive = alive.format(t="r"), alive.format(t="e")
+    body = (
+        f"SELECT {cols} FROM records r WHERE {r_alive} AND ("  # noqa: S608
+        f"{active.format(t='r')}"
+        " OR (r.kind = 'carer_by_association' AND ("
+        "  NOT EXISTS (SELECT 1 FROM links l WHERE l.la_code = r.la_code AND l.record_key = r.record_key)"
+        "  OR EXISTS (SELECT 1 FROM links l CROSS JOIN records e"  # CROSS JOIN: SQLite keeps l outermost
+        "   ON e.la_code = l.la_code AND e.person_key = l.linked_person_key"
+        f"   WHERE l.la_code = r.la_code AND l.record_key = r.record_key AND {e_alive}"
+        f"   AND {active.format(t='e')}))))"
+    )
+    if count:
+        return f"SELECT count(*) FROM ({body})", params  # noqa: S608
+    return f"{body} ORDER BY r.record_key", params
+
+
+def _stored(row: tuple[Any, ...]) -> StoredRecord:
+    (key, kind, event_type, client_type, person, start, end, rec, findings, failed, opt_out, chash) = row
+    return StoredRecord(
+        record_key=key,
+        kind=Kind(kind),
+        event_type=event_type,
+        client_type=client_type,
+        person_key=person,
+        start=date.fromisoformat(start) if start else None,
+        derived_end=date.fromisoformat(end) if end else None,
+        record=json.loads(rec),
+        findings=tuple((f[0], f[1], f[2]) for f in json.loads(findings)),
+        failed=bool(failed),
+        opt_out=bool(opt_out),
+        content_hash=chash,
+    )
+
+
+def _is_newer(item: Incoming, received_at: str, existing: tuple[Any, ...]) -> bool:
+    """R: a later version replaces the earlier; within a partition the Kafka offset decides."""
+    old_partition, old_offset, old_received = existing[0], existing[1], existing[2]
+    same_partition = item.partition is not None and item.partition == old_partition
+    if same_partition and item.offset is not None and old_offset is not None:
+        return bool(item.offset >= old_offset)  # equal: the later arrival wins (in-memory test broker)
+    new_ts = datetime.fromisoformat(received_at)
+    old_ts = datetime.fromisoformat(old_received)
+    return new_ts >= old_ts

@@ -1,0 +1,241 @@
+"""Submission state: identity, later-version-wins, withdrawal, idempotency, offsets, scope, durability."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import Field
+
+from cld_schemas.events import Finding, Provenance, RecordValidated
+from cld_schemas.spec import FieldStatus, Release, Validity
+from cld_submission.identity import Kind
+from cld_submission.state import Applied, Incoming, StateStore
+from tests.support.builders import (
+    LA_CODE,
+    Row,
+    a_ckba_row,
+    a_request_row,
+    a_review_row,
+    a_service_row,
+    an_assessment_row,
+)
+
+P_START = date(2024, 4, 1)
+P_END = date(2025, 3, 31)
+T0 = datetime(2025, 4, 2, 9, 0, tzinfo=UTC)
+TOPIC = "cld.records.validated.v1"
+
+_counter = iter(range(1, 10**9))
+
+
+class RecordValidatedWithMetadata(RecordValidated):
+    """The validated event as it looks once the schema carries source metadata (opt-out flags)."""
+
+    metadata: dict[str, str] = Field(default_factory=dict)
+
+
+def validated(
+    row: Row,
+    *,
+    event_id: str | None = None,
+    received_at: datetime | None = None,
+    withdrawn: bool = False,
+    failed_fields: tuple[str, ...] = (),
+    metadata: dict[str, str] | None = None,
+) -> RecordValidated:
+    n = next(_counter)
+    findings = [
+        Finding(field=f, status=FieldStatus.MANDATORY, validity=Validity.INVALID, rule="CLD002", message="not in list")
+        for f in failed_fields
+    ]
+    kwargs: dict[str, Any] = {
+        "la_code": LA_CODE,
+        "release": Release.R1,
+        "provenance": Provenance(
+            source="case-system", event_id=event_id or f"ev-{n}", received_at=received_at or T0 + timedelta(seconds=n)
+        ),
+        "record": row,
+        "findings": findings,
+        "failed": bool(findings),
+        "withdrawn": withdrawn,
+        "validated_at": T0,
+    }
+    if metadata is not None:
+        return RecordValidatedWithMetadata(metadata=metadata, **kwargs)
+    return RecordValidated(**kwargs)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[StateStore]:
+    s = StateStore.open(tmp_path / "state")
+    yield s
+    s.close()
+
+
+def in_scope(store: StateStore, start: date = P_START, end: date = P_END) -> list[Any]:
+    return list(store.iter_in_scope(LA_CODE, start, end))
+
+
+def test_a_later_version_replaces_the_earlier_one(store: StateStore) -> None:
+    assert store.apply(validated(a_request_row(event_outcome="NFA - Other"))) is Applied.INSERTED
+    assert store.apply(validated(a_request_row(event_end_date="25/05/2024"))) is Applied.REPLACED
+
+    [rec] = in_scope(store)
+    assert rec.record["event_end_date"] == "25/05/2024"
+
+
+def test_across_partitions_the_received_time_decides(store: StateStore) -> None:
+    first = validated(a_request_row(event_end_date="25/05/2024"), received_at=T0)
+    later = validated(a_request_row(event_end_date="21/05/2024"), received_at=T0 + timedelta(hours=1))
+    assert store.apply(first, topic=TOPIC, partition=0, offset=10) is Applied.INSERTED
+    assert store.apply_many([Incoming(later, TOPIC, 1, 3)]) == [Applied.REPLACED]
+    [rec] = in_scope(store)
+    assert rec.record["event_end_date"] == "21/05/2024"
+
+
+def test_an_older_offset_in_the_same_partition_is_stale(store: StateStore) -> None:
+    store.apply(validated(a_request_row(event_end_date="25/05/2024")), topic=TOPIC, partition=0, offset=5)
+    [outcome] = store.apply_many([Incoming(validated(a_request_row(event_end_date="21/05/2024")), "other-topic", 0, 1)])
+    assert outcome is Applied.STALE
+    assert in_scope(store)[0].record["event_end_date"] == "25/05/2024"
+
+
+def test_a_withdrawn_record_is_removed_and_an_older_copy_cannot_bring_it_back(store: StateStore) -> None:
+    store.apply(validated(a_service_row(), received_at=T0))
+    assert store.apply(validated(a_service_row(), withdrawn=True, received_at=T0 + timedelta(hours=2))) is (
+        Applied.WITHDRAWN
+    )
+    assert in_scope(store) == []
+    late_copy = validated(a_service_row(), received_at=T0 + timedelta(hours=1))
+    assert store.apply(late_copy) is Applied.STALE
+    assert in_scope(store) == []
+    # A genuinely new version after the withdrawal is accepted again.
+    assert store.apply(validated(a_service_row(), received_at=T0 + timedelta(hours=3))) is Applied.INSERTED
+    assert len(in_scope(store)) == 1
+
+
+def test_a_repeated_event_id_is_a_no_op(store: StateStore) -> None:
+    assert store.apply(validated(a_request_row(), event_id="same")) is Applied.INSERTED
+    assert store.apply(validated(a_request_row(event_end_date="25/05/2024"), event_id="same")) is (
+        Applied.DUPLICATE_EVENT
+    )
+    assert in_scope(store)[0].record["event_end_date"] == "20/05/2024"
+
+
+def test_offsets_are_stored_with_the_records_and_redeliveries_are_no_ops(store: StateStore) -> None:
+    batch = [Incoming(validated(a_request_row(event_reference=f"R{i}")), TOPIC, 0, i) for i in range(5)]
+    assert store.apply_many(batch) == [Applied.INSERTED] * 5
+    assert store.next_offsets(TOPIC) == {0: 5}
+    # After a crash before the Kafka commit, the tail of the batch is delivered again.
+    assert store.apply_many(batch[3:]) == [Applied.DUPLICATE_EVENT] * 2
+    assert store.next_offsets(TOPIC) == {0: 5}
+    assert len(in_scope(store)) == 5
+
+
+def test_state_survives_a_restart_with_the_same_record_keys(tmp_path: Path) -> None:
+    s1 = StateStore.open(tmp_path / "state")
+    s1.apply(validated(a_request_row()), topic=TOPIC, partition=0, offset=0)
+    key = in_scope(s1)[0].record_key
+    s1.close()
+    s2 = StateStore.open(tmp_path / "state")
+    try:
+        assert [r.record_key for r in in_scope(s2)] == [key]
+        assert s2.next_offsets(TOPIC) == {0: 1}
+        assert s2.apply(validated(a_request_row(event_end_date="22/05/2024"))) is Applied.REPLACED
+    finally:
+        s2.close()
+
+
+def test_event_reference_identifies_an_event_across_corrections(store: StateStore) -> None:
+    store.apply(validated(a_request_row(event_reference="EV-1", event_start_date="01/05/2024")))
+    store.apply(validated(a_request_row(event_reference="EV-1", event_start_date="02/05/2024")))
+    assert len(in_scope(store)) == 1
+    # The same reference on another person's event stays a separate record (reported by the checks).
+    store.apply(validated(a_request_row(event_reference="EV-1", la_person_unique_identifier="SYN-PERSON-0099")))
+    assert len(in_scope(store)) == 2
+
+
+def test_without_a_reference_the_nhse_bespoke_key_identifies_the_event(store: StateStore) -> None:
+    store.apply(validated(a_request_row(event_reference=None)))
+    store.apply(validated(a_request_row(event_reference=None, event_outcome="NFA - Other")))
+    assert len(in_scope(store)) == 1
+    store.apply(validated(a_request_row(event_reference=None, request_route_of_access="Discharge from hospital")))
+    assert len(in_scope(store)) == 2
+
+
+def test_record_keys_are_hashes_not_personal_data(store: StateStore) -> None:
+    row = a_request_row()
+    store.apply(validated(row))
+    [rec] = in_scope(store)
+    assert len(rec.record_key) == 32
+    assert all(c in "0123456789abcdef" for c in rec.record_key)
+    assert row["nhs_number"] not in rec.record_key
+    assert rec.person_key is not None
+    assert row["la_person_unique_identifier"] not in rec.person_key
+
+
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        (a_request_row(event_end_date="20/05/2024"), True),  # completed in the period
+        (a_request_row(event_end_date=None), False),  # open request: R-SCOPE-2
+        (a_request_row(event_start_date="01/02/2024", event_end_date="20/03/2024"), False),  # ended before
+        (an_assessment_row(event_start_date="01/02/2024", event_end_date="20/04/2024"), True),  # started before
+        (a_review_row(event_start_date="01/03/2025", event_end_date="10/04/2025"), False),  # ends after
+        (a_service_row(event_start_date="01/01/2020", event_end_date=None), True),  # open service
+        (a_service_row(event_start_date="01/01/2020", event_end_date="31/03/2024"), False),  # ended before
+        (a_service_row(event_start_date="01/01/2020", event_end_date="01/04/2024"), True),  # active on day 1
+        (a_service_row(event_start_date="01/04/2025", event_end_date=None), False),  # starts after
+        (a_service_row(event_start_date="01/01/2020", date_of_death="01/03/2024"), False),  # R-FIL-3
+        (a_request_row(event_end_date="20/04/2025", date_of_death="10/05/2024"), True),  # death ends it in period
+        (a_request_row(event_end_date="32/13/2024"), True),  # unreadable: kept (never silently dropped)
+    ],
+)
+def test_scope_rules(store: StateStore, row: Row, expected: bool) -> None:
+    store.apply(validated(row))
+    assert (len(in_scope(store)) == 1) is expected
+
+
+def test_unreadable_dates_are_kept_as_undetermined(store: StateStore) -> None:
+    store.apply(validated(a_request_row(event_end_date="not a date")))
+    [rec] = in_scope(store)
+    assert rec.kind is Kind.UNDETERMINED
+
+
+def test_carer_known_by_association_follows_the_cared_for_adult(store: StateStore) -> None:
+    store.apply(validated(a_ckba_row(adult_1_linked_person_id="SYN-PERSON-0001", la_person_unique_identifier="C1")))
+    store.apply(validated(a_ckba_row(adult_1_linked_person_id="SYN-PERSON-0777", la_person_unique_identifier="C2")))
+    store.apply(validated(a_ckba_row(adult_1_linked_person_id=None, la_person_unique_identifier="C3")))
+    # Only C3 (no linked adult: nothing to judge by) until the linked adult has an in-scope event.
+    assert [r.kind for r in in_scope(store)] == [Kind.CARER_BY_ASSOCIATION]
+    store.apply(validated(a_service_row(la_person_unique_identifier="SYN-PERSON-0001")))
+    kinds = sorted(r.kind.value for r in in_scope(store))
+    assert kinds == ["carer_by_association", "carer_by_association", "service"]
+
+
+def test_in_scope_records_stream_in_record_key_order(store: StateStore) -> None:
+    for i in range(30):
+        store.apply(validated(a_request_row(event_reference=f"R{i:03d}")))
+    keys = [r.record_key for r in store.iter_in_scope(LA_CODE, P_START, P_END, batch=7)]
+    assert len(keys) == 30
+    assert keys == sorted(keys)
+    assert store.count_in_scope(LA_CODE, P_START, P_END) == 30
+
+
+def test_findings_and_opt_out_flags_are_kept_with_the_record(store: StateStore) -> None:
+    store.apply(validated(a_request_row(), failed_fields=("Ethnicity",), metadata={"national_data_opt_out": "true"}))
+    [rec] = in_scope(store)
+    assert rec.failed is True
+    assert rec.findings == (("Ethnicity", "CLD002", Validity.INVALID.value),)
+    assert rec.opt_out is True
+
+
+def test_reset_forgets_everything_for_a_rebuild(store: StateStore) -> None:
+    store.apply(validated(a_request_row()), topic=TOPIC, partition=0, offset=0)
+    store.reset()
+    assert in_scope(store) == []
+    assert store.next_offsets(TOPIC) == {}
