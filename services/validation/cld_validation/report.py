@@ -90,8 +90,8 @@ def required_columns(spec: Spec) -> tuple[str, ...]:
     )
 
 
-def open_file(stream: TextIO, *, spec: Spec) -> tuple[CLDHeader, CLDRows]:
-    header, rows = iter_records(stream, spec=spec)
+def open_file(stream: TextIO, *, spec: Spec, sparse: bool = False) -> tuple[CLDHeader, CLDRows]:
+    header, rows = iter_records(stream, spec=spec, sparse=sparse)
     headers_present = {f.header for f in spec.fields} - set(header.missing_fields)
     missing_required = [h for h in required_columns(spec) if h not in headers_present]
     if missing_required:
@@ -113,7 +113,7 @@ def validate_stream(
     Raises CLDFileError when the file cannot be used at all.
     """
     spec = spec or load_spec()
-    header, rows = open_file(stream, spec=spec)
+    header, rows = open_file(stream, spec=spec, sparse=True)
     present = {c for c in header.columns if c is not None}
     absent = frozenset(f.name for f in spec.fields if f.name not in present and f.in_file is not True)
     if la_code is not None:

@@ -142,6 +142,10 @@ class _Facts:
         self._meanings[name] = m
         return m
 
+    @property
+    def raw(self) -> Mapping[str, str | None]:
+        return self._rec
+
     def present(self, name: str) -> bool:
         return bool(self._rec.get(name))
 
@@ -322,7 +326,9 @@ class Validator:
         self._ckba_event_fields = frozenset(f.name for f in self.fields if f.group in _EVENT_GROUPS)
         self._index = {n: i for i, n in enumerate(self.names)}
         self._absent = frozenset(self._index[n] for n in absent)
-        self._fast = tuple(self._fast_check(f) for f in self.fields)
+        self._quick: dict[str, tuple[int, int, Any]] = {
+            f.name: (i, *self._quick_check(f)) for i, f in enumerate(self.fields)
+        }
 
     # ---- value parsing ----
     def parse_date(self, value: str) -> date | str:
@@ -355,18 +361,25 @@ class Validator:
         validities = list(plan.blank_validities)
         result = RowResult(statuses=statuses, validities=validities)
         findings = result.findings
-        fast = self._fast
-        index = self._index
+        info = self._quick
         fields = self.fields
+        valid = Validity.VALID
+        dates = self._date_cache
         for name, value in rec.items():
             if not value:
                 continue
-            i = index.get(name)
-            if i is None:
+            q = info.get(name)
+            if q is None:
                 continue
-            ok = fast[i]
-            if ok is not None and ok(value):  # the common case: a plainly valid value
-                validities[i] = Validity.VALID
+            i, kind, arg = q
+            # The common case, inline: a plainly valid value (kinds from _quick_check).
+            if (
+                (kind == 0 and value in arg)
+                or (kind == 1 and type(dates.get(value)) is date)
+                or (kind == 2 and arg(value) is not None)
+                or (kind == 3 and len(value) <= MAX_TEXT_LENGTH)
+            ):
+                validities[i] = valid
                 continue
             validity, rule, message = self._check_value(fields[i], value, result)
             validities[i] = validity
@@ -387,16 +400,19 @@ class Validator:
                     )
                 )
         if len(findings) > 1:
+            index = self._index
             findings.sort(key=lambda fnd: index[fnd.name])  # report in file order, like the DQ report
         self._cross_field(rec, facts, result)
         return result
 
     def _plan(self, facts: _Facts) -> _Plan:
         """Statuses depend only on a handful of facts (client type, event type, ...): compute once per combination."""
+        # The raw values of the deciding fields (not their meanings) key the cache: a hit costs a few look-ups.
+        get = facts.raw.get
         age = facts.age_at_period_end() if self._age_ranges else None
         sig = (
-            tuple(facts.meaning(n) for n in self._coded_inputs),
-            tuple(facts.present(n) for n in self._present_inputs),
+            tuple(map(get, self._coded_inputs)),
+            tuple(bool(get(n)) for n in self._present_inputs),
             None if age is None else tuple(lo <= age <= hi for lo, hi in self._age_ranges),
         )
         plan = self._plans.get(sig)
@@ -416,19 +432,22 @@ class Validator:
                 ),
                 mandatory=mandatory,
             )
-            if len(self._plans) > 10_000:
+            if len(self._plans) > 50_000:
                 self._plans.clear()
             self._plans[sig] = plan
         return plan
 
-    def _fast_check(self, f: SpecField) -> Callable[[str], bool] | None:
-        """A cheap test that is True only for values the full check would pass (None: always do the full check)."""
+    def _quick_check(self, f: SpecField) -> tuple[int, Any]:
+        """How ``validate`` recognises a plainly valid value without the full check: (kind, argument).
+
+        0: membership of the exact code list; 1: an already-parsed real date; 2: a regex's fullmatch;
+        3: length within bounds; 4: always do the full check. True only for values the full check passes.
+        """
         fmt = f.format
         if fmt == "code":
-            return self.codes[f.name].exact.__contains__
+            return 0, self.codes[f.name].exact
         if fmt == "date":
-            cache = self._date_cache
-            return lambda v: type(cache.get(v)) is date
+            return 1, None
         regex = {
             "postcode": _POSTCODE_RE,
             "decimal_2dp": _DECIMAL_RE,
@@ -438,11 +457,10 @@ class Validator:
             "cqc_location_id": _CQC_RE,
         }.get(fmt)
         if regex is not None:
-            fullmatch = regex.fullmatch
-            return lambda v: fullmatch(v) is not None
+            return 2, regex.fullmatch
         if fmt in ("text", "identifier"):
-            return lambda v: len(v) <= MAX_TEXT_LENGTH
-        return None
+            return 3, None
+        return 4, None
 
     def _check_value(self, f: SpecField, value: str, result: RowResult) -> tuple[Validity, str | None, str]:
         fmt = f.format
