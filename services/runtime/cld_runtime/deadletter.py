@@ -68,6 +68,9 @@ class DeadLetterPublisher:
             ["service", "reason"],
             registry=registry,
         )
+        # Every reason starts at 0 so that Prometheus' increase() sees the first dead letter (alerts.yml).
+        for reason in DeadLetterReason:
+            self.counter.labels(service, reason.value)
 
     async def publish(self, letter: DeadLetter, *, confirm: bool = True) -> asyncio.Future[Any] | None:
         """Publish; with ``confirm=False`` return the delivery future (None in the in-memory test broker)."""

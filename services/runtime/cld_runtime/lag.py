@@ -1,7 +1,12 @@
 """cld_consumer_lag{group,topic,partition}: how far the service's own consumer group is behind.
 
-Lag = the partition's end offset - the group's committed offset (the whole partition if nothing is committed
-yet). Computed by a pure function; ``ConsumerLagMonitor`` only fetches the two offset maps periodically.
+Lag = the partition's end offset - the group's committed offset. With nothing committed yet the group starts
+at the log start (``auto_offset_reset="earliest"``), so the lag is end - log start (the whole partition when
+nothing was deleted by retention). Computed by a pure function; ``ConsumerLagMonitor`` only fetches the offset
+maps periodically.
+
+The monitor never takes the service down: a broker that is unreachable at start-up or during a refresh is
+logged and retried on the next interval, and ``stop()`` never raises.
 """
 
 from __future__ import annotations
@@ -22,10 +27,21 @@ log = logging.getLogger("cld.runtime.lag")
 
 
 def compute_lag(
-    end_offsets: Mapping[TopicPartition, int], committed: Mapping[TopicPartition, int | None]
+    end_offsets: Mapping[TopicPartition, int],
+    committed: Mapping[TopicPartition, int | None],
+    start_offsets: Mapping[TopicPartition, int] | None = None,
 ) -> dict[TopicPartition, int]:
-    """Per-partition lag; never negative (a commit can race ahead of a stale end offset)."""
-    return {tp: max(0, end - (committed.get(tp) or 0)) for tp, end in end_offsets.items()}
+    """Per-partition lag; never negative (a commit can race ahead of a stale end offset).
+
+    A partition without a committed offset counts from its log start (``start_offsets``, 0 when unknown).
+    """
+    starts = start_offsets or {}
+    lag: dict[TopicPartition, int] = {}
+    for tp, end in end_offsets.items():
+        done = committed.get(tp)
+        position = done if done is not None else starts.get(tp, 0)
+        lag[tp] = max(0, end - position)
+    return lag
 
 
 class ConsumerLagMonitor:
@@ -47,13 +63,26 @@ class ConsumerLagMonitor:
         self._task = asyncio.create_task(self._run(), name=f"lag-{self.group}")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        """Cancel the refresh loop. Never raises: the lag gauge must not fail a service's shutdown."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
     async def _run(self) -> None:
+        while True:
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # clients could not start (broker unreachable): try again later
+                log.warning("consumer lag monitor could not connect", extra={"error": type(exc).__name__})
+            await asyncio.sleep(self.settings.consumer_lag_interval_seconds)
+
+    async def _session(self) -> None:
+        """One pair of clients, refreshing until cancelled (or until they fail to start)."""
         kwargs: dict[str, Any] = self.settings.aiokafka_kwargs()
         client_id = f"cld-{self.settings.service_name}-lag"
         admin = AIOKafkaAdminClient(**kwargs, client_id=client_id)
@@ -87,5 +116,7 @@ class ConsumerLagMonitor:
         end = await consumer.end_offsets(partitions)
         offsets = await admin.list_consumer_group_offsets(self.group, partitions=partitions)
         committed = {tp: (om.offset if om is not None and om.offset >= 0 else None) for tp, om in offsets.items()}
-        for tp, lag in compute_lag(end, {tp: committed.get(tp) for tp in partitions}).items():
+        uncommitted = [tp for tp in partitions if committed.get(tp) is None]
+        starts = await consumer.beginning_offsets(uncommitted) if uncommitted else {}
+        for tp, lag in compute_lag(end, {tp: committed.get(tp) for tp in partitions}, starts).items():
             self.gauge.labels(self.group, tp.topic, str(tp.partition)).set(lag)
