@@ -14,5 +14,7 @@ if ((rc != 0 && rc != 3)); then
   exit "$rc"
 fi
 demo_args=()
+# The demo authenticates with the key up.sh issued to the example LA system (none in open mode).
+[[ ${CLD_TENANCY_MODE:-required} == open ]] || export CLD_SOURCE_KEYS_FILE=${CLD_SOURCE_KEYS_FILE:-$REPO/.run/local/source-keys.json}
 ((rc == 3)) && demo_args+=(--no-submission)
 "$REPO/.venv/bin/python" -m cld_cli.cmd_demo "${demo_args[@]}" "$@"

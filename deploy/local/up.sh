@@ -6,6 +6,9 @@
 # Env: KAFKA_BOOTSTRAP_SERVERS, CLD_INGEST_PORT (8001), CLD_VALIDATION_PORT (8002),
 #      CLD_PSEUDONYMISATION_PORT (8003), CLD_SUBMISSION_PORT (8004), CLD_UP_TIMEOUT (90 s),
 #      CLD_PSEUDO_KEY_FILE / CLD_PSEUDO_KEY (else a local development key is generated under .run/local).
+#      CLD_TENANTS_FILE (else the example registry is copied to .run/local/tenants.json with fresh source keys in
+#      .run/local/source-keys.json, mode 0600: `cld tenants init`), CLD_TENANCY_MODE=open (no registry at all:
+#      any caller for any LA; synthetic data only, e.g. for bench/bench_mesh.py, which publishes as made-up sources).
 set -euo pipefail
 
 REPO=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd -P)
@@ -38,6 +41,18 @@ if [[ -z ${CLD_PSEUDO_KEY_FILE:-} && -z ${CLD_PSEUDO_KEY:-} ]]; then
   export CLD_PSEUDO_KEY_FILE="$RUN/pseudo.key"
 fi
 export CLD_SUBMISSION_STATE_DIR=${CLD_SUBMISSION_STATE_DIR:-$REPO/.run/submission}
+
+# ---- tenants registry: tenancy is enforced unless CLD_TENANCY_MODE=open is asked for explicitly
+if [[ ${CLD_TENANCY_MODE:-required} == open ]]; then
+  log "WARNING: CLD_TENANCY_MODE=open: no tenants registry; every caller may submit for every LA (synthetic data only)"
+elif [[ -z ${CLD_TENANTS_FILE:-} ]]; then
+  if [[ ! -s $RUN/tenants.json || ! -s $RUN/source-keys.json ]]; then
+    (umask 077 && "$CLD" tenants init --registry "$RUN/tenants.json" \
+      --from "$REPO/deploy/config/tenants.example.json" --keys-out "$RUN/source-keys.json" --force)
+  fi
+  export CLD_TENANTS_FILE="$RUN/tenants.json"
+  log "tenancy enforced: registry $CLD_TENANTS_FILE, source keys (0600) $RUN/source-keys.json"
+fi
 
 declare -A PORTS=(
   [ingest]=${CLD_INGEST_PORT:-8001}

@@ -31,6 +31,14 @@ class Provenance(_Event):
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
+    opt_outs: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Opt-out and objection flags the source attached to the record (raw-topic header cld-opt-out): "
+            "national-data-opt-out, objection, or unrecognised (an unknown token, counted as an opt-out). "
+            "Metadata, never a CLD column: ignored for NHS England (required by law), applied to other exports."
+        ),
+    )
 
 
 class RecordValidated(_Event):

@@ -19,6 +19,7 @@ from cld_schemas import topics
 from cld_schemas.spec import load_spec
 from tests.support.capture import Captured, capture
 from tests.support.records import service_record
+from tests.support.tenancy import DEFAULT_SOURCE, Tenancy, make_tenancy
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Api:
     client: httpx.AsyncClient
     raw: Captured
     app: FastAPI
+    tenancy: Tenancy
 
     def metric(self, name: str, labels: dict[str, str]) -> float:
         return float(self.app.state.registry.get_sample_value(name, labels) or 0.0)
@@ -33,16 +35,21 @@ class Api:
 
 @pytest.fixture
 async def api() -> AsyncIterator[Api]:
+    """The ingest app with a registry built in code; the client authenticates as the default (hub) source."""
+    tenancy = make_tenancy()
     app = create_app(
         IngestSettings(
             kafka_bootstrap_servers="127.0.0.1:1", log_level="WARNING", max_batch_records=5, max_body_bytes=64 * 1024
-        )
+        ),
+        tenants=tenancy.registry,
     )
     raw = capture(app.state.broker, topics.RAW)
     async with TestKafkaBroker(app.state.broker):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
-            yield Api(client, raw, app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://ingest", headers=tenancy.auth(DEFAULT_SOURCE)
+        ) as client:
+            yield Api(client, raw, app, tenancy)
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
@@ -68,7 +75,7 @@ async def test_one_record_is_published_keyed_by_la_with_provenance(api: Api) -> 
     assert api.raw.bodies[0]["nhs_number"] == "9990000018"
     assert api.raw.bodies[0]["event_start_date"] == "2025-05-01"  # as sent: the contract allows ISO dates
     h = api.raw.headers[0]
-    assert h["cld-source"] == "case-system"
+    assert h["cld-source"] == DEFAULT_SOURCE  # the authenticated source, not the client's X-CLD-Source
     assert h["cld-event-id"] == "abc-1"
     assert "cld-received-at" in h
     assert api.metric("cld_records_received_total", {"la_code": "318", "channel": "http"}) == 1

@@ -15,6 +15,7 @@ from cld_schemas.events import DeadLetter, DeadLetterReason, RecordValidated
 from cld_validation.service import ValidationSettings, create_app
 from tests.support.capture import Captured, capture
 from tests.support.records import service_record
+from tests.support.tenancy import DEFAULT_SOURCE, make_tenancy
 
 
 @dataclass
@@ -27,8 +28,9 @@ class Harness:
     async def send(
         self, value: bytes | dict[str, Any], *, key: bytes | None = b"318", headers: dict[str, str] | None = None
     ) -> None:
+        """Publish as the registry's default source unless ``headers`` name another (or none: ``{}`` values)."""
         body = json.dumps(value).encode() if isinstance(value, dict) else value
-        await self.broker.publish(body, topics.RAW, key=key, headers=headers)
+        await self.broker.publish(body, topics.RAW, key=key, headers={"cld-source": DEFAULT_SOURCE, **(headers or {})})
 
     def metric(self, name: str, labels: dict[str, str]) -> float:
         value = self.app.context.get("registry").get_sample_value(name, labels)
@@ -37,7 +39,9 @@ class Harness:
 
 @pytest.fixture
 async def harness() -> AsyncIterator[Harness]:
-    app = create_app(ValidationSettings(kafka_bootstrap_servers="127.0.0.1:1", log_level="WARNING"))
+    app = create_app(
+        ValidationSettings(kafka_bootstrap_servers="127.0.0.1:1", log_level="WARNING"), tenants=make_tenancy().registry
+    )
     broker = app.broker
     assert isinstance(broker, KafkaBroker)
     validated = capture(broker, topics.VALIDATED)
@@ -170,4 +174,4 @@ async def test_without_an_event_id_the_message_position_is_the_identity(harness:
 
     event = RecordValidated.model_validate(harness.validated.bodies[0])
     assert event.provenance.event_id == f"kafka:{topics.RAW}:0:0"
-    assert event.provenance.source == "unknown"
+    assert event.provenance.source == DEFAULT_SOURCE

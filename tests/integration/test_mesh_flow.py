@@ -1,4 +1,5 @@
-"""The mesh on a real Kafka broker with real processes (``cld serve``): ingest, validation, pseudonymisation."""
+"""The mesh on a real Kafka broker with real processes (``cld serve``): ingest, validation, pseudonymisation,
+with tenancy enforced (a registry file and source keys, as ``deploy/local/up.sh`` provisions them)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from cld_schemas import topics
 from tests.component.test_ingest_service import csv_text
 from tests.support.processes import ServiceProcess, collect, event_ids, produce, service_env
 from tests.support.records import service_record
+from tests.support.tenancy import Tenancy, make_tenancy
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +25,9 @@ class Mesh:
     def __init__(self, bootstrap: str, prefix: str, log_dir: Path) -> None:
         self.bootstrap = bootstrap
         self.prefix = prefix
-        self.env = service_env(bootstrap, prefix)
+        self.tenancy: Tenancy = make_tenancy()
+        tenants_file, _keys = self.tenancy.write(log_dir)
+        self.env = service_env(bootstrap, prefix, tenants_file=tenants_file)
         self.log_dir = log_dir
         self.services: dict[str, ServiceProcess] = {}
 
@@ -61,7 +65,9 @@ async def test_csv_upload_flows_from_ingest_to_validated_and_pseudonymised(mesh:
     mesh.start("ingest", "validation", "pseudonymisation")
     rows = [service_record(event_reference=f"EV{i}", la_person_unique_identifier=f"P{i}") for i in range(50)]
     rows[3]["nhs_number"] = "1234"  # an invalid value: reported, not dropped
-    async with httpx.AsyncClient(base_url=mesh.services["ingest"].url, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=mesh.services["ingest"].url, timeout=30, headers=mesh.tenancy.auth("case-system")
+    ) as client:
         r = await client.post(
             "/v1/uploads", params={"la": "318"}, content=csv_text(rows).encode(), headers={"content-type": "text/csv"}
         )
@@ -97,7 +103,7 @@ async def test_a_record_published_with_kcat_comes_out_validated_and_pseudonymise
             "-k",
             "318",
             "-H",
-            "cld-source=kcat",
+            "cld-source=kafka-only",
             "-H",
             "cld-event-id=kcat-1",
         ],
@@ -108,7 +114,7 @@ async def test_a_record_published_with_kcat_comes_out_validated_and_pseudonymise
 
     pseudo = await collect(mesh.bootstrap, mesh.topic(topics.PSEUDONYMISED), until=lambda s: bool(s))
     validated = await collect(mesh.bootstrap, mesh.topic(topics.VALIDATED), until=lambda s: bool(s))
-    assert validated[0]["provenance"]["source"] == "kcat"
+    assert validated[0]["provenance"]["source"] == "kafka-only"
     assert validated[0]["la_code"] == "318"
     assert validated[0]["record"]["event_start_date"] == "01/05/2025"
     assert pseudo[0]["provenance"]["event_id"] == "kcat-1"
@@ -118,8 +124,9 @@ async def test_a_malformed_message_is_dead_lettered_and_the_records_behind_it_fl
     mesh.start("validation", "pseudonymisation")
     raw = mesh.topic(topics.RAW)
     # One key = one partition: the poison message sits in front of the good ones on the same partition.
-    await produce(mesh.bootstrap, raw, [(b"318", b"\xff not json", {})])
-    good = [(b"318", json.dumps(service_record()).encode(), {"cld-event-id": f"after-{i}"}) for i in range(20)]
+    src = {"cld-source": "case-system"}
+    await produce(mesh.bootstrap, raw, [(b"318", b"\xff not json", src)])
+    good = [(b"318", json.dumps(service_record()).encode(), {**src, "cld-event-id": f"after-{i}"}) for i in range(20)]
     await produce(mesh.bootstrap, raw, good)
 
     letters = await collect(mesh.bootstrap, mesh.topic(topics.DEADLETTER), until=lambda s: bool(s))
@@ -134,7 +141,11 @@ async def test_killing_validation_mid_stream_loses_no_record(mesh: Mesh) -> None
     mesh.start("validation", "pseudonymisation")
     total = 6000
     messages = [
-        (f"{300 + i % 7}".encode(), json.dumps(service_record(la_code=None)).encode(), {"cld-event-id": f"k-{i}"})
+        (
+            ("318", "319", "102")[i % 3].encode(),
+            json.dumps(service_record(la_code=None)).encode(),
+            {"cld-source": "regional-hub", "cld-event-id": f"k-{i}"},
+        )
         for i in range(total)
     ]
     await produce(mesh.bootstrap, mesh.topic(topics.RAW), messages)

@@ -5,6 +5,10 @@ NHS England mailbox (X26ABC2 in the sandbox) receives exactly one message whose 
 order and exactly the in-scope records. Also: SIGKILL of the submission process between 'approved' and
 'acknowledged' still ends with exactly one delivered message; a MESH outage is ridden out by retries (the
 outage here lasts ~20 s rather than a minute to keep the test short; the retry budget is the same setting).
+
+Tenancy is enforced as in a deployment: the ``env`` fixture provisions a tenants registry (``CLD_TENANTS_FILE``)
+with LA 318, one source whose key the CSV upload presents, and two operators with keys: the hub operator Ada
+requests, the LA operator Grace approves (``Authorization: Bearer`` on every submission API call).
 """
 
 from __future__ import annotations
@@ -24,6 +28,17 @@ import pytest
 from mesh_client import MeshClient
 
 from cld_cli.synth import generate_rows
+from cld_runtime.tenancy import (
+    Operator,
+    OperatorRole,
+    Registry,
+    Source,
+    SourceKind,
+    Tenant,
+    generate_api_key,
+    hash_api_key,
+    save_registry,
+)
 from cld_schemas import topics
 from cld_schemas.spec import load_spec
 from tests.component.test_ingest_service import csv_text
@@ -40,6 +55,37 @@ LA = "318"
 P_START, P_END = date(2024, 4, 1), date(2025, 3, 31)
 PERIOD = {"la_code": LA, "period_start": P_START.isoformat(), "period_end": P_END.isoformat()}
 RECEIVER = "X26ABC2"
+SOURCE = "case-system"
+ADA, GRACE = "Ada Operator", "Grace Approver"
+KEYS: dict[str, str] = {}
+"""Keys of the registry the ``env`` fixture provisioned (source id or operator name -> key)."""
+
+
+def auth(principal: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEYS[principal]}"}
+
+
+def provision_registry(directory: Path) -> Path:
+    """A registry file for the processes under test; its keys go to ``KEYS`` (never into the file)."""
+    KEYS.clear()
+    KEYS.update({p: generate_api_key() for p in (SOURCE, ADA, GRACE)})
+    registry = Registry(
+        tenants=(Tenant(la_code=LA, name="Example Borough Council", hub_id="north"),),
+        sources=(Source(id=SOURCE, kind=SourceKind.LA_SYSTEM, la_codes=(LA,), key_hash=hash_api_key(KEYS[SOURCE])),),
+        operators=(
+            Operator(
+                name=ADA,
+                role=OperatorRole.HUB_OPERATOR,
+                la_codes=(LA,),
+                hub_id="north",
+                key_hash=hash_api_key(KEYS[ADA]),
+            ),
+            Operator(name=GRACE, role=OperatorRole.LA_OPERATOR, la_codes=(LA,), key_hash=hash_api_key(KEYS[GRACE])),
+        ),
+    )
+    path = directory / "tenants.json"
+    save_registry(registry, path)
+    return path
 
 
 def _d(value: str | None) -> date | None:
@@ -119,6 +165,7 @@ def env(kafka_bootstrap: str, topic_prefix: str, mesh_sandbox: str, tmp_path: Pa
     return service_env(
         kafka_bootstrap,
         topic_prefix,
+        CLD_TENANTS_FILE=str(provision_registry(tmp_path)),
         CLD_SUBMISSION_STATE_DIR=str(tmp_path / "submission-state"),
         CLD_SUBMISSION_TRANSPORT="mesh",
         CLD_SUBMISSION_ACK_POLL_SECONDS="0.5",
@@ -164,7 +211,7 @@ def wait_for(predicate: Any, *, timeout: float, what: str) -> Any:
 
 
 def status(url: str, sid: str) -> dict[str, Any]:
-    return dict(httpx.get(f"{url}/v1/submissions/{sid}/status", timeout=10).json())
+    return dict(httpx.get(f"{url}/v1/submissions/{sid}/status", headers=auth(GRACE), timeout=10).json())
 
 
 def feed_generated_dataset(procs: dict[str, ServiceProcess], *, people: int) -> list[dict[str, Any]]:
@@ -173,7 +220,7 @@ def feed_generated_dataset(procs: dict[str, ServiceProcess], *, people: int) -> 
         f"{procs['ingest'].url}/v1/uploads",
         params={"la": LA},
         content=csv_text(rows).encode(),
-        headers={"content-type": "text/csv"},
+        headers={"content-type": "text/csv", **auth(SOURCE)},
         timeout=60,
     )
     assert r.status_code == 202, r.text
@@ -184,22 +231,25 @@ def wait_until_held(url: str, expected: int) -> None:
     params = {"period_start": P_START.isoformat(), "period_end": P_END.isoformat()}
 
     def held() -> bool:
-        got = httpx.get(f"{url}/v1/state/{LA}", params=params, timeout=10).json()
+        got = httpx.get(f"{url}/v1/state/{LA}", params=params, headers=auth(ADA), timeout=10).json()
         return bool(got["in_scope"] >= expected)
 
     wait_for(held, timeout=120, what=f"{expected} in-scope records in the submission state")
 
 
 def request_and_approve(url: str) -> dict[str, Any]:
-    r = httpx.post(f"{url}/v1/submissions", json={**PERIOD, "requested_by": "Ada Operator"}, timeout=120)
+    r = httpx.post(f"{url}/v1/submissions", json=PERIOD, headers=auth(ADA), timeout=120)
     assert r.status_code == 201, r.text
     sub = r.json()["submission"]
+    assert sub["requested_by"] == ADA
     a = httpx.post(
         f"{url}/v1/submissions/{sub['submission_id']}/approve",
-        json={"by": "Grace Approver", "accept_errors": True},
+        json={"accept_errors": True},
+        headers=auth(GRACE),
         timeout=60,
     )
     assert a.status_code == 200, a.text
+    assert a.json()["approved_by"] == GRACE
     return dict(sub)
 
 
@@ -216,7 +266,7 @@ def test_generated_dataset_is_submitted_as_exactly_one_complete_message(
     sid = sub["submission_id"]
     assert sub["rows"] == len(expected)
     # Requesting again with nothing changed gives the same submission back: no second message.
-    again = httpx.post(f"{url}/v1/submissions", json={**PERIOD, "requested_by": "Ada Operator"}, timeout=120)
+    again = httpx.post(f"{url}/v1/submissions", json=PERIOD, headers=auth(ADA), timeout=120)
     assert again.json()["submission"]["submission_id"] == sid
 
     [message_id] = wait_for(nhse.inbox, timeout=120, what="a message in the NHS England inbox")

@@ -22,6 +22,7 @@ from cld_validation.service import create_app as create_validation
 from tests.component.test_ingest_service import csv_text
 from tests.support.capture import Captured, capture
 from tests.support.records import service_record
+from tests.support.tenancy import make_tenancy
 
 
 @dataclass
@@ -36,8 +37,9 @@ class Mesh:
 @pytest.fixture
 async def mesh() -> AsyncIterator[Mesh]:
     common = {"kafka_bootstrap_servers": "127.0.0.1:1", "log_level": "WARNING"}
-    ingest = create_ingest(IngestSettings(**common))  # type: ignore[arg-type]
-    validation = create_validation(ValidationSettings(**common))  # type: ignore[arg-type]
+    tenancy = make_tenancy()
+    ingest = create_ingest(IngestSettings(**common), tenants=tenancy.registry)  # type: ignore[arg-type]
+    validation = create_validation(ValidationSettings(**common), tenants=tenancy.registry)  # type: ignore[arg-type]
     pseudo = create_pseudonymisation(
         PseudonymisationSettings(**common, pseudo_key=SecretStr("22" * 32))  # type: ignore[arg-type]
     )
@@ -49,7 +51,7 @@ async def mesh() -> AsyncIterator[Mesh]:
     deadletters = capture(recorder, topics.DEADLETTER)
     async with TestKafkaBroker(*brokers, recorder):
         transport = httpx.ASGITransport(app=ingest)
-        async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://ingest", headers=tenancy.auth()) as client:
             yield Mesh(client, ingest.state.broker, validated, pseudonymised, deadletters)
 
 
@@ -66,7 +68,7 @@ async def test_a_posted_record_comes_out_validated_and_pseudonymised(mesh: Mesh)
 
 
 async def test_a_csv_upload_flows_through_and_a_poison_message_does_not_stop_it(mesh: Mesh) -> None:
-    await mesh.ingest_broker.publish(b"\x00not json", topics.RAW, key=b"318")
+    await mesh.ingest_broker.publish(b"\x00not json", topics.RAW, key=b"318", headers={"cld-source": "case-system"})
     text = csv_text([service_record(event_reference=f"EV{i}", event_start_date="01/05/2025") for i in range(5)])
     r = await mesh.client.post("/v1/uploads?la=318", content=text.encode(), headers={"content-type": "text/csv"})
     assert r.status_code == 202

@@ -86,7 +86,10 @@ class ServiceProcess:
                 self.proc.wait(10)
 
 
-def service_env(bootstrap: str, prefix: str, **extra: str) -> dict[str, str]:
+def service_env(bootstrap: str, prefix: str, *, tenants_file: Path | None = None, **extra: str) -> dict[str, str]:
+    """The environment of a service process. With ``tenants_file`` the registry is enforced; without one the
+    processes run in explicit open mode (``CLD_TENANCY_MODE=open``: any source for any LA), which tests that
+    are not about tenancy rely on."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLD_")}
     env.update(
         {
@@ -97,6 +100,10 @@ def service_env(bootstrap: str, prefix: str, **extra: str) -> dict[str, str]:
             "CLD_CONSUMER_LAG_INTERVAL_SECONDS": "2",
         }
     )
+    if tenants_file is not None:
+        env["CLD_TENANTS_FILE"] = str(tenants_file)
+    else:
+        env["CLD_TENANCY_MODE"] = "open"
     env.update(extra)
     return env
 

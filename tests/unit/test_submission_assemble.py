@@ -73,8 +73,8 @@ def test_records_flagged_with_a_national_data_opt_out_are_still_included(tmp_pat
     """The national data opt-out does not apply to this legally required flow to NHS England."""
     store = StateStore.open(tmp_path / "state")
     try:
-        store.apply(validated(a_request_row(event_reference="OPT"), metadata={"national_data_opt_out": "true"}))
-        store.apply(validated(a_service_row(event_reference="OBJ"), metadata={"type_1_objection": "yes"}))
+        store.apply(validated(a_request_row(event_reference="OPT"), opt_outs=("national-data-opt-out",)))
+        store.apply(validated(a_service_row(event_reference="OBJ"), opt_outs=("objection",)))
         store.apply(validated(a_service_row(event_reference="NONE", la_person_unique_identifier="P2")))
         result = write_submission_file(
             store.iter_in_scope(LA_CODE, P_START, P_END), tmp_path / "f.csv", period_start=P_START, period_end=P_END

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import Field
 
+from cld_runtime.sharing import OptOut
 from cld_schemas.events import Finding, Provenance, RecordValidated
 from cld_schemas.spec import FieldStatus, Release, Validity
 from cld_submission.identity import Kind
@@ -32,12 +32,6 @@ TOPIC = "cld.records.validated.v1"
 _counter = iter(range(1, 10**9))
 
 
-class RecordValidatedWithMetadata(RecordValidated):
-    """The validated event as it looks once the schema carries source metadata (opt-out flags)."""
-
-    metadata: dict[str, str] = Field(default_factory=dict)
-
-
 def validated(
     row: Row,
     *,
@@ -45,7 +39,7 @@ def validated(
     received_at: datetime | None = None,
     withdrawn: bool = False,
     failed_fields: tuple[str, ...] = (),
-    metadata: dict[str, str] | None = None,
+    opt_outs: tuple[str, ...] = (),
 ) -> RecordValidated:
     n = next(_counter)
     findings = [
@@ -56,7 +50,10 @@ def validated(
         "la_code": LA_CODE,
         "release": Release.R1,
         "provenance": Provenance(
-            source="case-system", event_id=event_id or f"ev-{n}", received_at=received_at or T0 + timedelta(seconds=n)
+            source="case-system",
+            event_id=event_id or f"ev-{n}",
+            received_at=received_at or T0 + timedelta(seconds=n),
+            opt_outs=list(opt_outs),
         ),
         "record": row,
         "findings": findings,
@@ -64,8 +61,6 @@ def validated(
         "withdrawn": withdrawn,
         "validated_at": T0,
     }
-    if metadata is not None:
-        return RecordValidatedWithMetadata(metadata=metadata, **kwargs)
     return RecordValidated(**kwargs)
 
 
@@ -227,11 +222,50 @@ def test_in_scope_records_stream_in_record_key_order(store: StateStore) -> None:
 
 
 def test_findings_and_opt_out_flags_are_kept_with_the_record(store: StateStore) -> None:
-    store.apply(validated(a_request_row(), failed_fields=("Ethnicity",), metadata={"national_data_opt_out": "true"}))
-    [rec] = in_scope(store)
+    """Flags come from ``Provenance.opt_outs`` (source metadata, never a CLD column)."""
+    store.apply(
+        validated(a_request_row(), failed_fields=("Ethnicity",), opt_outs=("national-data-opt-out", "objection"))
+    )
+    store.apply(validated(a_service_row(event_reference="NOFLAG")))
+    by_ref = {r.record.get("event_reference"): r for r in in_scope(store)}
+    rec = next(r for ref, r in by_ref.items() if ref != "NOFLAG")
     assert rec.failed is True
     assert rec.findings == (("Ethnicity", "CLD002", Validity.INVALID.value),)
     assert rec.opt_out is True
+    assert rec.opt_outs == {OptOut.NATIONAL_DATA_OPT_OUT, OptOut.OBJECTION}
+    assert rec.event_id
+    assert by_ref["NOFLAG"].opt_out is False
+    assert by_ref["NOFLAG"].opt_outs == frozenset()
+
+
+def test_an_unrecognised_opt_out_token_counts_as_an_opt_out(store: StateStore) -> None:
+    store.apply(validated(a_request_row(), opt_outs=("type-1-something",)))
+    [rec] = in_scope(store)
+    assert rec.opt_out is True
+    assert rec.opt_outs == {OptOut.UNRECOGNISED}
+
+
+def test_a_state_database_from_before_opt_out_flags_is_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    state_dir = tmp_path / "old"
+    state_dir.mkdir()
+    with sqlite3.connect(state_dir / "records.sqlite3") as conn:
+        conn.execute(
+            "CREATE TABLE records (la_code TEXT NOT NULL, record_key TEXT NOT NULL, kind TEXT NOT NULL, "
+            "event_type TEXT, client_type TEXT, person_key TEXT, start_date TEXT, der_end_date TEXT, "
+            "death_date TEXT, event_id TEXT NOT NULL, kafka_partition INTEGER, kafka_offset INTEGER, "
+            "received_at TEXT NOT NULL, withdrawn INTEGER NOT NULL DEFAULT 0, opt_out INTEGER NOT NULL DEFAULT 0, "
+            "failed INTEGER NOT NULL DEFAULT 0, content_hash TEXT NOT NULL, record_json TEXT NOT NULL, "
+            "findings_json TEXT NOT NULL)"
+        )
+    s = StateStore.open(state_dir)
+    try:
+        s.apply(validated(a_request_row(), opt_outs=("objection",)))
+        [rec] = in_scope(s)
+        assert rec.opt_outs == {OptOut.OBJECTION}
+    finally:
+        s.close()
 
 
 def test_reset_forgets_everything_for_a_rebuild(store: StateStore) -> None:

@@ -24,6 +24,7 @@ from cld_runtime.tenancy import (
     TenancyError,
     TenancyMode,
     Tenant,
+    authenticate_operator,
     authenticate_source,
     authorise_operator,
     authorise_source,
@@ -31,10 +32,13 @@ from cld_runtime.tenancy import (
     generate_api_key,
     hash_api_key,
     load_registry,
+    open_registry,
     registry_from_environ,
     resolve_registry,
     save_registry,
+    sees_la,
     with_new_source,
+    with_operator_key,
 )
 from cld_schemas.events import DeadLetterReason
 
@@ -353,3 +357,159 @@ def test_cli_init_issues_a_key_per_source_into_a_private_file(tmp_path: Path) ->
         assert (found := authenticate_source(loaded, key)) is not None
         assert found.id == source_id
     assert CliRunner().invoke(_app(), args).exit_code == 2  # never overwrites without --force
+
+
+# ---- operator keys --------------------------------------------------------------------------------------
+
+
+def test_an_operator_key_authenticates_that_operator_only(registry: Registry) -> None:
+    reg, key = with_operator_key(registry, "officer-a")
+    found = authenticate_operator(reg, key)
+    assert found is not None
+    assert found.name == "officer-a"
+    assert authenticate_operator(reg, generate_api_key()) is None
+    assert authenticate_operator(reg, None) is None
+    assert authenticate_operator(reg, "") is None
+    assert authenticate_operator(reg, key + "x" * 300) is None  # oversize: refused before hashing
+    assert authenticate_source(reg, key) is None  # an operator key is not a source key
+    # A rotated key replaces the old one at once.
+    reg2, key2 = with_operator_key(reg, "officer-a")
+    assert authenticate_operator(reg2, key) is None
+    assert (again := authenticate_operator(reg2, key2)) is not None
+    assert again.name == "officer-a"
+    assert key2 not in reg2.model_dump_json()
+
+
+def test_operator_authentication_compares_against_every_operator(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reg, key = with_operator_key(registry, "officer-a")  # the first operator: no early exit after it
+    reg, _ = with_operator_key(reg, "hub-ops")
+    calls: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr("cld_runtime.tenancy.hmac.compare_digest", spy)
+    assert authenticate_operator(reg, key) is not None
+    assert len(calls) == len(reg.operators)
+    assert all(len(a) == len(b) for a, b in calls)
+
+
+def test_an_operator_without_a_key_never_authenticates(registry: Registry) -> None:
+    assert all(o.key_hash is None for o in registry.operators)
+    assert authenticate_operator(registry, generate_api_key()) is None
+
+
+def test_one_key_identifies_one_principal(registry: Registry, keys: dict[str, str]) -> None:
+    data = registry.model_dump(mode="json")
+    data["operators"][0]["key_hash"] = hash_api_key(keys["sys-a"])
+    with pytest.raises(ValueError, match="an operator and a source share one key"):
+        Registry.model_validate(data)
+    shared = hash_api_key(generate_api_key())
+    data["operators"][0]["key_hash"] = shared
+    data["operators"][1]["key_hash"] = shared
+    with pytest.raises(ValueError, match="two operators share one key"):
+        Registry.model_validate(data)
+
+
+def test_operator_keys_survive_a_save_and_load_as_hashes_only(tmp_path: Path, registry: Registry) -> None:
+    reg, key = with_operator_key(registry, "hub-ops")
+    path = tmp_path / "tenants.json"
+    save_registry(reg, path)
+    assert key not in path.read_text()
+    found = authenticate_operator(load_registry(path), key)
+    assert found is not None
+    assert found.name == "hub-ops"
+
+
+def test_open_mode_has_an_open_operator_for_every_la() -> None:
+    op = authenticate_operator(open_registry(), None)
+    assert op is not None
+    assert authorise_operator(op, LA_A, OperatorAction.APPROVE_SUBMISSION).allowed
+    assert sees_la(op, LA_B)
+
+
+def test_sees_la_filters_listings_to_the_operators_las(registry: Registry) -> None:
+    officer = registry.operator("officer-a")
+    assert officer is not None
+    assert sees_la(officer, LA_A)
+    assert not sees_la(officer, LA_B)
+
+
+def test_cli_add_operator_prints_a_key_once_and_rotate_replaces_it(tmp_path: Path) -> None:
+    runner, app, reg = CliRunner(), _app(), tmp_path / "tenants.json"
+    assert (
+        runner.invoke(app, ["tenants", "add-tenant", "--registry", str(reg), "--la", LA_A, "--name", "A"]).exit_code
+        == 0
+    )
+    added = runner.invoke(
+        app,
+        ["tenants", "add-operator", "--registry", str(reg), "--name", "alice", "--role", "la_operator", "--la", LA_A],
+    )
+    assert added.exit_code == 0, added.stderr
+    key = added.stdout.strip()
+    assert key.startswith("cldk_")
+    assert key not in reg.read_text()
+    assert (op := authenticate_operator(load_registry(reg), key)) is not None
+    assert op.name == "alice"
+
+    rotated = runner.invoke(app, ["tenants", "rotate-operator-key", "--registry", str(reg), "--name", "alice"])
+    assert rotated.exit_code == 0, rotated.stderr
+    new_key = rotated.stdout.strip()
+    assert new_key != key
+    assert authenticate_operator(load_registry(reg), key) is None
+    assert authenticate_operator(load_registry(reg), new_key) is not None
+
+    nokey = runner.invoke(
+        app,
+        [
+            "tenants",
+            "add-operator",
+            "--registry",
+            str(reg),
+            "--name",
+            "bob",
+            "--role",
+            "la_operator",
+            "--la",
+            LA_A,
+            "--no-key",
+        ],
+    )
+    assert nokey.exit_code == 0, nokey.stderr
+    assert nokey.stdout.strip() == ""
+    bob = load_registry(reg).operator("bob")
+    assert bob is not None
+    assert bob.key_hash is None
+
+
+def test_cli_init_can_issue_operator_keys_into_a_private_file(tmp_path: Path) -> None:
+    runner, app = CliRunner(), _app()
+    reg, keys_out, op_keys = tmp_path / "t.json", tmp_path / "keys.json", tmp_path / "operator-keys.json"
+    result = runner.invoke(
+        app,
+        [
+            "tenants",
+            "init",
+            "--registry",
+            str(reg),
+            "--from",
+            str(EXAMPLE),
+            "--keys-out",
+            str(keys_out),
+            "--operator-keys-out",
+            str(op_keys),
+        ],
+    )
+    assert result.exit_code == 0, result.stderr
+    issued = json.loads(op_keys.read_text())
+    loaded = load_registry(reg)
+    assert set(issued) == {o.name for o in loaded.operators}
+    assert stat.S_IMODE(op_keys.stat().st_mode) == 0o600
+    for name, key in issued.items():
+        assert key not in reg.read_text()
+        assert (op := authenticate_operator(loaded, key)) is not None
+        assert op.name == name

@@ -36,6 +36,7 @@ def brokers() -> list[Any]:
                 del os.environ[k]
             os.environ["CLD_LOG_LEVEL"] = "WARNING"
             os.environ["CLD_PSEUDO_KEY"] = DOC_KEY
+            os.environ["CLD_TENANCY_MODE"] = "open"  # the topics do not depend on who may publish
             if name is ServiceName.SUBMISSION:
                 os.environ["CLD_SUBMISSION_STATE_DIR"] = state.name
             app = module.create_app(settings_cls())

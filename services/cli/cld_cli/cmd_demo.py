@@ -1,7 +1,8 @@
 """``cld demo``: the end-to-end demo used by ``make run``, against running services.
 
 Generates a synthetic LA dataset (``cld_cli.synth.generate_rows``), uploads it as a CSV file to the ingest
-API, waits (bounded, with a progress bar) until every row has come out validated and pseudonymised (read
+API (authenticated with the source key ``deploy/local/up.sh`` issued: ``.run/local/source-keys.json``),
+waits (bounded, with a progress bar) until every row has come out validated and pseudonymised (read
 from the topics with a plain aiokafka consumer), prints the DQ summary and a few pseudonymised rows, then
 asks the submission service to submit the period (request -> show -> approve -> sent/acknowledged).
 Run as ``cld demo`` or ``python -m cld_cli.cmd_demo``.
@@ -16,7 +17,8 @@ import json
 import sys
 import uuid
 from collections import Counter
-from datetime import date
+from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -31,6 +33,9 @@ from cld_schemas.spec import load_spec
 console = Console()
 PERIOD_START = date(2024, 4, 1)
 PERIOD_END = date(2025, 3, 31)
+DEFAULT_KEYS_FILE = Path(".run/local/source-keys.json")
+DEFAULT_SOURCE = "example-borough-case-system"
+"""The example registry's source for LA 318 (deploy/config/tenants.example.json)."""
 
 
 def register(app: typer.Typer) -> None:
@@ -54,10 +59,29 @@ def synthetic_csv(*, people: int, seed: int, la_code: str) -> tuple[str, int]:
     return out.getvalue(), len(distinct)
 
 
+def source_key(keys_file: Path, source_id: str) -> str | None:
+    """The API key of ``source_id`` from the keys file ``cld tenants init`` wrote (None without the file)."""
+    if not keys_file.is_file():
+        return None
+    keys = json.loads(keys_file.read_text(encoding="utf-8"))
+    if source_id not in keys:
+        console.print(f"[red]no key for source {source_id!r} in {keys_file}[/]")
+        raise typer.Exit(2)
+    return str(keys[source_id])
+
+
 async def wait_for(
-    bootstrap: str, topic: str, *, source: str, expected: int, wait_seconds: float, progress: Progress, label: str
+    bootstrap: str,
+    topic: str,
+    *,
+    source: str,
+    since: datetime,
+    expected: int,
+    wait_seconds: float,
+    progress: Progress,
+    label: str,
 ) -> list[dict[str, Any]]:
-    """Events of this demo run (by source id) on ``topic``, one per event id, until ``expected`` are seen."""
+    """Events of this demo run (its source, received since it started) on ``topic``, one per event id."""
     from aiokafka import AIOKafkaConsumer
 
     task = progress.add_task(label, total=expected)
@@ -71,7 +95,8 @@ async def wait_for(
                 for records in batch.values():
                     for r in records:
                         event = json.loads(r.value)
-                        if event.get("provenance", {}).get("source") == source:
+                        prov = event.get("provenance", {})
+                        if prov.get("source") == source and datetime.fromisoformat(prov["received_at"]) >= since:
                             by_id.setdefault(event["provenance"]["event_id"], event)  # dedupe by event id
                 progress.update(task, completed=len(by_id))
     finally:
@@ -156,16 +181,21 @@ async def run_demo(
     seed: int,
     la_code: str,
     wait_seconds: float,
+    keys_file: Path = DEFAULT_KEYS_FILE,
+    source_id: str = DEFAULT_SOURCE,
 ) -> None:
     text, distinct = synthetic_csv(people=people, seed=seed, la_code=la_code)
-    source = f"demo-{uuid.uuid4().hex[:8]}"
+    key = source_key(keys_file, source_id)
+    headers = {"content-type": "text/csv"}
+    if key is not None:  # tenancy enforced: the source is the key's holder
+        headers["Authorization"] = f"Bearer {key}"
+        source = source_id
+    else:  # open mode (CLD_TENANCY_MODE=open): the ingest takes the client's X-CLD-Source
+        source = f"demo-{uuid.uuid4().hex[:8]}"
+        headers["X-CLD-Source"] = source
+    since = datetime.now(UTC)
     async with httpx.AsyncClient(base_url=ingest_url, timeout=120) as client:
-        r = await client.post(
-            "/v1/uploads",
-            params={"la": la_code},
-            content=text.encode(),
-            headers={"content-type": "text/csv", "X-CLD-Source": source},
-        )
+        r = await client.post("/v1/uploads", params={"la": la_code}, content=text.encode(), headers=headers)
     if r.status_code != 202:
         console.print(f"[red]upload refused ({r.status_code})[/]: {r.text[:500]}")
         raise typer.Exit(1)
@@ -178,6 +208,7 @@ async def run_demo(
                 bootstrap,
                 prefix + topics.VALIDATED,
                 source=source,
+                since=since,
                 expected=distinct,
                 wait_seconds=wait_seconds,
                 progress=progress,
@@ -187,6 +218,7 @@ async def run_demo(
                 bootstrap,
                 prefix + topics.PSEUDONYMISED,
                 source=source,
+                since=since,
                 expected=distinct,
                 wait_seconds=wait_seconds,
                 progress=progress,
@@ -213,6 +245,12 @@ def demo(
     seed: int = 7,
     la_code: Annotated[str, typer.Option("--la")] = "318",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each stage.")] = 180.0,
+    keys_file: Annotated[
+        Path, typer.Option(envvar="CLD_SOURCE_KEYS_FILE", help="Source keys from `cld tenants init` (0600).")
+    ] = DEFAULT_KEYS_FILE,
+    source_id: Annotated[str, typer.Option("--source", help="The source to send as (its key is used).")] = (
+        DEFAULT_SOURCE
+    ),
 ) -> None:
     """Send a synthetic LA dataset through the running mesh and show what came out (make run)."""
     try:
@@ -226,6 +264,8 @@ def demo(
                 seed=seed,
                 la_code=la_code,
                 wait_seconds=timeout,
+                keys_file=keys_file,
+                source_id=source_id,
             )
         )
     except KeyboardInterrupt:

@@ -1,6 +1,9 @@
 """``cld submission``: request, inspect, approve and export submissions through the running service's API.
 
 Base URL: ``--url`` or ``CLD_SUBMISSION_URL`` (default http://127.0.0.1:8004).
+Operator key (``cld tenants add-operator``): ``CLD_OPERATOR_KEY`` or ``--key-file FILE`` (never on the command
+line: argv shows in the process list and shell history); sent as ``Authorization: Bearer``. The service records
+the authenticated operator as requester and approver. Without a key only an open-mode service answers.
 Exit codes: 0 done; 1 refused or not found (the service said why); 2 bad usage; 3 service not reachable or
 answering with a server error.
 """
@@ -33,6 +36,17 @@ UrlOption = Annotated[
     str,
     typer.Option("--url", envvar="CLD_SUBMISSION_URL", help="Base URL of the submission service."),
 ]
+KeyFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file",
+        help="File holding your operator key (default: env CLD_OPERATOR_KEY).",
+        exists=True,
+        dir_okay=False,
+        readable=True,
+    ),
+]
+ENV_OPERATOR_KEY = "CLD_OPERATOR_KEY"
 
 
 def register(app: typer.Typer) -> None:
@@ -44,9 +58,25 @@ def _fail(message: str, code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _call(method: str, url: str, path: str, *, timeout: float = 60.0, **kwargs: Any) -> httpx.Response:
+def _operator_key(key_file: Path | None) -> str | None:
+    if key_file is not None:
+        key = key_file.read_text(encoding="utf-8").strip()
+        if not key:
+            _fail(f"{key_file} holds no key", EXIT_USAGE)
+        return key
+    return os.environ.get(ENV_OPERATOR_KEY, "").strip() or None
+
+
+def _auth(key_file: Path | None) -> dict[str, str]:
+    key = _operator_key(key_file)
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _call(
+    method: str, url: str, path: str, *, key_file: Path | None = None, timeout: float = 60.0, **kwargs: Any
+) -> httpx.Response:
     try:
-        with httpx.Client(base_url=url, timeout=httpx.Timeout(timeout, connect=5.0)) as client:
+        with httpx.Client(base_url=url, timeout=httpx.Timeout(timeout, connect=5.0), headers=_auth(key_file)) as client:
             response = client.request(method, path, **kwargs)
     except httpx.ConnectError:
         _fail(f"the submission service is not reachable at {url} (is it running? set --url/CLD_SUBMISSION_URL)", 3)
@@ -64,6 +94,8 @@ def _call(method: str, url: str, path: str, *, timeout: float = 60.0, **kwargs: 
             detail = response.text
         if isinstance(detail, list):  # FastAPI validation errors
             detail = "; ".join(f"{'.'.join(str(x) for x in d.get('loc', []))}: {d.get('msg')}" for d in detail)
+        if response.status_code == 401:
+            detail = f"{detail}; set {ENV_OPERATOR_KEY} or pass --key-file"
         _fail(f"{detail} (HTTP {response.status_code})", EXIT_REFUSED)
     return response
 
@@ -116,16 +148,22 @@ def _submission_table(sub: dict[str, Any], title: str) -> Table:
 def request(
     la: Annotated[str, typer.Option("--la", help="The LA's 3-digit code.")],
     period: Annotated[str, typer.Option("--period", help="START:END, ISO dates (a rolling 12 months).")],
-    by: Annotated[str, typer.Option("--by", help="Who asks (default: $CLD_OPERATOR or $USER).")] = "",
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by", help="Who asks. With an operator key: your operator name (default). Open mode: $CLD_OPERATOR/$USER."
+        ),
+    ] = "",
     url: UrlOption = DEFAULT_URL,
+    key_file: KeyFileOption = None,
 ) -> None:
     """Assemble and check a submission; prints its id (the same id again when nothing changed)."""
     start, end = _period(period)
-    who = by or _default_operator()
-    if not who:
-        _fail("say who asks with --by NAME", EXIT_USAGE)
-    body = {"la_code": la, "period_start": start.isoformat(), "period_end": end.isoformat(), "requested_by": who}
-    answer = _call("POST", url, "/v1/submissions", json=body, timeout=600.0).json()
+    body: dict[str, Any] = {"la_code": la, "period_start": start.isoformat(), "period_end": end.isoformat()}
+    who = by or (None if _operator_key(key_file) else _default_operator())
+    if who:
+        body["requested_by"] = who
+    answer = _call("POST", url, "/v1/submissions", key_file=key_file, json=body, timeout=600.0).json()
     sub = answer["submission"]
     note = "" if answer["created"] else " (unchanged since this submission was requested: not a new one)"
     err.print(f"{sub['state']}: {sub['rows']} rows, version {sub['version']}{note}")
@@ -133,9 +171,9 @@ def request(
 
 
 @submission_app.command("show")
-def show(submission_id: str, url: UrlOption = DEFAULT_URL) -> None:
+def show(submission_id: str, url: UrlOption = DEFAULT_URL, key_file: KeyFileOption = None) -> None:
     """The DQ summary: record-level failures by field and rule, dataset checks, diff against the last one."""
-    detail = _call("GET", url, f"/v1/submissions/{submission_id}").json()
+    detail = _call("GET", url, f"/v1/submissions/{submission_id}", key_file=key_file).json()
     _print_detail(detail)
 
 
@@ -186,39 +224,51 @@ def _print_detail(detail: dict[str, Any]) -> None:
 @submission_app.command("approve")
 def approve_cmd(
     submission_id: str,
-    by: Annotated[str, typer.Option("--by", help="The approving operator, by name.")],
+    by: Annotated[
+        str,
+        typer.Option(
+            "--by",
+            help="The approver. With an operator key you are the approver (optional; must be your name). "
+            "Required in open mode.",
+        ),
+    ] = "",
     accept_errors: Annotated[
         bool, typer.Option("--accept-errors", help="Send although dataset checks found errors.")
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     url: UrlOption = DEFAULT_URL,
+    key_file: KeyFileOption = None,
 ) -> None:
     """Approve a checked submission for sending, after its DQ summary is shown."""
-    if not by.strip():
-        _fail("say who approves with --by NAME", EXIT_USAGE)
-    detail = _call("GET", url, f"/v1/submissions/{submission_id}").json()
+    if not by.strip() and not _operator_key(key_file):
+        _fail(f"no operator key ({ENV_OPERATOR_KEY} or --key-file); in open mode say who approves with --by", 2)
+    detail = _call("GET", url, f"/v1/submissions/{submission_id}", key_file=key_file).json()
     _print_detail(detail)
-    if not yes and not typer.confirm(f"Send submission {submission_id} to NHS England as {by}?"):
+    as_whom = f" as {by}" if by.strip() else ""
+    if not yes and not typer.confirm(f"Send submission {submission_id} to NHS England{as_whom}?"):
         _fail("not approved", EXIT_REFUSED)
-    sub = _call(
-        "POST", url, f"/v1/submissions/{submission_id}/approve", json={"by": by, "accept_errors": accept_errors}
-    ).json()
+    body: dict[str, Any] = {"accept_errors": accept_errors}
+    if by.strip():
+        body["by"] = by.strip()
+    sub = _call("POST", url, f"/v1/submissions/{submission_id}/approve", key_file=key_file, json=body).json()
     out.print(f"{sub['submission_id']} {sub['state']} by {sub['approved_by']}", highlight=False)
 
 
 @submission_app.command("status")
-def status(submission_id: str, url: UrlOption = DEFAULT_URL) -> None:
+def status(submission_id: str, url: UrlOption = DEFAULT_URL, key_file: KeyFileOption = None) -> None:
     """Where a submission is now (state, MESH message id, last step's detail)."""
-    sub = _call("GET", url, f"/v1/submissions/{submission_id}/status").json()
+    sub = _call("GET", url, f"/v1/submissions/{submission_id}/status", key_file=key_file).json()
     out.print(_submission_table(sub, "Status"))
 
 
 @submission_app.command("history")
 def history(
-    la: Annotated[str, typer.Option("--la", help="The LA's 3-digit code.")], url: UrlOption = DEFAULT_URL
+    la: Annotated[str, typer.Option("--la", help="The LA's 3-digit code.")],
+    url: UrlOption = DEFAULT_URL,
+    key_file: KeyFileOption = None,
 ) -> None:
     """Every submission of an LA, oldest first."""
-    subs = _call("GET", url, "/v1/submissions", params={"la": la}).json()
+    subs = _call("GET", url, "/v1/submissions", key_file=key_file, params={"la": la}).json()
     t = Table(title=f"Submissions of LA {la}")
     for col in ("Id", "Period", "Version", "State", "Rows", "Requested by", "Approved by", "Message id", "Updated"):
         t.add_column(col)
@@ -242,14 +292,15 @@ def export(
     submission_id: str,
     out_path: Annotated[Path, typer.Option("--out", help="Where to write the file.")],
     url: UrlOption = DEFAULT_URL,
+    key_file: KeyFileOption = None,
 ) -> None:
     """Write exactly the file that was (or would be) sent, and check its SHA-256."""
-    sub = _call("GET", url, f"/v1/submissions/{submission_id}/status").json()
+    sub = _call("GET", url, f"/v1/submissions/{submission_id}/status", key_file=key_file).json()
     digest = hashlib.sha256()
     tmp = out_path.with_name(f".{out_path.name}.part")
     try:
         with (
-            httpx.Client(base_url=url, timeout=httpx.Timeout(600.0, connect=5.0)) as client,
+            httpx.Client(base_url=url, timeout=httpx.Timeout(600.0, connect=5.0), headers=_auth(key_file)) as client,
             client.stream("GET", f"/v1/submissions/{submission_id}/file") as response,
         ):
             if response.status_code != 200:
@@ -266,6 +317,47 @@ def export(
         _fail("the downloaded file does not match the submission's SHA-256", EXIT_UNREACHABLE)
     tmp.replace(out_path)
     err.print(f"wrote {out_path} ({sub.get('rows')} rows, sha256 {digest.hexdigest()})")
+
+
+@submission_app.command("export-to")
+def export_to(
+    submission_id: str,
+    recipient: Annotated[str, typer.Option("--recipient", help="Recipient id in the sharing policy (e.g. an ICB).")],
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the export (CSV).")],
+    form: Annotated[
+        str | None, typer.Option("--form", help="identifiable or pseudonymised (default: the recipient's form).")
+    ] = None,
+    url: UrlOption = DEFAULT_URL,
+    key_file: KeyFileOption = None,
+) -> None:
+    """Export a submission's rows to a recipient other than NHS England, as the sharing policy allows.
+
+    Refused without a legal basis recorded for that recipient and LA (the refusal is audited); records flagged
+    with a national data opt-out or objection are left out; pseudonymised unless the policy says otherwise.
+    """
+    body: dict[str, Any] = {"recipient": recipient}
+    if form is not None:
+        if form not in ("identifiable", "pseudonymised"):
+            _fail("--form must be identifiable or pseudonymised", EXIT_USAGE)
+        body["form"] = form
+    response = _call(
+        "POST", url, f"/v1/submissions/{submission_id}/exports", key_file=key_file, json=body, timeout=600.0
+    )
+    data = response.content
+    expected = response.headers.get("x-content-sha256", "")
+    if expected and hashlib.sha256(data).hexdigest() != expected:
+        _fail("the downloaded export does not match its SHA-256", EXIT_UNREACHABLE)
+    tmp = out_path.with_name(f".{out_path.name}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    tmp.replace(out_path)
+    h = response.headers
+    err.print(
+        f"wrote {out_path}: {h.get('x-records-included')} of {h.get('x-records-considered')} rows, "
+        f"{h.get('x-records-excluded-opt-out')} left out (opt-out/objection), form {h.get('x-export-form')}, "
+        f"for {h.get('x-export-recipient')}; export {h.get('x-export-id')}, sha256 {expected}"
+    )
 
 
 @submission_app.command("rebuild-state")

@@ -1,7 +1,8 @@
-"""``cld tenants``: the registry of LAs, source systems (with hashed API keys) and operators (issue 6 section 1).
+"""``cld tenants``: the registry of LAs, source systems and operators, both with hashed API keys (issue 6 section 1).
 
-A new key is printed once, on standard output and nowhere else (messages go to standard error, so
-``KEY=$(cld tenants add-source ...)`` captures just the key); the registry keeps only its SHA-256.
+A new key (a source's or an operator's) is printed once, on standard output and nowhere else (messages go to
+standard error, so ``KEY=$(cld tenants add-source ...)`` captures just the key); the registry keeps only its
+SHA-256.
 ``check-key`` reads the key from standard input, never from the command line (argv is visible to other users
 in the process list and lands in shell history).
 """
@@ -138,11 +139,15 @@ def add_operator(
     role: Annotated[str, typer.Option("--role", help="la_operator or hub_operator.")],
     la: Annotated[list[str] | None, typer.Option("--la", help="An LA they act for (repeat).")] = None,
     hub: Annotated[str | None, typer.Option("--hub", help="hub_operator: their hub (default scope: its LAs).")] = None,
+    no_key: Annotated[
+        bool, typer.Option("--no-key", help="Issue no API key now (the operator cannot call the API yet).")
+    ] = False,
 ) -> None:
-    """Add an operator. A hub operator given no --la acts for every LA of their hub."""
+    """Add an operator and print their new API key ONCE (standard output). A hub operator given no --la acts
+    for every LA of their hub. The key goes in CLD_OPERATOR_KEY or a --key-file for `cld submission`."""
     from pydantic import ValidationError
 
-    from cld_runtime.tenancy import Operator, OperatorRole, TenancyError, with_operator
+    from cld_runtime.tenancy import Operator, OperatorRole, TenancyError, with_operator, with_operator_key
 
     try:
         op_role = OperatorRole(role)
@@ -154,10 +159,33 @@ def add_operator(
         codes = reg.hub_la_codes(hub)
     try:
         reg = with_operator(reg, Operator(name=name, role=op_role, la_codes=codes, hub_id=hub))
+        key = None if no_key else with_operator_key(reg, name)
     except (TenancyError, ValidationError) as exc:
         _fail(_problem(exc))
+    if key is not None:
+        reg = key[0]
     _save(reg, registry)
     typer.echo(f"Added {op_role.value} {name!r} for LAs {', '.join(codes) or '(none)'}.", err=True)
+    if key is not None:
+        typer.echo(f"API key of operator {name!r} follows; it is shown only now.", err=True)
+        sys.stdout.write(key[1] + "\n")
+
+
+@tenants_app.command("rotate-operator-key")
+def rotate_operator_key(
+    registry: RegistryOpt,
+    name: Annotated[str, typer.Option("--name", help="The operator whose key to issue or replace.")],
+) -> None:
+    """Issue or replace an operator's API key (the old one stops working) and print the new key ONCE."""
+    from cld_runtime.tenancy import TenancyError, with_operator_key
+
+    try:
+        reg, key = with_operator_key(_load(registry), name)
+    except TenancyError as exc:
+        _fail(str(exc))
+    _save(reg, registry)
+    typer.echo(f"New key for operator {name!r} follows; it is shown only now.", err=True)
+    sys.stdout.write(key + "\n")
 
 
 @tenants_app.command("list")
@@ -183,10 +211,10 @@ def list_(registry: RegistryOpt) -> None:
         )
     console.print(s)
     o = Table(title="Operators")
-    for col in ("Name", "Role", "Hub", "LAs"):
+    for col in ("Name", "Role", "Hub", "LAs", "Key issued"):
         o.add_column(col)
     for op in reg.operators:
-        o.add_row(op.name, op.role.value, op.hub_id or "", ", ".join(op.la_codes))
+        o.add_row(op.name, op.role.value, op.hub_id or "", ", ".join(op.la_codes), "yes" if op.key_hash else "no")
     console.print(o)
 
 
@@ -220,30 +248,50 @@ def init(
         Path, typer.Option("--from", help="A registry to copy (e.g. deploy/config/tenants.example.json).")
     ],
     keys_out: Annotated[Path, typer.Option("--keys-out", help="Where to write the new keys (JSON, mode 0600).")],
+    operator_keys_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--operator-keys-out", help="Also issue a key per operator, written here (JSON name -> key, mode 0600)."
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
 ) -> None:
     """Copy a registry and issue a fresh key for every source: the local demo (`make run`) starts this way.
 
     The keys file maps source id to key, readable by its owner only; it exists so local scripts can call the
-    API. In a real deployment issue keys with add-source / rotate-key and hand each to its source system.
+    API. With --operator-keys-out every operator gets a key too (operator name -> key), for `cld submission`
+    (CLD_OPERATOR_KEY / --key-file). In a real deployment issue keys with add-source / rotate-key /
+    rotate-operator-key and hand each to its owner.
     """
-    from cld_runtime.tenancy import with_rotated_key
+    from cld_runtime.tenancy import with_operator_key, with_rotated_key
 
-    for p in (registry, keys_out):
-        if p.exists() and not force:
+    for p in (registry, keys_out, operator_keys_out):
+        if p is not None and p.exists() and not force:
             _fail(f"{p} exists (use --force to replace it)")
     reg = _load(from_)
     keys: dict[str, str] = {}
     for src in reg.sources:
         reg, keys[src.id] = with_rotated_key(reg, src.id)
+    op_keys: dict[str, str] = {}
+    if operator_keys_out is not None:
+        for op in reg.operators:
+            reg, op_keys[op.name] = with_operator_key(reg, op.name)
     _save(reg, registry)
-    keys_out.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(keys_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(keys, fh, indent=2)
-        fh.write("\n")
-    os.chmod(keys_out, 0o600)
+    _write_private_json(keys_out, keys)
+    if operator_keys_out is not None:
+        _write_private_json(operator_keys_out, op_keys)
     typer.echo(f"Wrote {registry} and {len(keys)} source keys to {keys_out}.", err=True)
+    if operator_keys_out is not None:
+        typer.echo(f"Wrote {len(op_keys)} operator keys to {operator_keys_out}.", err=True)
+
+
+def _write_private_json(path: Path, data: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2)
+        fh.write("\n")
+    os.chmod(path, 0o600)
 
 
 def _problem(exc: Exception) -> str:

@@ -1,26 +1,32 @@
 """What the ingest service does to a record before publishing: pure functions, no HTTP or Kafka.
 
 The raw-topic contract (docs/contract.md): key = the LA code, value = one JSON object of spec fields by
-snake_case name (blank fields left out), headers ``cld-source``, ``cld-event-id``, ``cld-received-at``.
+snake_case name (blank fields left out), headers ``cld-source``, ``cld-event-id``, ``cld-received-at`` and,
+when the source flagged the person's opt-outs, ``cld-opt-out`` (metadata, never a CLD column).
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
 from cld_runtime.messages import HEADER_CHANNEL
+from cld_runtime.sharing import OPT_OUT_HEADER, OptOut, opt_out_header, parse_opt_out_header
 from cld_schemas import topics
 
 LA_CODE_PATTERN: Final = r"^\d{3}$"
 ID_PATTERN: Final = r"^[A-Za-z0-9._:@/+-]{1,128}$"
 """Source ids and idempotency keys: bounded, printable, no spaces (they travel as headers and log fields)."""
 _LA_CODE = re.compile(LA_CODE_PATTERN)
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+OPT_OUT_PATTERN: Final = r"^[A-Za-z0-9 ,._-]{0,200}$"
+"""The ``cld-opt-out`` request header: comma-separated tokens (docs/governance.md, "Opt-out and objection flags")."""
 
 
 class EnvelopeError(ValueError):
@@ -49,6 +55,30 @@ def resolve_la_code(record_la: str | None, given: str | None) -> str:
     return la
 
 
+def opt_out_value(header: str | None) -> str | None:
+    """The canonical ``cld-opt-out`` value for a request's header, or None when it names no opt-out.
+
+    The Kafka topics treat an unrecognised token as an opt-out (fail closed); over HTTP the caller is there to
+    be told, so an unrecognised token is refused instead of guessed at.
+    """
+    flags = parse_opt_out_header(header)
+    if OptOut.UNRECOGNISED in flags:
+        known = ", ".join(f.value for f in OptOut if f is not OptOut.UNRECOGNISED)
+        raise EnvelopeError(f"the {OPT_OUT_HEADER} header holds a token that is not one of: {known}")
+    return opt_out_header(flags) or None
+
+
+def safe_field_name(name: str, known: Iterable[str]) -> str:
+    """A submitted field name fit for an error message: quoted only when it looks like a misspelt spec field.
+
+    A name the caller made up may be a value put where a name belongs (a person's name as a JSON key, a data row
+    taken for a CSV header), so anything that is not close to a spec field name is described, never quoted.
+    """
+    if _NAME.fullmatch(name) and difflib.get_close_matches(name, list(known), n=1, cutoff=0.75):
+        return name
+    return "(a field name that is not in the specification)"
+
+
 def record_value(record: Mapping[str, str | None], la_code: str) -> bytes:
     """The public JSON value: spec fields by snake_case name, blanks left out, la_code filled in."""
     out = {k: v for k, v in record.items() if v is not None}
@@ -69,19 +99,22 @@ def envelope(
     source: str,
     received_at: datetime,
     channel: str,
+    opt_out: str | None = None,
 ) -> Envelope:
-    """``event_id`` None: derived from the content (CSV rows), so re-sending the same row is idempotent."""
+    """``event_id`` None: derived from the content (CSV rows), so re-sending the same row is idempotent.
+
+    ``source`` is the authenticated source's id (never a client header); ``opt_out`` the canonical
+    ``cld-opt-out`` value (:func:`opt_out_value`), passed through as a Kafka header.
+    """
     value = record_value(record, la_code)
     if event_id is None:
         event_id = content_event_id(la_code, value)
-    return Envelope(
-        la_code=la_code,
-        event_id=event_id,
-        value=value,
-        headers={
-            topics.HEADER_SOURCE: source,
-            topics.HEADER_EVENT_ID: event_id,
-            topics.HEADER_RECEIVED_AT: received_at.isoformat(),
-            HEADER_CHANNEL: channel,
-        },
-    )
+    headers = {
+        topics.HEADER_SOURCE: source,
+        topics.HEADER_EVENT_ID: event_id,
+        topics.HEADER_RECEIVED_AT: received_at.isoformat(),
+        HEADER_CHANNEL: channel,
+    }
+    if opt_out:
+        headers[OPT_OUT_HEADER] = opt_out
+    return Envelope(la_code=la_code, event_id=event_id, value=value, headers=headers)

@@ -5,12 +5,17 @@ and stopped by the app's lifespan. (FastStream 0.7's ``faststream.kafka.fastapi.
 deprecated in favour of the separate ``faststream_fastapi`` package; a plain broker needs neither.)
 Responses are 202 only after the broker acknowledged every publish (acks=all): nothing accepted is lost.
 Error bodies are JSON and never quote a submitted value (field names and row numbers only).
+
+Tenancy (docs/governance.md): every ``/v1/`` request is authenticated by its API key before its body is read
+(:mod:`cld_ingest.auth`, 401), and every record is authorised for its LA (403) before anything is published.
+The ``cld-source`` header on the raw topic is the authenticated source's id, never a client's claim.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import re
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -19,25 +24,32 @@ from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Annotated, Any, Final
 
 from aiokafka.errors import KafkaError
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from faststream.kafka.publisher import DefaultPublisher
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from cld_ingest.auth import SourceAuthentication, source_of
 from cld_ingest.envelope import (
     ID_PATTERN,
     LA_CODE_PATTERN,
+    OPT_OUT_PATTERN,
     Envelope,
     EnvelopeError,
     envelope,
+    opt_out_value,
     resolve_la_code,
+    safe_field_name,
 )
 from cld_ingest.limits import BodySizeLimit
 from cld_runtime import Settings, configure_logging, ensure_topics, health_body, make_broker, metrics_body
+from cld_runtime.sharing import OPT_OUT_HEADER
+from cld_runtime.tenancy import Decision, Registry, Source, authorise_source
 from cld_schemas import topics
 from cld_schemas.csvfile import CLDFileError, iter_records
 from cld_schemas.record import MAX_VALUE_LENGTH, CLDRecord
@@ -49,6 +61,8 @@ else:
 
 SERVICE: Final = "ingest"
 UPLOADS_PATH: Final = "/v1/uploads"
+MAX_LISTED_COLUMNS: Final = 50
+MAX_LISTED_ERRORS: Final = 20
 
 
 class IngestSettings(Settings):
@@ -68,6 +82,14 @@ class IngestSettings(Settings):
     )
     publish_window: int = Field(
         default=2000, ge=1, description="Publishes in flight at once during a CSV upload (then wait for acks)."
+    )
+    max_upload_columns: int = Field(
+        default=1000, ge=64, description="Most columns in a CSV upload's header (the spec has about 50)."
+    )
+    max_upload_line_bytes: int = Field(
+        default=2 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Longest physical line of a CSV upload, in bytes (a full CLD row is well under 1 MiB).",
     )
 
 
@@ -89,7 +111,10 @@ class UploadAccepted(BaseModel):
     upload_id: str
     la_code: str
     rows: int = Field(description="Rows read from the file and published.")
-    unknown_columns: list[str] = Field(description="Column headers the specification does not know (ignored).")
+    unknown_columns: list[str] = Field(
+        description=f"Column headers the specification does not know (ignored); the first {MAX_LISTED_COLUMNS}."
+    )
+    unknown_columns_total: int = Field(default=0, description="How many columns the specification does not know.")
     missing_fields: list[str] = Field(description="Spec columns absent from the file (treated as blank).")
 
 
@@ -99,13 +124,25 @@ class ErrorBody(BaseModel):
 
 ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     400: {"model": ErrorBody, "description": "The request or file cannot be read."},
+    401: {"model": ErrorBody, "description": "No API key, or a key this deployment does not know."},
+    403: {"model": ErrorBody, "description": "The source may not submit for this LA (nothing was published)."},
     413: {"model": ErrorBody, "description": "The body or the batch is too large."},
     415: {"model": ErrorBody, "description": "Unsupported content type."},
     422: {"model": ErrorBody, "description": "Not a valid record/envelope (names the field, never its value)."},
     503: {"model": ErrorBody, "description": "The broker did not acknowledge: nothing to rely on, retry."},
 }
 
-SourceHeader = Annotated[str, Header(alias="X-CLD-Source", pattern=ID_PATTERN, description="The source system's id.")]
+OptOutHeader = Annotated[
+    str | None,
+    Header(
+        alias=OPT_OUT_HEADER,
+        pattern=OPT_OUT_PATTERN,
+        description=(
+            "The person's opt-outs for every record of the request: comma-separated national-data-opt-out, "
+            "objection. Ignored for NHS England (required by law), applied to any other export."
+        ),
+    ),
+]
 LaHeader = Annotated[
     str | None, Header(alias="X-CLD-LA", pattern=LA_CODE_PATTERN, description="LA code, if not in the record.")
 ]
@@ -141,12 +178,32 @@ class RawPublisher:
             self.received.labels(env.la_code, channel).inc()
 
 
+class RefusedError(Exception):
+    """A tenancy decision refused the request: answered with ``decision.http_status`` and its safe detail."""
+
+    def __init__(self, decision: Decision, prefix: str = "") -> None:
+        super().__init__(decision.detail)
+        self.decision = decision
+        self.prefix = prefix
+
+
 def _clean_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
-    """Validation errors without ``input``/``ctx``: they would echo submitted values (personal data)."""
-    out = []
-    for e in exc.errors():
-        loc = [str(p)[:64] if isinstance(p, str) else p for p in e.get("loc", ())]
+    """Validation errors without ``input``/``ctx``: they would echo submitted values (personal data).
+
+    An unknown field's name is quoted only when it looks like a misspelt spec field (``safe_field_name``):
+    a made-up key may itself be a value. At most ``MAX_LISTED_ERRORS`` entries (a body of 100 000 unknown
+    keys must not produce a response of 100 000 lines).
+    """
+    errors = exc.errors()
+    out: list[dict[str, Any]] = []
+    for e in errors[:MAX_LISTED_ERRORS]:
+        loc: list[Any] = [str(p)[:64] if isinstance(p, str) else p for p in e.get("loc", ())]
+        if e.get("type") == "extra_forbidden" and loc and isinstance(loc[-1], str):
+            loc[-1] = safe_field_name(loc[-1], CLDRecord.model_fields)
         out.append({"loc": loc, "msg": str(e.get("msg", ""))[:200], "type": e.get("type", "")})
+    if len(errors) > MAX_LISTED_ERRORS:
+        more = len(errors) - MAX_LISTED_ERRORS
+        out.append({"loc": [], "msg": f"and {more} more error(s)", "type": "too_many_errors"})
     return out
 
 
@@ -154,11 +211,52 @@ def _id_from(idempotency_key: str | None, event_id: str | None) -> str:
     return idempotency_key or event_id or str(uuid.uuid4())
 
 
-def create_app(settings: IngestSettings) -> FastAPI:
-    """Composition root of the ingest process."""
+bearer_scheme = HTTPBearer(auto_error=False, description="The source system's API key (cldk_...).")
+api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key, as a plain header.")
+
+
+async def authenticated_source(
+    request: Request,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    _api_key: Annotated[str | None, Depends(api_key_scheme)],
+) -> Source:
+    """The source :class:`SourceAuthentication` authenticated (the schemes document the key in /openapi.json)."""
+    return source_of(request.state)
+
+
+CallerDep = Annotated[Source, Depends(authenticated_source)]
+
+
+def create_app(settings: IngestSettings, *, tenants: Registry | None = None) -> FastAPI:
+    """Composition root of the ingest process. ``tenants``: the tenants registry (default: from settings,
+    ``CLD_TENANTS_FILE``; the process refuses to start without one unless ``CLD_TENANCY_MODE=open``)."""
     log = configure_logging(service=SERVICE, level=settings.log_level)
+    tenants = tenants if tenants is not None else settings.registry()
+    if tenants.open_mode:
+        log.warning(
+            "TENANCY OPEN MODE: any caller may submit for any LA and names its own source. Synthetic data only.",
+            extra={"tenancy_mode": "open"},
+        )
     registry = CollectorRegistry()
     broker = make_broker(settings, registry=registry)
+
+    def source_id(request: Request, source: Source) -> str:
+        """The id stamped on ``cld-source``: the authenticated source's. Only in open mode, where nobody is
+        authenticated, is the client's ``X-CLD-Source`` taken (as before tenancy), else ``unknown``."""
+        if not tenants.open_mode:
+            return source.id
+        claimed = request.headers.get("x-cld-source")
+        if claimed is None:
+            return "unknown"
+        if not re.fullmatch(ID_PATTERN, claimed):
+            raise EnvelopeError("the X-CLD-Source header is not a source id")
+        return claimed
+
+    def authorise(source: Source, la_code: str, *, prefix: str = "") -> None:
+        decision = authorise_source(source, la_code)
+        if not decision.allowed:
+            raise RefusedError(decision, prefix)
+
     raw = RawPublisher(
         broker.publisher(
             settings.topic(topics.RAW),
@@ -194,6 +292,19 @@ def create_app(settings: IngestSettings) -> FastAPI:
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": _clean_errors(exc)}, status_code=422)
 
+    @app.exception_handler(RefusedError)
+    async def on_refused(request: Request, exc: RefusedError) -> JSONResponse:
+        decision = exc.decision
+        log.warning(
+            "request refused",
+            extra={
+                "reason": decision.reason.value if decision.reason else "",
+                "source": source_of(request.state).id,
+                "path": request.url.path,
+            },
+        )
+        return JSONResponse({"detail": exc.prefix + decision.detail}, status_code=decision.http_status)
+
     @app.exception_handler(EnvelopeError)
     async def on_envelope(request: Request, exc: EnvelopeError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
@@ -215,41 +326,50 @@ def create_app(settings: IngestSettings) -> FastAPI:
 
     @app.post("/v1/records", status_code=202, response_model=RecordAccepted, responses=ERRORS)
     async def post_record(
+        request: Request,
         record: RecordIn,
-        x_cld_source: SourceHeader = "unknown",
+        source: CallerDep,
         x_cld_la: LaHeader = None,
         idempotency_key: IdemHeader = None,
         x_cld_event_id: EventIdHeader = None,
+        cld_opt_out: OptOutHeader = None,
     ) -> RecordAccepted:
         """Submit one record (JSON object of spec fields by snake_case name; dates dd/mm/yyyy or yyyy-mm-dd)."""
         values: dict[str, str | None] = record.model_dump()
         la = resolve_la_code(values.get("la_code"), x_cld_la)
+        authorise(source, la)
         env = envelope(
             values,
             la_code=la,
             event_id=_id_from(idempotency_key, x_cld_event_id),
-            source=x_cld_source,
+            source=source_id(request, source),
             received_at=datetime.now(UTC),
             channel="http",
+            opt_out=opt_out_value(cld_opt_out),
         )
         await raw.send_all([env], channel="http")
         return RecordAccepted(la_code=la, event_id=env.event_id)
 
     @app.post("/v1/records/batch", status_code=202, response_model=BatchAccepted, responses=ERRORS)
     async def post_batch(
+        request: Request,
         records: list[RecordIn],
-        x_cld_source: SourceHeader = "unknown",
+        source: CallerDep,
         x_cld_la: LaHeader = None,
         idempotency_key: IdemHeader = None,
         x_cld_event_id: EventIdHeader = None,
+        cld_opt_out: OptOutHeader = None,
     ) -> BatchAccepted:
-        """Submit a list of records: all are checked first, then all published, or none."""
+        """Submit a list of records: all are checked (and authorised for their LA) first, then all published,
+        or none. A ``cld-opt-out`` header applies to every record of the batch."""
         if len(records) > settings.max_batch_records:
             raise HTTPException(413, f"a batch holds at most {settings.max_batch_records} records")
         if not records:
             raise HTTPException(422, "the batch is empty")
         now = datetime.now(UTC)
         base = idempotency_key or x_cld_event_id
+        stamped = source_id(request, source)
+        opt_out = opt_out_value(cld_opt_out)
         envelopes = []
         for i, record in enumerate(records):
             values: dict[str, str | None] = record.model_dump()
@@ -257,9 +377,18 @@ def create_app(settings: IngestSettings) -> FastAPI:
                 la = resolve_la_code(values.get("la_code"), x_cld_la)
             except EnvelopeError as exc:
                 raise EnvelopeError(f"record {i}: {exc}") from None
+            authorise(source, la, prefix=f"record {i}: ")
             event_id = f"{base}:{i}" if base else str(uuid.uuid4())
             envelopes.append(
-                envelope(values, la_code=la, event_id=event_id, source=x_cld_source, received_at=now, channel="http")
+                envelope(
+                    values,
+                    la_code=la,
+                    event_id=event_id,
+                    source=stamped,
+                    received_at=now,
+                    channel="http",
+                    opt_out=opt_out,
+                )
             )
         await raw.send_all(envelopes, channel="http")
         return BatchAccepted(records=len(envelopes), event_ids=[e.event_id for e in envelopes])
@@ -288,20 +417,35 @@ def create_app(settings: IngestSettings) -> FastAPI:
     async def post_upload(
         request: Request,
         la: Annotated[str, Query(pattern=LA_CODE_PATTERN, description="The LA whose file this is.")],
-        x_cld_source: SourceHeader = "unknown",
+        source: CallerDep,
+        cld_opt_out: OptOutHeader = None,
     ) -> UploadAccepted:
         """Upload an LA's CSV file (spec column headers on the first line). Each row is one raw event whose
-        event id is derived from the LA code and the row, so uploading the same file again is idempotent."""
+        event id is derived from the LA code and the row, so uploading the same file again is idempotent.
+        The source must be allowed for the LA (checked before the file is read). The multipart file name is
+        never used (the file is spooled to an anonymous temporary file)."""
+        authorise(source, la)
+        stamped = source_id(request, source)
+        opt_out = opt_out_value(cld_opt_out)
         with tempfile.SpooledTemporaryFile(max_size=settings.upload_spool_bytes) as spool:
             await _receive_file(request, spool)
             upload_id = str(uuid.uuid4())
-            header_info, _rows_checked = _check_file(spool, la)
+            _check_lines(spool, settings.max_upload_line_bytes)
+            header_info, _rows_checked = _check_file(spool, la, max_columns=settings.max_upload_columns)
             now = datetime.now(UTC)
             count = 0
             batch: list[Envelope] = []
             for rec in _rows(spool):
                 batch.append(
-                    envelope(rec, la_code=la, event_id=None, source=x_cld_source, received_at=now, channel="csv")
+                    envelope(
+                        rec,
+                        la_code=la,
+                        event_id=None,
+                        source=stamped,
+                        received_at=now,
+                        channel="csv",
+                        opt_out=opt_out,
+                    )
                 )
                 if len(batch) >= settings.publish_window:
                     await raw.send_all(batch, channel="csv")
@@ -310,12 +454,14 @@ def create_app(settings: IngestSettings) -> FastAPI:
             if batch:
                 await raw.send_all(batch, channel="csv")
                 count += len(batch)
-        log.info("upload accepted", extra={"upload_id": upload_id, "la_code": la, "rows": count})
+        log.info("upload accepted", extra={"upload_id": upload_id, "la_code": la, "rows": count, "source": stamped})
+        unknown = header_info[0]
         return UploadAccepted(
             upload_id=upload_id,
             la_code=la,
             rows=count,
-            unknown_columns=list(header_info[0]),
+            unknown_columns=[c[:64] for c in unknown[:MAX_LISTED_COLUMNS]],
+            unknown_columns_total=len(unknown),
             missing_fields=list(header_info[1]),
         )
 
@@ -323,6 +469,8 @@ def create_app(settings: IngestSettings) -> FastAPI:
         return settings.max_upload_bytes if path == UPLOADS_PATH else settings.max_body_bytes
 
     app.add_middleware(BodySizeLimit, limit_for=limit_for)
+    # Added last, so it runs first: an unauthenticated request is refused before its body is read.
+    app.add_middleware(SourceAuthentication, registry=tenants)
     return app
 
 
@@ -331,12 +479,15 @@ async def _receive_file(request: Request, spool: IO[bytes]) -> None:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         form = await request.form(max_files=1, max_fields=5)
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise HTTPException(422, "the form has no 'file' part")
-        while chunk := await upload.read(1024 * 1024):
-            spool.write(chunk)
-        await form.close()
+        try:  # closed on every path: an unclosed form leaks its spooled temporary files
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise HTTPException(422, "the form has no 'file' part")
+            # upload.filename is never used: it is the client's text, not a path (../../etc/passwd).
+            while chunk := await upload.read(1024 * 1024):
+                spool.write(chunk)
+        finally:
+            await form.close()
     elif content_type in ("text/csv", "text/plain", "application/csv", "application/octet-stream"):
         async for chunk in request.stream():
             spool.write(chunk)
@@ -350,12 +501,26 @@ def _text(spool: IO[bytes]) -> io.TextIOWrapper:
     return io.TextIOWrapper(spool, encoding="utf-8-sig", newline="")
 
 
-def _check_file(spool: IO[bytes], la: str) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], int]:
+def _check_lines(spool: IO[bytes], limit: int) -> None:
+    """No physical line longer than ``limit`` bytes: a line of millions of empty cells would otherwise become
+    a list of millions of strings in the CSV reader (hostile input: huge numbers of columns)."""
+    spool.seek(0)
+    line_no = 0
+    while line := spool.readline(limit + 1):
+        line_no += 1
+        if len(line) > limit and not line.endswith(b"\n"):
+            raise HTTPException(422, f"line {line_no} is longer than {limit} bytes")
+    spool.seek(0)
+
+
+def _check_file(spool: IO[bytes], la: str, *, max_columns: int) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], int]:
     """First pass: the whole file must be readable before anything is published (all or nothing)."""
     stream = _text(spool)
     rows = 0
     try:
         header, it = iter_records(stream)
+        if len(header.columns) > max_columns:
+            raise HTTPException(422, f"the file has {len(header.columns)} columns; at most {max_columns}")
         for rows, rec in enumerate(it, start=1):
             row_la = rec.get("la_code")
             if row_la is not None and row_la != la:

@@ -16,6 +16,7 @@ from faststream.security import BaseSecurity, SASLScram256, SASLScram512
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cld_runtime.tenancy import Registry, TenancyMode, resolve_registry
 from cld_schemas.topics import prefixed
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_SSL"]
@@ -82,6 +83,25 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="How long /health waits for the broker to answer."
     )
 
+    tenants_file: Path | None = Field(
+        default=None,
+        description=(
+            "Tenants registry (LAs, sources with hashed API keys, operators; docs/governance.md). Required "
+            "unless tenancy_mode is open."
+        ),
+    )
+    tenancy_mode: TenancyMode = Field(
+        default=TenancyMode.REQUIRED,
+        description=(
+            "required: refuse to start without tenants_file. open: no registry, every caller may act for every "
+            "LA (local demos on synthetic data only; logged as a warning at start)."
+        ),
+    )
+    sharing_policy_file: Path | None = Field(
+        default=None,
+        description="Sharing policy (recipients and legal bases); default: the packaged policy (docs/governance.md).",
+    )
+
     @model_validator(mode="after")
     def _check_security(self) -> Settings:
         if self.kafka_security_protocol == "SASL_SSL":
@@ -90,6 +110,10 @@ class Settings(BaseSettings):
             if self.kafka_sasl_password is None and self.kafka_sasl_password_file is None:
                 raise ValueError("kafka_sasl_password or kafka_sasl_password_file is required with SASL_SSL")
         return self
+
+    def registry(self) -> Registry:
+        """The tenants registry this process enforces (raises TenancyError naming the setting when absent)."""
+        return resolve_registry(self.tenants_file, self.tenancy_mode)
 
     def topic(self, name: str) -> str:
         """The deployed name of a contract topic (``cld_schemas.topics``)."""

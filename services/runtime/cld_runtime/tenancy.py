@@ -24,6 +24,10 @@ spot a leaked key. Comparison is :func:`hmac.compare_digest` against every sourc
 A source with ``key_hash: null`` has no HTTP key issued (it may still be named on the raw Kafka topic, where
 the Kafka principal, SASL or mTLS, is what authenticates the producer).
 
+Operators authenticate the same way (:func:`authenticate_operator`): an operator's optional ``key_hash`` is the
+SHA-256 of a key issued by ``cld tenants add-operator`` / ``rotate-operator-key``; one key identifies exactly
+one principal (no key is shared between operators, between sources, or between an operator and a source).
+
 Operators (people using the submission service): an ``la_operator`` sees, requests, approves and exports only
 for their own LA codes; a ``hub_operator`` sees and operates (requests, sends) the hub's LAs but does not
 approve or export: the LA is the data controller, so the decision to release its data is the LA's
@@ -65,6 +69,7 @@ MAX_PRESENTED_KEY_CHARS: Final = 256
 ENV_TENANTS_FILE: Final = "CLD_TENANTS_FILE"
 ENV_TENANCY_MODE: Final = "CLD_TENANCY_MODE"
 OPEN_SOURCE_ID: Final = "open"
+OPEN_OPERATOR_NAME: Final = "open"
 _ANY_LA: Final = "*"
 
 _LA_CODE = re.compile(r"^[0-9]{3}$")  # e.g. 318; the spec's LA Code format is inferred (spec gaps)
@@ -232,11 +237,22 @@ class Operator(_Frozen):
     role: OperatorRole
     la_codes: tuple[str, ...] = Field(description="Explicit scope: the LAs this operator sees.")
     hub_id: str | None = Field(default=None, description="For hub operators: their hub.")
+    key_hash: str | None = Field(
+        default=None,
+        description="'sha256:' + SHA-256 hex of the operator's API key; null when no key is issued (no API access).",
+    )
 
     @field_validator("la_codes")
     @classmethod
     def _las(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         return _check_la_codes(v)
+
+    @field_validator("key_hash")
+    @classmethod
+    def _hash(cls, v: str | None) -> str | None:
+        if v is not None and not _KEY_HASH.fullmatch(v):
+            raise ValueError("key_hash must be 'sha256:' followed by 64 lower-case hex digits")
+        return v
 
     @model_validator(mode="after")
     def _role_fields(self) -> Operator:
@@ -274,6 +290,11 @@ class Registry(_Frozen):
         names = [o.name for o in self.operators]
         if len(set(names)) != len(names):
             raise ValueError("an operator name appears twice")
+        op_hashes = [o.key_hash for o in self.operators if o.key_hash]
+        if len(set(op_hashes)) != len(op_hashes):
+            raise ValueError("two operators share one key")
+        if set(op_hashes) & set(hashes):
+            raise ValueError("an operator and a source share one key")
         for s in self.sources:
             if _ANY_LA in s.la_codes and not self.open_mode:
                 raise ValueError(f"source {s.id!r}: '*' is not an LA code")
@@ -320,6 +341,10 @@ def _open_source() -> Source:
     return Source(id=OPEN_SOURCE_ID, name="open mode", kind=SourceKind.LA_SYSTEM, la_codes=(_ANY_LA,))
 
 
+def _open_operator() -> Operator:
+    return Operator(name=OPEN_OPERATOR_NAME, role=OperatorRole.LA_OPERATOR, la_codes=(_ANY_LA,))
+
+
 def open_registry() -> Registry:
     """The registry of an explicitly open deployment: any key is an ``open`` source allowed for every LA."""
     return Registry(open_mode=True)
@@ -356,6 +381,22 @@ def authenticate_source(registry: Registry, presented_key: str | None) -> Source
     return found
 
 
+def authenticate_operator(registry: Registry, presented_key: str | None) -> Operator | None:
+    """The operator whose key this is, or None. Constant-time like :func:`authenticate_source`: every operator's
+    stored hash is compared, with no early exit. In open mode any caller is the ``open`` operator (every LA)."""
+    if registry.open_mode:
+        return _open_operator()
+    if not presented_key or len(presented_key) > MAX_PRESENTED_KEY_CHARS:
+        return None
+    presented = hash_api_key(presented_key).encode("ascii")
+    found: Operator | None = None
+    for operator in registry.operators:
+        stored = (operator.key_hash or "").encode("ascii")
+        if hmac.compare_digest(presented, stored or b"-" * len(presented)) and stored:
+            found = operator
+    return found
+
+
 # --------------------------------------------------------------------------------------------------------
 # Authorisation
 # --------------------------------------------------------------------------------------------------------
@@ -383,7 +424,7 @@ def authorise_operator(operator: Operator | None, la_code: str, action: Operator
     """May this operator take ``action`` for ``la_code``? Scope first (no hint about other LAs), then role."""
     if operator is None:
         return Decision(False, DenialReason.UNKNOWN_OPERATOR, "the operator is not known to this deployment")
-    if la_code not in operator.la_codes:
+    if la_code not in operator.la_codes and _ANY_LA not in operator.la_codes:
         return Decision(
             False,
             DenialReason.OPERATOR_NOT_IN_SCOPE,
@@ -399,8 +440,15 @@ def authorise_operator(operator: Operator | None, la_code: str, action: Operator
 
 
 def visible_la_codes(operator: Operator) -> tuple[str, ...]:
-    """The LAs whose submissions and reports this operator may list (filter listings with this)."""
+    """The LAs whose submissions and reports this operator may list (filter listings with this).
+
+    The ``open`` operator of open mode holds ``*``: use :func:`sees_la` to test one LA."""
     return operator.la_codes
+
+
+def sees_la(operator: Operator, la_code: str) -> bool:
+    """May this operator see this LA's submissions and reports (a listing filter; open mode sees all)?"""
+    return la_code in operator.la_codes or _ANY_LA in operator.la_codes
 
 
 def _safe_la(la_code: str) -> str:
@@ -549,3 +597,16 @@ def with_operator(registry: Registry, operator: Operator) -> Registry:
         raise TenancyError(f"operator {operator.name!r} already exists")
     ops = [*registry.model_dump(mode="json")["operators"], operator.model_dump(mode="json")]
     return _revalidate(registry, operators=ops)
+
+
+def with_operator_key(registry: Registry, name: str) -> tuple[Registry, str]:
+    """Issue (or replace) an operator's API key; the old one stops working at once. Returns the registry and
+    the new key (show it once; only its hash is kept)."""
+    if registry.operator(name) is None:
+        raise TenancyError(f"no operator {name!r}")
+    key = generate_api_key()
+    ops = [
+        {**o.model_dump(mode="json"), **({"key_hash": hash_api_key(key)} if o.name == name else {})}
+        for o in registry.operators
+    ]
+    return _revalidate(registry, operators=ops), key

@@ -40,6 +40,8 @@ CREATE TABLE IF NOT EXISTS manifests (
     record_key TEXT NOT NULL,
     content_hash TEXT NOT NULL,
     open_service INTEGER NOT NULL,
+    event_id TEXT,
+    opt_outs TEXT,
     PRIMARY KEY (submission_id, record_key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox (
@@ -65,18 +67,19 @@ class ManifestWriter:
         self._conn = conn
         self._id = submission_id
         self._batch = batch
-        self._rows: list[tuple[str, str, str, int]] = []
+        self._rows: list[tuple[str, str, str, int, str | None, str | None]] = []
 
-    def add(self, entry: ManifestEntry) -> None:
-        self._rows.append((self._id, entry.record_key, entry.content_hash, int(entry.open_service)))
+    def add(self, entry: ManifestEntry, *, event_id: str | None = None, opt_outs: str | None = None) -> None:
+        """``event_id`` and ``opt_outs`` (comma-separated flags, '' for none) are what an export needs."""
+        self._rows.append((self._id, entry.record_key, entry.content_hash, int(entry.open_service), event_id, opt_outs))
         if len(self._rows) >= self._batch:
             self.flush()
 
     def flush(self) -> None:
         if self._rows:
             self._conn.executemany(
-                "INSERT OR REPLACE INTO manifests (submission_id, record_key, content_hash, open_service) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO manifests (submission_id, record_key, content_hash, open_service, "
+                "event_id, opt_outs) VALUES (?, ?, ?, ?, ?, ?)",
                 self._rows,
             )
             self._rows.clear()
@@ -92,6 +95,10 @@ class Repository:
         self._lock = threading.Lock()
         self._conn = _connect(self._path)
         self._conn.executescript(_SCHEMA)
+        cols = {r[1] for r in self._conn.execute("PRAGMA table_info(manifests)")}
+        for col in ("event_id", "opt_outs"):  # added for exports; NULL in manifests written before
+            if col not in cols:
+                self._conn.execute(f"ALTER TABLE manifests ADD COLUMN {col} TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -203,6 +210,25 @@ class Repository:
             while rows := cur.fetchmany(batch):
                 for k, h, o in rows:
                     yield ManifestEntry(record_key=k, content_hash=h, open_service=bool(o))
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    def iter_export_manifest(
+        self, submission_id: str, *, batch: int = 5000
+    ) -> Iterator[tuple[str, str | None, str | None]]:
+        """(record key, event id, opt-out flags) of each row, in file order (record key). ``None`` flags: the
+        manifest predates opt-out recording (an export must then be refused: fail closed)."""
+        conn = _connect(self._path)
+        try:
+            conn.execute("BEGIN")
+            cur = conn.execute(
+                "SELECT record_key, event_id, opt_outs FROM manifests WHERE submission_id = ? ORDER BY record_key",
+                (submission_id,),
+            )
+            while rows := cur.fetchmany(batch):
+                for k, e, f in rows:
+                    yield str(k), e, f
             conn.execute("COMMIT")
         finally:
             conn.close()

@@ -2,8 +2,17 @@
 
 - Consumes ``cld.records.validated.v1`` (group ``cld-submission``, batches, offsets committed after the batch
   is stored; the store also keeps each partition's offset in the same transaction as the records).
+- Consumes ``cld.records.pseudonymised.v1`` (group ``cld-submission-pseudonymised``) into the record state's
+  pseudonymised table, for exports to recipients other than NHS England (``exports.py``).
 - Publishes every lifecycle step on ``cld.submissions.v1`` (from the repository's outbox).
 - HTTP (FastAPI): the submission API under ``/v1``, plus ``/metrics`` and ``/health``.
+
+Every ``/v1`` call is made by an operator: ``Authorization: Bearer <operator key>`` (``cld tenants add-operator``),
+authenticated against the tenants registry (``cld_runtime.tenancy.authenticate_operator``, 401 otherwise) and
+authorised for the submission's LA and the action (``authorise_operator``: view, request, approve, export; 403
+with the reason otherwise, and the refusal is audited). Listings are filtered to the operator's LAs. The
+requester and approver are the authenticated operator. ``CLD_TENANCY_MODE=open`` (no registry; a demo on
+synthetic data) keeps the unauthenticated behaviour, logged as a warning at start.
 
 ``create_app(settings)`` builds everything; nothing is created at import time.
 """
@@ -18,13 +27,14 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, HTTPException, Query, Response
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.background import BackgroundTask
 
 from cld_runtime import (
     ConsumerLagMonitor,
@@ -37,12 +47,22 @@ from cld_runtime import (
     metrics_body,
 )
 from cld_runtime.messages import RawMessage, raw_messages
+from cld_runtime.sharing import Form, SharingPolicy, load_policy
+from cld_runtime.tenancy import (
+    Operator,
+    OperatorAction,
+    Registry,
+    authenticate_operator,
+    authorise_operator,
+    sees_la,
+)
 from cld_schemas import topics
-from cld_schemas.events import DeadLetterReason, RecordValidated, SubmissionEvent
+from cld_schemas.events import DeadLetterReason, RecordPseudonymised, RecordValidated, SubmissionEvent
 
 from .audit import AuditLog
 from .checks import PartialThresholds
 from .deadlines import DeadlineRule
+from .exports import ExportRefusedError, ExportUnavailableError, NotAnExportRecipientError
 from .lifecycle import Submission, TransitionRefusedError
 from .metrics import SubmissionMetrics
 from .repository import Repository
@@ -134,14 +154,37 @@ class RequestSubmission(BaseModel):
     la_code: str = Field(pattern=r"^\d{3}$", description="The LA's 3-digit code.")
     period_start: date
     period_end: date
-    requested_by: str = Field(min_length=1, max_length=200, description="Who asks (an operator name).")
+    requested_by: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Who asks. Optional: the authenticated operator; when given it must be their name (403 "
+        "otherwise). Required in open tenancy mode.",
+    )
 
 
 class ApproveSubmission(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    by: str = Field(min_length=1, max_length=200, description="The operator who approves, by name.")
+    by: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="The approver. Optional: the authenticated operator; when given it must be their name (403 "
+        "otherwise). Required in open tenancy mode.",
+    )
     accept_errors: bool = Field(default=False, description="Send although dataset checks found errors.")
+
+
+class RequestExport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    recipient: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="Recipient id in the sharing policy (not nhs-england)."
+    )
+    form: Form | None = Field(
+        default=None, description="Default: the recipient's form (pseudonymised unless the policy says otherwise)."
+    )
 
 
 class RequestAnswer(BaseModel):
@@ -174,9 +217,25 @@ def build_transport(settings: SubmissionSettings, metrics: SubmissionMetrics) ->
     return FileExportTransport(settings.export_dir or settings.state_dir / "export")
 
 
-def create_app(settings: SubmissionSettings, *, transport: Transport | None = None) -> FastAPI:
-    """Composition root of the submission process (``transport`` may be injected, e.g. in tests)."""
+def create_app(
+    settings: SubmissionSettings,
+    *,
+    transport: Transport | None = None,
+    tenants: Registry | None = None,
+    policy: SharingPolicy | None = None,
+) -> FastAPI:
+    """Composition root of the submission process (``transport``, ``tenants`` and ``policy`` may be injected,
+    e.g. in tests; by default the tenants registry comes from ``CLD_TENANTS_FILE`` / ``CLD_TENANCY_MODE`` and the
+    sharing policy from ``CLD_SHARING_POLICY_FILE`` or the packaged default)."""
     log = configure_logging(service=SERVICE, level=settings.log_level)
+    tenants = tenants if tenants is not None else settings.registry()
+    if tenants.open_mode:
+        log.warning(
+            "TENANCY OPEN MODE: the submission API takes no operator key; anyone may view, request, approve and "
+            "export for every LA. Synthetic data only.",
+            extra={"tenancy_mode": "open"},
+        )
+    policy = policy if policy is not None else load_policy(settings.sharing_policy_file)
     registry = CollectorRegistry()
     broker: KafkaBroker = make_broker(settings, registry=registry)
     metrics = SubmissionMetrics(registry)
@@ -207,31 +266,42 @@ def create_app(settings: SubmissionSettings, *, transport: Transport | None = No
         publish=publish,
         metrics=metrics,
         log=log,
+        policy=policy,
     )
     deadletters = DeadLetterPublisher(
         broker, topic=settings.topic(topics.DEADLETTER), service=SERVICE, registry=registry
     )
 
+    async def dead_letter(msg: RawMessage, exc: ValidationError, what: str) -> None:
+        reason = DeadLetterReason.NOT_JSON if _not_json(exc) else DeadLetterReason.WRONG_TYPE
+        await deadletters.publish(
+            dead_letter_for(
+                reason=reason,
+                detail=f"not a {what} event ({exc.error_count()} error(s))",
+                payload=msg.value,
+                topic=msg.topic,
+                partition=msg.partition,
+                offset=msg.offset,
+                key=msg.key,
+                service=SERVICE,
+                at=datetime.now(UTC),
+            )
+        )
+
     async def read(msg: RawMessage) -> Incoming | None:
         try:
             event = RecordValidated.model_validate_json(msg.value or b"")
         except ValidationError as exc:
-            reason = DeadLetterReason.NOT_JSON if _not_json(exc) else DeadLetterReason.WRONG_TYPE
-            await deadletters.publish(
-                dead_letter_for(
-                    reason=reason,
-                    detail=f"not a RecordValidated event ({exc.error_count()} error(s))",
-                    payload=msg.value,
-                    topic=msg.topic,
-                    partition=msg.partition,
-                    offset=msg.offset,
-                    key=msg.key,
-                    service=SERVICE,
-                    at=datetime.now(UTC),
-                )
-            )
+            await dead_letter(msg, exc, "RecordValidated")
             return None
         return Incoming(event, msg.topic, msg.partition, msg.offset)
+
+    async def read_pseudonymised(msg: RawMessage) -> RecordPseudonymised | None:
+        try:
+            return RecordPseudonymised.model_validate_json(msg.value or b"")
+        except ValidationError as exc:
+            await dead_letter(msg, exc, "RecordPseudonymised")
+            return None
 
     @broker.subscriber(
         settings.topic(topics.VALIDATED),
@@ -248,6 +318,22 @@ def create_app(settings: SubmissionSettings, *, transport: Transport | None = No
         items = [i for m in raw_messages(message) if (i := await read(m)) is not None]
         if items:
             await workflow.on_records(items)
+
+    @broker.subscriber(
+        settings.topic(topics.PSEUDONYMISED),
+        group_id=f"{settings.group_id}-pseudonymised",
+        batch=True,
+        max_records=settings.consumer_max_records,
+        batch_timeout_ms=settings.consumer_batch_timeout_ms,
+        auto_offset_reset="earliest",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        title=f"{topics.PSEUDONYMISED}:submission",
+        description="Pseudonymised records (by event id and purpose) for exports to recipients other than NHS England.",
+    )
+    async def on_records_pseudonymised(message: KafkaMessage) -> None:
+        items = [i for m in raw_messages(message) if (i := await read_pseudonymised(m)) is not None]
+        if items:
+            await asyncio.to_thread(state.apply_pseudonymised, items)
 
     lag = ConsumerLagMonitor(
         settings, group=settings.group_id, topics=[settings.topic(topics.VALIDATED)], registry=registry
@@ -291,7 +377,8 @@ def create_app(settings: SubmissionSettings, *, transport: Transport | None = No
     app.state.broker = broker
     app.state.workflow = workflow
     app.state.registry = registry
-    _routes(app, workflow, broker, settings)
+    app.state.tenants = tenants
+    _routes(app, workflow, broker, settings, tenants)
     return app
 
 
@@ -299,21 +386,78 @@ def _not_json(exc: ValidationError) -> bool:
     return any(e.get("type") == "json_invalid" for e in exc.errors())
 
 
-def _routes(app: FastAPI, wf: SubmissionWorkflow, broker: KafkaBroker, settings: SubmissionSettings) -> None:
+def _bearer_key(request: Request) -> str | None:
+    """The key of ``Authorization: Bearer <key>`` (None for none or another scheme)."""
+    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _caller(request: Request) -> Operator:
+    """The authenticated operator (401 without a valid key; the open operator in open mode)."""
+    tenants: Registry = request.app.state.tenants
+    operator = authenticate_operator(tenants, _bearer_key(request))
+    if operator is None:
+        raise HTTPException(
+            status_code=401,
+            detail="unknown_operator: send a valid operator key as 'Authorization: Bearer <key>'",
+            headers={"WWW-Authenticate": 'Bearer realm="cld-submission"'},
+        )
+    return operator
+
+
+Caller = Annotated[Operator, Depends(_caller)]
+
+
+def _routes(
+    app: FastAPI, wf: SubmissionWorkflow, broker: KafkaBroker, settings: SubmissionSettings, tenants: Registry
+) -> None:
     def refused(exc: TransitionRefusedError) -> HTTPException:
         return HTTPException(status_code=409, detail=str(exc))
 
     def not_found(submission_id: str) -> HTTPException:
-        return HTTPException(status_code=404, detail=f"no submission {submission_id}")
+        return HTTPException(status_code=404, detail="no such submission")
+
+    def guard(op: Operator, la_code: str, action: OperatorAction, submission_id: str | None = None) -> None:
+        decision = authorise_operator(op, la_code, action)
+        if not decision.allowed:
+            reason = decision.reason.value if decision.reason else "refused"
+            wf.audit_denied(
+                operator=op.name, action=action.value, la_code=la_code, reason=reason, submission_id=submission_id
+            )
+            raise HTTPException(status_code=decision.http_status, detail=f"{reason}: {decision.detail}")
+
+    def acting_as(op: Operator, named: str | None, role: str) -> str:
+        """The name recorded as requester/approver: the authenticated operator (``named`` must agree)."""
+        if tenants.open_mode:
+            if not named:
+                raise HTTPException(status_code=422, detail=f"open tenancy mode: name the {role} in the body")
+            return named
+        if named is not None and named != op.name:
+            raise HTTPException(
+                status_code=403,
+                detail=f"operator_mismatch: the {role} is the authenticated operator {op.name!r}, "
+                "not the name given in the body",
+            )
+        return op.name
+
+    def load(submission_id: str, op: Operator, action: OperatorAction) -> Submission:
+        try:
+            sub = wf.get(submission_id)
+        except SubmissionNotFoundError:
+            raise not_found(submission_id) from None
+        guard(op, sub.la_code, action, submission_id)
+        return sub
 
     @app.post("/v1/submissions", status_code=201, response_model=RequestAnswer)
-    async def request_submission(body: RequestSubmission, response: Response) -> RequestAnswer:
+    async def request_submission(body: RequestSubmission, response: Response, op: Caller) -> RequestAnswer:
+        guard(op, body.la_code, OperatorAction.REQUEST_SUBMISSION)
+        who = acting_as(op, body.requested_by, "requester")
         try:
             sub, created = await wf.request(
                 la_code=body.la_code,
                 period_start=body.period_start,
                 period_end=body.period_end,
-                requested_by=body.requested_by,
+                requested_by=who,
             )
         except TransitionRefusedError as exc:
             raise refused(exc) from None
@@ -322,46 +466,81 @@ def _routes(app: FastAPI, wf: SubmissionWorkflow, broker: KafkaBroker, settings:
         return RequestAnswer(submission=sub, created=created)
 
     @app.get("/v1/submissions", response_model=list[Submission])
-    async def history(la: Annotated[str | None, Query(pattern=r"^\d{3}$")] = None) -> list[Submission]:
-        return wf.history(la)
+    async def history(op: Caller, la: Annotated[str | None, Query(pattern=r"^\d{3}$")] = None) -> list[Submission]:
+        """Submissions, oldest first: of one LA (403 when out of the operator's scope) or of every LA the
+        operator sees."""
+        if la is not None:
+            guard(op, la, OperatorAction.VIEW)
+            return wf.history(la)
+        return [s for s in wf.history(None) if sees_la(op, s.la_code)]
 
     @app.get("/v1/submissions/{submission_id}", response_model=SubmissionDetail)
-    async def show(submission_id: str) -> SubmissionDetail:
+    async def show(submission_id: str, op: Caller) -> SubmissionDetail:
+        sub = load(submission_id, op, OperatorAction.VIEW)
         try:
-            return SubmissionDetail(submission=wf.get(submission_id), summary=wf.summary(submission_id))
+            return SubmissionDetail(submission=sub, summary=wf.summary(submission_id))
         except SubmissionNotFoundError:
             raise not_found(submission_id) from None
 
     @app.get("/v1/submissions/{submission_id}/status", response_model=Submission)
-    async def status(submission_id: str) -> Submission:
-        try:
-            return wf.get(submission_id)
-        except SubmissionNotFoundError:
-            raise not_found(submission_id) from None
+    async def status(submission_id: str, op: Caller) -> Submission:
+        return load(submission_id, op, OperatorAction.VIEW)
 
     @app.post("/v1/submissions/{submission_id}/approve", response_model=Submission)
-    async def approve(submission_id: str, body: ApproveSubmission) -> Submission:
+    async def approve(submission_id: str, body: ApproveSubmission, op: Caller) -> Submission:
+        load(submission_id, op, OperatorAction.APPROVE_SUBMISSION)
+        who = acting_as(op, body.by, "approver")
         try:
-            return await wf.approve(submission_id, by=body.by, accept_errors=body.accept_errors)
+            return await wf.approve(submission_id, by=who, accept_errors=body.accept_errors)
         except SubmissionNotFoundError:
             raise not_found(submission_id) from None
         except TransitionRefusedError as exc:
             raise refused(exc) from None
 
+    @app.post("/v1/submissions/{submission_id}/exports")
+    async def export(submission_id: str, body: RequestExport, op: Caller) -> FileResponse:
+        """Export this submission's rows to a recipient other than NHS England, as the sharing policy allows:
+        403 (audited) without a legal basis; opt-out/objection-flagged rows left out; pseudonymised by default.
+        The answer is the file (CSV); headers carry the export id, SHA-256, form and counts."""
+        load(submission_id, op, OperatorAction.EXPORT)
+        try:  # the exporter is the authenticated operator ('open' in open mode)
+            result = await wf.export(submission_id, recipient_id=body.recipient, requested_by=op.name, form=body.form)
+        except ExportRefusedError as exc:
+            raise HTTPException(status_code=403, detail=f"{exc.reason}: {exc.detail}") from None
+        except ExportUnavailableError as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from None
+        except NotAnExportRecipientError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from None
+        return FileResponse(
+            result.path,
+            media_type="text/csv; charset=utf-8",
+            filename=result.file_name,
+            headers={
+                "X-Export-Id": result.export_id,
+                "X-Content-SHA256": result.file_sha256,
+                "X-Export-Form": result.form.value,
+                "X-Export-Recipient": result.recipient_id,
+                "X-Records-Considered": str(result.records_considered),
+                "X-Records-Included": str(result.records_included),
+                "X-Records-Excluded-Opt-Out": str(result.records_excluded_opt_out),
+            },
+            background=BackgroundTask(result.path.unlink, missing_ok=True),
+        )
+
     @app.get("/v1/state/{la_code}", response_model=StateAnswer)
-    async def state(la_code: str, period_start: date, period_end: date) -> StateAnswer:
+    async def state(la_code: str, period_start: date, period_end: date, op: Caller) -> StateAnswer:
         """How many records of the LA are in scope for a period now (no record values)."""
+        if not la_code.isascii() or not la_code.isdigit() or len(la_code) != 3:
+            raise HTTPException(status_code=422, detail="the LA code is 3 digits")
+        guard(op, la_code, OperatorAction.VIEW)
         if period_end < period_start:
             raise HTTPException(status_code=422, detail="period_end is before period_start")
         n = await asyncio.to_thread(wf.state.count_in_scope, la_code, period_start, period_end)
         return StateAnswer(la_code=la_code, period_start=period_start, period_end=period_end, in_scope=n)
 
     @app.get("/v1/submissions/{submission_id}/file")
-    async def file(submission_id: str) -> FileResponse:
-        try:
-            sub = wf.get(submission_id)
-        except SubmissionNotFoundError:
-            raise not_found(submission_id) from None
+    async def file(submission_id: str, op: Caller) -> FileResponse:
+        sub = load(submission_id, op, OperatorAction.VIEW)
         path = wf.file_path(sub)
         if not path.exists():
             raise HTTPException(status_code=410, detail="the file of this submission is no longer kept")

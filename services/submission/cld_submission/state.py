@@ -22,6 +22,14 @@ Rules applied here:
   cannot be read are kept in scope (``Kind.UNDETERMINED``): a submission never silently drops a row; the
   record-level DQ findings report them.
 
+Opt-out and objection flags (``Provenance.opt_outs``, set by the source system; ``cld_runtime.sharing``) are
+kept with each record. They never exclude a record from the NHS England file (the opt-out does not apply to that
+legally required flow); exports to other recipients leave flagged records out (``exports.py``).
+
+The pseudonymised form of records (``RecordPseudonymised`` from ``cld.records.pseudonymised.v1``, produced by the
+pseudonymisation service, which this service does not import) is kept in a second table keyed by event id and
+purpose, so an export can join a record's current version to its pseudonymised form (``apply_pseudonymised``).
+
 Reads for assembly stream from their own connection in one read transaction (a consistent snapshot while
 the consumer keeps writing), ordered by record key so that equal content gives a byte-identical file.
 """
@@ -33,7 +41,7 @@ import os
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -41,15 +49,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
-from cld_schemas.events import RecordValidated
+from cld_runtime.sharing import OptOut, parse_opt_out_header
+from cld_schemas.events import RecordPseudonymised, RecordValidated
 
 from .identity import Identity, KeyHasher, Kind, canonical_json, identify
 
 DB_NAME: Final = "records.sqlite3"
 SECRET_NAME: Final = "record-key.secret"  # noqa: S105 - a file name, not a secret
-OPT_OUT_KEYS: Final = ("national_data_opt_out", "type_1_objection", "objection")
-"""Metadata flags a source may set; carried alongside the record (never as a CLD column) and reported,
-but they never exclude a record: the opt-out does not apply to this legally required flow."""
+_LOOKUP_CHUNK: Final = 500
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS records (
@@ -68,6 +75,7 @@ CREATE TABLE IF NOT EXISTS records (
     received_at TEXT NOT NULL,
     withdrawn INTEGER NOT NULL DEFAULT 0,
     opt_out INTEGER NOT NULL DEFAULT 0,
+    opt_outs TEXT NOT NULL DEFAULT '',
     failed INTEGER NOT NULL DEFAULT 0,
     content_hash TEXT NOT NULL,
     record_json TEXT NOT NULL,
@@ -84,6 +92,14 @@ CREATE TABLE IF NOT EXISTS links (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS links_by_person ON links (la_code, linked_person_key);
 CREATE TABLE IF NOT EXISTS seen_events (event_id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pseudonymised (
+    event_id TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    la_code TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    record_json TEXT NOT NULL,
+    PRIMARY KEY (event_id, purpose)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS offsets (
     topic TEXT NOT NULL,
     kafka_partition INTEGER NOT NULL,
@@ -122,6 +138,10 @@ class StoredRecord:
     failed: bool
     opt_out: bool
     content_hash: str
+    event_id: str = ""
+    """The event id of the version held (joins to its pseudonymised form)."""
+    opt_outs: frozenset[OptOut] = frozenset()
+    """The source's opt-out/objection flags (``opt_out`` is ``bool(opt_outs)``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,22 +154,20 @@ class Incoming:
     offset: int | None = None
 
 
-def opt_out_flag(event: RecordValidated) -> bool:
-    """True when the source flagged a national data opt-out or objection in the record's metadata.
+def opt_outs_of(event: RecordValidated) -> frozenset[OptOut]:
+    """The source's opt-out/objection flags (``Provenance.opt_outs``). Metadata, never a CLD column. An
+    unrecognised token counts as an opt-out (``cld_runtime.sharing``: fail closed for optional exports)."""
+    return parse_opt_out_header(",".join(event.provenance.opt_outs))
 
-    The flag travels in an optional ``metadata`` mapping on the event (or on its provenance) when the
-    schema carries one; it is not a CLD column. It is recorded for reporting only.
-    """
-    for holder in (event, event.provenance):
-        if "metadata" not in type(holder).model_fields:
-            continue
-        meta: Any = getattr(holder, "metadata", None)
-        if isinstance(meta, Mapping):
-            for k in OPT_OUT_KEYS:
-                v = meta.get(k)
-                if v is True or (isinstance(v, str) and v.strip().lower() in {"true", "yes", "y", "1"}):
-                    return True
-    return False
+
+def opt_out_flag(event: RecordValidated) -> bool:
+    """True when the source flagged a national data opt-out or objection (reported; never excluded from the
+    NHS England file, where the opt-out does not apply)."""
+    return bool(opt_outs_of(event))
+
+
+def _flags_text(flags: frozenset[OptOut]) -> str:
+    return ",".join(sorted(f.value for f in flags))
 
 
 def load_or_create_secret(state_dir: Path) -> bytes:
@@ -195,6 +213,13 @@ class StateStore:
         self._lock = threading.Lock()
         self._conn = _connect(self._path)
         self._conn.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add columns later versions introduced to a state database created earlier."""
+        cols = {r[1] for r in self._conn.execute("PRAGMA table_info(records)")}
+        if "opt_outs" not in cols:
+            self._conn.execute("ALTER TABLE records ADD COLUMN opt_outs TEXT NOT NULL DEFAULT ''")
 
     @classmethod
     def open(cls, state_dir: Path) -> StateStore:
@@ -287,11 +312,12 @@ class StateStore:
         had_links: bool,
     ) -> None:
         findings = [[f.field, f.rule, f.validity.value] for f in ev.findings if f.validity.failed]
+        flags = opt_outs_of(ev)
         cur.execute(
             "INSERT OR REPLACE INTO records (la_code, record_key, kind, event_type, client_type, person_key, "
             "start_date, der_end_date, death_date, event_id, kafka_partition, kafka_offset, received_at, "
-            "withdrawn, opt_out, failed, content_hash, record_json, findings_json) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "withdrawn, opt_out, opt_outs, failed, content_hash, record_json, findings_json) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 ev.la_code,
                 ident.record_key,
@@ -307,7 +333,8 @@ class StateStore:
                 item.offset,
                 received_at,
                 int(ev.withdrawn),
-                int(opt_out_flag(ev)),
+                int(bool(flags)),
+                _flags_text(flags),
                 int(ev.failed),
                 ident.content_hash,
                 "{}" if ev.withdrawn else canonical,
@@ -320,6 +347,47 @@ class StateStore:
                 "INSERT OR IGNORE INTO links (la_code, record_key, linked_person_key) VALUES (?, ?, ?)",
                 [(ev.la_code, ident.record_key, k) for k in ident.linked_person_keys],
             )
+
+    def apply_pseudonymised(self, events: Iterable[RecordPseudonymised]) -> int:
+        """Keep the pseudonymised form of records (by event id and purpose) for exports; withdrawn ones are
+        skipped (the record state decides what is current). Idempotent. Returns how many were stored."""
+        rows = [
+            (e.provenance.event_id, e.purpose, e.la_code, e.key_id, canonical_json(e.record))
+            for e in events
+            if not e.withdrawn
+        ]
+        if rows:
+            with self._lock:
+                cur = self._conn.cursor()
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    cur.executemany(
+                        "INSERT OR REPLACE INTO pseudonymised (event_id, purpose, la_code, key_id, record_json) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        rows,
+                    )
+                    cur.execute("COMMIT")
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    raise
+        return len(rows)
+
+    def pseudonymised_for(self, la_code: str, purpose: str, event_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The pseudonymised records of these event ids for this purpose (and LA), by event id; missing ones
+        are absent from the answer."""
+        ids = list(event_ids)
+        out: dict[str, dict[str, Any]] = {}
+        with closing(_connect(self._path)) as conn:
+            for i in range(0, len(ids), _LOOKUP_CHUNK):
+                chunk = ids[i : i + _LOOKUP_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                sql = (
+                    "SELECT event_id, record_json FROM pseudonymised "  # noqa: S608 - placeholders only
+                    f"WHERE purpose = ? AND la_code = ? AND event_id IN ({marks})"
+                )
+                for event_id, body in conn.execute(sql, [purpose, la_code, *chunk]):
+                    out[str(event_id)] = json.loads(body)
+        return out
 
     def next_offsets(self, topic: str) -> dict[int, int]:
         """Per partition, the first offset not yet applied (where a consumer should resume)."""
@@ -382,7 +450,7 @@ class StateStore:
 
 _COLUMNS: Final = (
     "record_key, kind, event_type, client_type, person_key, start_date, der_end_date, record_json, "
-    "findings_json, failed, opt_out, content_hash"
+    "findings_json, failed, opt_out, content_hash, event_id, opt_outs"
 )
 
 
@@ -421,7 +489,7 @@ def _scope_query(la_code: str, start: date, end: date, *, count: bool) -> tuple[
 
 
 def _stored(row: tuple[Any, ...]) -> StoredRecord:
-    (key, kind, event_type, client_type, person, start, end, rec, findings, failed, opt_out, chash) = row
+    (key, kind, event_type, client_type, person, start, end, rec, findings, failed, opt_out, chash, ev_id, flags) = row
     return StoredRecord(
         record_key=key,
         kind=Kind(kind),
@@ -435,6 +503,8 @@ def _stored(row: tuple[Any, ...]) -> StoredRecord:
         failed=bool(failed),
         opt_out=bool(opt_out),
         content_hash=chash,
+        event_id=ev_id,
+        opt_outs=parse_opt_out_header(flags) if flags else frozenset(),
     )
 
 

@@ -25,6 +25,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict
 
+from cld_runtime.sharing import Form, SharingPolicy, default_policy
 from cld_schemas.events import SubmissionEvent, SubmissionState
 
 from .assemble import AssembledFile, sha256_of, write_submission_file
@@ -43,6 +44,7 @@ from .checks import (
     diff_manifests,
 )
 from .deadlines import DeadlineRule, covers_next_deadline, days_remaining
+from .exports import ExportResult, run_export
 from .identity import Kind
 from .lifecycle import (
     Existing,
@@ -109,6 +111,11 @@ class WorkflowSettings:
     def files_dir(self) -> Path:
         return self.state_dir / "files"
 
+    @property
+    def exports_dir(self) -> Path:
+        """Export files while they are streamed to the caller (deleted afterwards; no copy is kept)."""
+        return self.state_dir / "exports-outgoing"
+
 
 @dataclass(frozen=True)
 class _Built:
@@ -134,6 +141,7 @@ class SubmissionWorkflow:
         log: logging.Logger | None = None,
         clock: Callable[[], datetime] = _now,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        policy: SharingPolicy | None = None,
     ) -> None:
         self.settings = settings
         self.state = state
@@ -145,6 +153,7 @@ class SubmissionWorkflow:
         self.log = log or logging.getLogger("cld.submission")
         self._clock = clock
         self._new_id = new_id
+        self.policy = policy or default_policy()
         self._lock = asyncio.Lock()
         self._outbox_lock = asyncio.Lock()
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -341,7 +350,11 @@ class SubmissionWorkflow:
             def on_row(r: StoredRecord) -> None:
                 checker.add(r)
                 open_service = r.kind is Kind.SERVICE and (r.derived_end is None or r.derived_end > end)
-                manifest.add(ManifestEntry(r.record_key, r.content_hash, open_service))
+                manifest.add(
+                    ManifestEntry(r.record_key, r.content_hash, open_service),
+                    event_id=r.event_id,
+                    opt_outs=",".join(sorted(f.value for f in r.opt_outs)),
+                )
 
             file = write_submission_file(
                 self.state.iter_in_scope(la_code, start, end),
@@ -399,6 +412,38 @@ class SubmissionWorkflow:
         await self.after_change()
         self._start_delivery(new.submission_id)
         return new
+
+    # -- exports to other recipients -----------------------------------------------------------------
+
+    async def export(
+        self, submission_id: str, *, recipient_id: str, requested_by: str, form: Form | None = None
+    ) -> ExportResult:
+        """Decide (sharing policy), audit and write an export of this submission's rows to a recipient other
+        than NHS England (``exports.run_export``). The caller streams ``result.path`` and deletes it."""
+        sub = self.get(submission_id)
+        return await asyncio.to_thread(
+            run_export,
+            sub=sub,
+            submission_file=self.file_path(sub),
+            recipient_id=recipient_id,
+            requested_by=requested_by,
+            requested_form=form,
+            policy=self.policy,
+            state=self.state,
+            repo=self.repo,
+            audit=self.audit,
+            out_dir=self.settings.exports_dir,
+            export_id=self._new_id(),
+            at=self._clock(),
+        )
+
+    def audit_denied(
+        self, *, operator: str, action: str, la_code: str, reason: str, submission_id: str | None = None
+    ) -> None:
+        """Record a refused operator action (authenticated but out of scope or not permitted)."""
+        self.audit.append(
+            "access_denied", submission_id=submission_id, la_code=la_code, by=operator, request=action, reason=reason
+        )
 
     def _start_delivery(self, submission_id: str) -> None:
         task = self._tasks.get(submission_id)

@@ -3,10 +3,16 @@
 Anything that cannot be read as a record becomes a :class:`Rejected` with a bounded reason
 (``DeadLetterReason``) and a detail that names fields or limits but never quotes a value.
 Dates written ``YYYY-MM-DD`` (ISO 8601, allowed by the raw-topic contract) become the spec's ``dd/mm/yyyy``.
+
+Tenancy (docs/governance.md): with a registry, the source a message names (header ``cld-source``) must be a
+known source allowed for the record's LA; otherwise the message is rejected (``unknown_source`` before its
+value is even decoded, ``source_not_allowed`` once its LA code is known). The Kafka principal (SASL or mTLS,
+restricted by ACLs) is what authenticates the producer; the header is a claim checked here.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import dataclass
@@ -17,6 +23,8 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from cld_runtime.messages import HEADER_CHANNEL, RawMessage
+from cld_runtime.sharing import OPT_OUT_HEADER, parse_opt_out_header
+from cld_runtime.tenancy import Registry, authorise_source_id
 from cld_schemas import topics
 from cld_schemas.events import DeadLetterReason
 from cld_schemas.record import MAX_VALUE_LENGTH, CLDRecord
@@ -25,6 +33,7 @@ from cld_schemas.spec import load_spec
 _ISO_DATE: Final = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 _LA_CODE: Final = re.compile(r"\d{3}")
 _TOKEN: Final = re.compile(r"[A-Za-z0-9._:@/+-]{1,128}")
+_NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,63}")
 WITHDRAW: Final = "withdraw"
 UPSERT: Final = "upsert"
 
@@ -40,6 +49,8 @@ class Intake:
     event_id: str
     received_at: datetime
     channel: str
+    opt_outs: tuple[str, ...] = ()
+    """The ``cld-opt-out`` flags (sorted token values; ``unrecognised`` for unknown tokens: fail closed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,18 +96,51 @@ def _fast_record(data: dict[str, Any]) -> dict[str, str | None] | None:
     return record
 
 
+def _looks_misspelt(name: str) -> bool:
+    """Quote an unknown field name only when it is close to a spec field (a likely misspelling, worth naming).
+
+    Any other name may be a value put where a name belongs (a person's name as a JSON key): never quoted.
+    """
+    return bool(_NAME.fullmatch(name)) and bool(difflib.get_close_matches(name, _field_names(), n=1, cutoff=0.75))
+
+
 def _describe(exc: ValidationError) -> tuple[DeadLetterReason, str]:
     """Field names and error kinds only (``include_input=False``): values never leave."""
     errors = exc.errors(include_input=False, include_url=False, include_context=False)
-    unknown = [str(e["loc"][0])[:64] for e in errors if e["type"] == "extra_forbidden" and e["loc"]]
+    unknown = [str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden" and e["loc"]]
     if unknown:
-        return DeadLetterReason.UNKNOWN_FIELD, "unknown field(s): " + ", ".join(sorted(unknown)[:10])
+        named = sorted({n for n in unknown if _looks_misspelt(n)})[:10]
+        others = len(unknown) - sum(1 for n in unknown if _looks_misspelt(n))
+        parts = named + ([f"{others} other name(s) not in the specification"] if others else [])
+        return DeadLetterReason.UNKNOWN_FIELD, "unknown field(s): " + ", ".join(parts)
     names = sorted({str(e["loc"][0])[:64] for e in errors if e["loc"]})
     return DeadLetterReason.WRONG_TYPE, "field(s) with a value that is not text or a number: " + ", ".join(names[:10])
 
 
-def read_message(msg: RawMessage, *, max_bytes: int) -> Intake | Rejected:
-    """Decode, check and normalise one raw-topic message (issue 3's public contract)."""
+def source_claim(msg: RawMessage) -> str | None:
+    """The source id the message names in ``cld-source``, when it is a well-formed id (else None)."""
+    claimed = msg.header(topics.HEADER_SOURCE)
+    return claimed if claimed is not None and _TOKEN.fullmatch(claimed) else None
+
+
+def _refused(tenants: Registry, claim: str | None, la_code: str) -> Rejected | None:
+    decision = authorise_source_id(tenants, claim, la_code)
+    if decision.allowed:
+        return None
+    return Rejected(decision.deadletter_reason or DeadLetterReason.UNKNOWN_SOURCE, decision.detail)
+
+
+def read_message(msg: RawMessage, *, max_bytes: int, tenants: Registry | None = None) -> Intake | Rejected:
+    """Decode, check and normalise one raw-topic message (issue 3's public contract). Never raises for any
+    bytes, key or headers: what cannot be read is a :class:`Rejected`.
+
+    ``tenants``: the registry whose sources may publish (None or open mode: every source for every LA).
+    """
+    enforce = tenants is not None and not tenants.open_mode
+    claim = source_claim(msg)
+    if enforce and tenants is not None and (claim is None or tenants.source(claim) is None):
+        # Before decoding: nothing from an unknown producer is read further than its headers.
+        return Rejected(DeadLetterReason.UNKNOWN_SOURCE, "the cld-source header names no source of this deployment")
     value = msg.value
     if value is None or not value:
         return Rejected(DeadLetterReason.NOT_AN_OBJECT, "the message has no value (empty or tombstone)")
@@ -108,8 +152,10 @@ def read_message(msg: RawMessage, *, max_bytes: int) -> Intake | Rejected:
         return Rejected(DeadLetterReason.NOT_UTF8, "the message value is not UTF-8 text")
     try:
         data: Any = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
-        return Rejected(DeadLetterReason.NOT_JSON, "the message value is not JSON")
+    except (ValueError, RecursionError):
+        # ValueError covers JSONDecodeError and integers longer than Python's 4300-digit limit;
+        # RecursionError, nesting deeper than the decoder's recursion limit.
+        return Rejected(DeadLetterReason.NOT_JSON, "the message value is not JSON (or nested or sized beyond limits)")
     if not isinstance(data, dict):
         return Rejected(DeadLetterReason.NOT_AN_OBJECT, "the message value is JSON but not an object")
     record = _fast_record(data)
@@ -135,12 +181,12 @@ def read_message(msg: RawMessage, *, max_bytes: int) -> Intake | Rejected:
     if not _LA_CODE.fullmatch(la_code):
         # The LA code routes the record (Kafka key, submission per LA, metric label): it must be one.
         return Rejected(DeadLetterReason.MISSING_LA_CODE, "the LA code is not a 3-digit code")
+    if enforce and tenants is not None and (refusal := _refused(tenants, claim, la_code)) is not None:
+        return refusal
     record["la_code"] = la_code
 
     action = (msg.header(topics.HEADER_ACTION) or UPSERT).lower()
-    source = msg.header(topics.HEADER_SOURCE) or "unknown"
-    if not _TOKEN.fullmatch(source):
-        source = "invalid"
+    source = claim or ("invalid" if msg.header(topics.HEADER_SOURCE) else "unknown")
     event_id = msg.header(topics.HEADER_EVENT_ID)
     if event_id is None or not _TOKEN.fullmatch(event_id):
         # No (usable) idempotency key: the message's position is its identity, so a re-delivery of the same
@@ -154,6 +200,7 @@ def read_message(msg: RawMessage, *, max_bytes: int) -> Intake | Rejected:
         event_id=event_id,
         received_at=_received_at(msg),
         channel=channel if (channel := msg.header(HEADER_CHANNEL)) in ("http", "csv") else "kafka",
+        opt_outs=tuple(sorted(f.value for f in parse_opt_out_header(msg.headers.get(OPT_OUT_HEADER)))),
     )
 
 

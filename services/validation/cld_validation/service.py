@@ -19,6 +19,7 @@ from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.publisher import DefaultPublisher
+from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import Field
@@ -34,6 +35,8 @@ from cld_runtime import (
     make_broker,
 )
 from cld_runtime.messages import RawMessage, raw_messages
+from cld_runtime.sharing import OPT_OUT_HEADER
+from cld_runtime.tenancy import Registry
 from cld_schemas import topics
 from cld_schemas.events import DeadLetterReason, Finding, Provenance, RecordValidated
 from cld_schemas.spec import Release
@@ -125,6 +128,7 @@ def validated_event(intake: Intake, msg: RawMessage, *, release: Release, now: d
             topic=msg.topic,
             partition=msg.partition,
             offset=msg.offset,
+            opt_outs=list(intake.opt_outs),
         ),
         record=intake.record,
         findings=findings,
@@ -145,8 +149,10 @@ class RawEventsHandler:
         deadletters: DeadLetterPublisher,
         metrics: ValidationMetrics,
         log: logging.Logger,
+        tenants: Registry,
     ) -> None:
         self.settings = settings
+        self.tenants = tenants
         self.validated = validated
         self.deadletters = deadletters
         self.metrics = metrics
@@ -159,7 +165,7 @@ class RawEventsHandler:
             outcome: RecordValidated | Rejected
             channel = "kafka"
             try:
-                intake = read_message(msg, max_bytes=self.settings.max_message_bytes)
+                intake = read_message(msg, max_bytes=self.settings.max_message_bytes, tenants=self.tenants)
                 if isinstance(intake, Rejected):
                     outcome = intake
                 else:
@@ -203,21 +209,38 @@ class RawEventsHandler:
             )
             return await self.deadletters.publish(letter, confirm=False)
         self.metrics.observe(outcome, channel=channel)
+        headers = {
+            topics.HEADER_EVENT_ID: outcome.provenance.event_id,
+            topics.HEADER_SOURCE: outcome.provenance.source,
+        }
+        if outcome.provenance.opt_outs:  # also in the body; the header serves RecordMeta.from_headers readers
+            headers[OPT_OUT_HEADER] = ",".join(outcome.provenance.opt_outs)
         result = await self.validated.publish(
             outcome.model_dump_json().encode(),  # pydantic's encoder: faster than a dict
             key=outcome.la_code.encode(),
-            headers={
-                topics.HEADER_EVENT_ID: outcome.provenance.event_id,
-                topics.HEADER_SOURCE: outcome.provenance.source,
-            },
+            headers=headers,
             no_confirm=True,
         )
         return result if isinstance(result, asyncio.Future) else None
 
 
-def create_app(settings: ValidationSettings) -> AsgiFastStream:
-    """Composition root of the validation process."""
+async def _raw_bodies(message: StreamMessage[Any]) -> None:
+    """FastStream's default decoder json-loads every body before the handler runs, and lets a RecursionError
+    (deep nesting) or a ValueError (an integer over Python's 4300-digit limit) escape: the batch would be
+    nacked and re-read for ever, stalling the partition. The handler reads the raw records itself
+    (``intake.read_message``), so nothing is decoded here."""
+
+
+def create_app(settings: ValidationSettings, *, tenants: Registry | None = None) -> AsgiFastStream:
+    """Composition root of the validation process. ``tenants``: the tenants registry (default: from settings,
+    ``CLD_TENANTS_FILE``; refuses to start without one unless ``CLD_TENANCY_MODE=open``)."""
     log = configure_logging(service=SERVICE, level=settings.log_level)
+    tenants = tenants if tenants is not None else settings.registry()
+    if tenants.open_mode:
+        log.warning(
+            "TENANCY OPEN MODE: records from any source are accepted for any LA. Synthetic data only.",
+            extra={"tenancy_mode": "open"},
+        )
     registry = CollectorRegistry()
     broker: KafkaBroker = make_broker(settings, registry=registry)
     validated = broker.publisher(
@@ -234,6 +257,7 @@ def create_app(settings: ValidationSettings) -> AsgiFastStream:
         ),
         metrics=ValidationMetrics(registry),
         log=log,
+        tenants=tenants,
     )
 
     @broker.subscriber(
@@ -244,6 +268,7 @@ def create_app(settings: ValidationSettings) -> AsgiFastStream:
         batch_timeout_ms=settings.consumer_batch_timeout_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=_raw_bodies,
         title=f"{topics.RAW}:validation",
         description=(
             "Raw CLD events from source systems. Key: LA code. Value: one JSON object of spec fields by "

@@ -1,0 +1,87 @@
+"""A tenants registry for service tests, built in code (docs/governance.md: "Unit tests build registries in code").
+
+LAs 318 and 319 belong to the hub ``north``, 102 too. Sources (each with a fresh API key):
+
+| source | kind | LAs |
+|---|---|---|
+| ``case-system`` | la_system | 318 |
+| ``other-la-system`` | la_system | 319 |
+| ``care-provider`` | provider | 318, 319 |
+| ``regional-hub`` | hub | 318, 319, 102 (the default caller of the service tests) |
+| ``kafka-only`` | la_system | 318, no HTTP key (publishes to the raw topic only) |
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cld_runtime.tenancy import (
+    Registry,
+    Source,
+    SourceKind,
+    Tenant,
+    generate_api_key,
+    hash_api_key,
+    save_registry,
+)
+
+DEFAULT_SOURCE = "regional-hub"
+
+
+@dataclass(frozen=True)
+class Tenancy:
+    registry: Registry
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def auth(self, source_id: str = DEFAULT_SOURCE) -> dict[str, str]:
+        """Request headers authenticating as ``source_id``."""
+        return {"Authorization": f"Bearer {self.keys[source_id]}"}
+
+    def write(self, directory: Path) -> tuple[Path, Path]:
+        """The registry file (for ``CLD_TENANTS_FILE``) and a 0600 keys file, as ``cld tenants init`` writes."""
+        reg = directory / "tenants.json"
+        save_registry(self.registry, reg)
+        keys = directory / "source-keys.json"
+        fd = os.open(keys, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(self.keys, fh)
+        return reg, keys
+
+
+def _source(sid: str, kind: SourceKind, las: tuple[str, ...], key: str | None, **extra: str) -> Source:
+    return Source(
+        id=sid,
+        name=sid,
+        kind=kind,
+        la_codes=las,
+        key_hash=hash_api_key(key) if key else None,
+        **extra,
+    )
+
+
+def make_tenancy() -> Tenancy:
+    keys = {s: generate_api_key() for s in ("case-system", "other-la-system", "care-provider", "regional-hub")}
+    registry = Registry(
+        tenants=(
+            Tenant(la_code="318", name="Example Borough Council", hub_id="north"),
+            Tenant(la_code="319", name="Example County Council", hub_id="north"),
+            Tenant(la_code="102", name="Example City Council", hub_id="north"),
+        ),
+        sources=(
+            _source("case-system", SourceKind.LA_SYSTEM, ("318",), keys["case-system"]),
+            _source("other-la-system", SourceKind.LA_SYSTEM, ("319",), keys["other-la-system"]),
+            _source(
+                "care-provider",
+                SourceKind.PROVIDER,
+                ("318", "319"),
+                keys["care-provider"],
+                cqc_location_id="1-000000001",
+            ),
+            _source("regional-hub", SourceKind.HUB, ("318", "319", "102"), keys["regional-hub"], hub_id="north"),
+            _source("kafka-only", SourceKind.LA_SYSTEM, ("318",), None),
+        ),
+    )
+    return Tenancy(registry, keys)

@@ -1,0 +1,110 @@
+"""`cld submission`: the operator key travels as a Bearer header (env or key file, never argv); export-to."""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from cld_cli import cmd_submission
+
+KEY = "cldk_" + "k" * 43
+SUB = {"submission_id": "s-1", "state": "checked", "rows": 3, "version": 1, "file_sha256": None}
+
+
+def app() -> typer.Typer:
+    root = typer.Typer()
+
+    @root.callback()
+    def _root() -> None:
+        """Test root."""
+
+    cmd_submission.register(root)
+    return root
+
+
+@pytest.fixture
+def seen(monkeypatch: pytest.MonkeyPatch) -> list[httpx.Request]:
+    """Every request the CLI makes, answered by a fake service."""
+    requests: list[httpx.Request] = []
+    body = b"a,b\r\n1,2\r\n"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        if "authorization" not in request.headers:
+            return httpx.Response(401, json={"detail": "unknown_operator: send a valid operator key"})
+        if request.url.path.endswith("/exports"):
+            return httpx.Response(
+                200,
+                content=body,
+                headers={
+                    "X-Content-SHA256": hashlib.sha256(body).hexdigest(),
+                    "X-Records-Included": "1",
+                    "X-Records-Considered": "2",
+                    "X-Records-Excluded-Opt-Out": "1",
+                    "X-Export-Form": "pseudonymised",
+                },
+            )
+        if request.url.path == "/v1/submissions":
+            return httpx.Response(201, json={"submission": SUB, "created": True})
+        return httpx.Response(200, json=SUB)
+
+    real: Callable[..., httpx.Client] = httpx.Client
+
+    def client(*args: Any, **kwargs: Any) -> httpx.Client:
+        return real(*args, transport=httpx.MockTransport(handler), **kwargs)
+
+    monkeypatch.setattr(httpx, "Client", client)
+    monkeypatch.delenv("CLD_OPERATOR_KEY", raising=False)
+    return requests
+
+
+def test_the_key_comes_from_the_environment(seen: list[httpx.Request]) -> None:
+    result = CliRunner().invoke(app(), ["submission", "status", "s-1"], env={"CLD_OPERATOR_KEY": KEY})
+    assert result.exit_code == 0, result.output
+    assert seen[-1].headers["authorization"] == f"Bearer {KEY}"
+
+
+def test_the_key_comes_from_a_key_file_and_request_names_nobody(seen: list[httpx.Request], tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY + "\n")
+    result = CliRunner().invoke(
+        app(),
+        ["submission", "request", "--la", "318", "--period", "2024-04-01:2025-03-31", "--key-file", str(key_file)],
+    )
+    assert result.exit_code == 0, result.output
+    assert seen[-1].headers["authorization"] == f"Bearer {KEY}"
+    assert b"requested_by" not in seen[-1].content  # the service records the authenticated operator
+
+
+def test_without_a_key_the_service_says_401_and_the_cli_says_how(seen: list[httpx.Request]) -> None:
+    result = CliRunner().invoke(app(), ["submission", "status", "s-1"])
+    assert result.exit_code == 1
+    assert "CLD_OPERATOR_KEY" in result.output
+
+
+def test_export_to_writes_a_private_file_and_checks_its_hash(seen: list[httpx.Request], tmp_path: Path) -> None:
+    out = tmp_path / "icb.csv"
+    result = CliRunner().invoke(
+        app(),
+        ["submission", "export-to", "s-1", "--recipient", "test-icb", "--out", str(out)],
+        env={"CLD_OPERATOR_KEY": KEY},
+    )
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == b"a,b\r\n1,2\r\n"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert seen[-1].url.path == "/v1/submissions/s-1/exports"
+    assert b'"recipient":"test-icb"' in seen[-1].content.replace(b" ", b"")
+
+
+def test_no_command_takes_a_key_on_the_command_line() -> None:
+    command = typer.main.get_command(app())
+    for sub in command.commands["submission"].commands.values():  # type: ignore[attr-defined]
+        assert not {p.name for p in sub.params} & {"key", "operator_key", "token"}
