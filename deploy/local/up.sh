@@ -46,12 +46,13 @@ export CLD_SUBMISSION_STATE_DIR=${CLD_SUBMISSION_STATE_DIR:-$REPO/.run/submissio
 if [[ ${CLD_TENANCY_MODE:-required} == open ]]; then
   log "WARNING: CLD_TENANCY_MODE=open: no tenants registry; every caller may submit for every LA (synthetic data only)"
 elif [[ -z ${CLD_TENANTS_FILE:-} ]]; then
-  if [[ ! -s $RUN/tenants.json || ! -s $RUN/source-keys.json ]]; then
+  if [[ ! -s $RUN/tenants.json || ! -s $RUN/source-keys.json || ! -s $RUN/operator-keys.json ]]; then
     (umask 077 && "$CLD" tenants init --registry "$RUN/tenants.json" \
-      --from "$REPO/deploy/config/tenants.example.json" --keys-out "$RUN/source-keys.json" --force)
+      --from "$REPO/deploy/config/tenants.example.json" --keys-out "$RUN/source-keys.json" \
+      --operator-keys-out "$RUN/operator-keys.json" --force)
   fi
   export CLD_TENANTS_FILE="$RUN/tenants.json"
-  log "tenancy enforced: registry $CLD_TENANTS_FILE, source keys (0600) $RUN/source-keys.json"
+  log "tenancy enforced: registry $CLD_TENANTS_FILE, keys (0600) $RUN/source-keys.json, $RUN/operator-keys.json"
 fi
 
 declare -A PORTS=(

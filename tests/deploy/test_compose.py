@@ -1,23 +1,104 @@
-"""Docker Compose: compose.yaml against the Compose Specification JSON schema (offline), and its wiring."""
+"""Docker Compose: compose.yaml against the Compose Specification JSON schema (offline), and its wiring.
+
+Also home of :func:`settings_env_names` (used by test_k8s_manifests.py too): the environment variable names a
+pydantic-settings class reads, derived from the classes themselves, so that a deployment file setting a name
+no service reads fails a test.
+"""
 
 from __future__ import annotations
 
 import copy
+import importlib
+import ipaddress
 import json
+import os
 import re
 import subprocess
-from pathlib import Path
+import typing
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
+from pydantic import AliasChoices, BaseModel
+from pydantic_settings import BaseSettings
 
+from cld_runtime.settings import Settings
+from cld_submission.transport.mesh import MeshSettings
 from tests.deploy.tools import DEPLOY, REPO, SERVICES, TOPICS, in_ci
 
 COMPOSE_DIR = DEPLOY / "compose"
 COMPOSE = COMPOSE_DIR / "compose.yaml"
 FETCH = COMPOSE_DIR / "fetch-compose-schema.sh"
+
+
+def settings_env_names(cls: type[BaseSettings]) -> frozenset[str]:
+    """Environment variable names ``cls`` reads: its validation aliases, else ``env_prefix`` + field name (also
+    when ``populate_by_name`` is on), upper-cased; nested models also as ``NAME<delimiter>SUBFIELD``."""
+    config = cls.model_config
+    prefix = str(config.get("env_prefix") or "")
+    delimiter = config.get("env_nested_delimiter")
+    populate_by_name = bool(config.get("populate_by_name"))
+    names: set[str] = set()
+    for field_name, info in cls.model_fields.items():
+        alias = info.validation_alias if info.validation_alias is not None else info.alias
+        if isinstance(alias, str):
+            aliases = [alias]
+        elif isinstance(alias, AliasChoices):
+            aliases = [choice for choice in alias.choices if isinstance(choice, str)]
+        else:
+            aliases = []
+        bases = [*aliases, *([f"{prefix}{field_name}"] if populate_by_name or not aliases else [])]
+        nested = (
+            info.annotation if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel) else None
+        )
+        for base in bases:
+            names.add(base.upper())
+            if delimiter and nested is not None:
+                names.update(f"{base}{delimiter}{sub}".upper() for sub in nested.model_fields)
+    return frozenset(names)
+
+
+def service_settings(name: str) -> type[Settings]:
+    """The settings class ``cld serve <name>`` builds (the ``settings`` annotation of ``create_app``)."""
+    create_app = importlib.import_module(f"cld_{name}.service").create_app
+    cls = typing.get_type_hints(create_app)["settings"]
+    assert isinstance(cls, type), name
+    assert issubclass(cls, Settings), name
+    return cls
+
+
+def service_env_names(name: str) -> frozenset[str]:
+    """Every variable service ``name`` reads (submission also reads MeshSettings, CLD_MESH_*)."""
+    names = settings_env_names(service_settings(name))
+    return names | settings_env_names(MeshSettings) if name == "submission" else names
+
+
+def environment_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the test process's CLD settings with ``env`` (for building settings classes from it)."""
+    for key in list(os.environ):
+        if key.upper().startswith("CLD_") or key.upper() == "KAFKA_BOOTSTRAP_SERVERS":
+            monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+
+def test_env_names_follow_pydantic_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    ingest = settings_env_names(service_settings("ingest"))
+    assert {"CLD_INGEST_PORT", "KAFKA_BOOTSTRAP_SERVERS", "CLD_KAFKA_BOOTSTRAP_SERVERS", "CLD_TENANTS_FILE"} <= ingest
+    assert "INGEST_PORT" not in ingest
+    assert "CLD_LOG_FORMAT" not in ingest
+    assert "CLD_VALIDATION_PORT" not in ingest
+    assert {"CLD_PSEUDO_KEY", "CLD_PSEUDO_KEY_FILE"} <= settings_env_names(service_settings("pseudonymisation"))
+    mesh = settings_env_names(MeshSettings)
+    assert {"CLD_MESH_URL", "CLD_MESH_PASSWORD_FILE", "CLD_MESH_RETRY__MAX_ATTEMPTS"} <= mesh
+    # populate_by_name: the field name is read too, which is why CLD_HTTP_PORT must stay out of shared envs.
+    assert "CLD_HTTP_PORT" in ingest
+    environment_from({"CLD_HTTP_PORT": "9101"}, monkeypatch)
+    assert service_settings("ingest")().http_port == 9101
+    environment_from({"CLD_INGEST_PORT": "9102", "INGEST_PORT": "9103"}, monkeypatch)
+    assert service_settings("ingest")().http_port == 9102
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +144,13 @@ def test_schema_rejects_a_broken_compose_file(schema: dict[str, Any], compose: d
 
 def test_services_and_profiles(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"kafka", "kafka-init", *SERVICES, "prometheus", "grafana", "mesh-sandbox"}
+    assert set(services) == {"kafka", "kafka-init", *SERVICES, "prometheus", "grafana", "mesh-sandbox", "cld-setup"}
     assert services["kafka"]["image"] == "apache/kafka:3.9.2"
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
     assert services["mesh-sandbox"]["profiles"] == ["trial"]
+    assert services["cld-setup"]["profiles"] == ["setup"]
     for name, service in services.items():
-        if name != "mesh-sandbox":
+        if name not in ("mesh-sandbox", "cld-setup"):
             assert "profiles" not in service, name
 
 
@@ -79,10 +161,98 @@ def test_cld_services_share_one_image_and_their_settings(compose: dict[str, Any]
         assert service["build"] == {"context": "../..", "dockerfile": "deploy/compose/Dockerfile"}
         env = service["environment"]
         assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
-        assert env[f"{name.upper()}_PORT"] == str(port)
+        assert env[f"CLD_{name.upper()}_PORT"] == str(port)
+        assert "CLD_HTTP_PORT" not in env, "every service honours CLD_HTTP_PORT: they would share one port"
         assert service["ports"] == [f"127.0.0.1:{port}:{port}"]
         assert f"{port}/health" in " ".join(service["healthcheck"]["test"])
         assert service["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
+
+
+def _cld_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: compose["services"][name] for name in SERVICES}
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """Mount target -> (source, read-only)."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        source, target, *mode = volume.split(":")
+        mounts[target] = (source, "ro" in mode)
+    return mounts
+
+
+def _mounted(path: str, mounts: dict[str, tuple[str, bool]]) -> tuple[str, bool] | None:
+    for target, mount in mounts.items():
+        if PurePosixPath(path).is_relative_to(target):
+            return mount
+    return None
+
+
+def test_every_variable_is_a_setting_the_service_reads(compose: dict[str, Any]) -> None:
+    """Shared variables (the x-cld-service anchor) must be read by some service; a service's own, by it."""
+    shared = set(compose["x-cld-service"]["environment"])
+    read_by_any = frozenset().union(*(service_env_names(name) for name in SERVICES))
+    assert not shared - read_by_any, f"no service reads {sorted(shared - read_by_any)}"
+    assert "CLD_HTTP_PORT" not in shared
+    for name, service in _cld_services(compose).items():
+        unknown = set(service["environment"]) - shared - service_env_names(name)
+        assert not unknown, f"{name}: {sorted(unknown)} are not settings of {name} (cld_*/service.py, settings.py)"
+    # cld-setup runs the `cld` CLI, which reads the runtime's settings (CLD_TENANTS_FILE).
+    setup_env = set(compose["services"]["cld-setup"]["environment"])
+    assert setup_env <= settings_env_names(Settings), setup_env
+
+
+def test_services_start_from_the_compose_environment(compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Build each service's settings from its compose environment: ports, tenancy, key, state, transport."""
+    for name, service in _cld_services(compose).items():
+        environment_from({k: str(v) for k, v in service["environment"].items()}, monkeypatch)
+        settings: Any = service_settings(name)()
+        mounts = _mounts(service)
+        assert settings.http_port == SERVICES[name], name
+        assert ipaddress.ip_address(settings.http_host).is_unspecified, name
+        assert settings.kafka_bootstrap_servers == "kafka:9092"
+        assert settings.log_level == "INFO"
+        if name != "pseudonymisation":  # ingest, validation and submission enforce the tenants registry
+            assert settings.tenants_file is not None, f"{name}: CLD_TENANTS_FILE (or a loud CLD_TENANCY_MODE=open)"
+            assert _mounted(str(settings.tenants_file), mounts) == ("cld-tenants", True), name
+    pseudo: Any = service_settings("pseudonymisation")
+    environment_from(
+        {k: str(v) for k, v in compose["services"]["pseudonymisation"]["environment"].items()}, monkeypatch
+    )
+    key_file = pseudo().pseudo_key_file
+    assert key_file is not None
+    assert _mounted(str(key_file), _mounts(compose["services"]["pseudonymisation"])) == ("cld-pseudo-key", True)
+
+    submission = compose["services"]["submission"]
+    environment_from({k: str(v) for k, v in submission["environment"].items()}, monkeypatch)
+    settings = service_settings("submission")()
+    assert settings.transport == "mesh"  # CLD_MESH_* is set, so the files go over MESH
+    assert MeshSettings().url == "http://mesh-sandbox:8700"
+    assert _mounted(str(settings.state_dir), _mounts(submission)) == ("submission-state", False)
+
+
+def test_setup_creates_what_the_services_mount(compose: dict[str, Any]) -> None:
+    setup = compose["services"]["cld-setup"]
+    script = setup["entrypoint"][2]
+    mounts = _mounts(setup)
+    tenants_file = setup["environment"]["CLD_TENANTS_FILE"]
+    assert tenants_file == compose["services"]["ingest"]["environment"]["CLD_TENANTS_FILE"]
+    assert _mounted(tenants_file, mounts) == ("cld-tenants", False)
+    assert "cld tenants init" in script
+    key_file = compose["services"]["pseudonymisation"]["environment"]["CLD_PSEUDO_KEY_FILE"]
+    assert key_file in script
+    assert _mounted(key_file, mounts) == ("cld-pseudo-key", False)
+    from_file = re.search(r"--from (\S+)", script)
+    assert from_file is not None
+    source = _mounted(from_file.group(1), mounts)
+    assert source is not None
+    assert (COMPOSE_DIR / source[0] / PurePosixPath(from_file.group(1)).name).is_file()
+    # The Dockerfile prepares every named-volume mount point of the CLD image for uid 10001.
+    dockerfile = (COMPOSE_DIR / "Dockerfile").read_text(encoding="utf-8")
+    for service in (*_cld_services(compose).values(), setup):
+        for target, (source_name, _) in _mounts(service).items():
+            if not source_name.startswith("."):
+                assert target in dockerfile, f"{target}: create it in the Dockerfile, owned by 10001"
 
 
 def test_bind_mounts_and_build_files_exist(compose: dict[str, Any]) -> None:
@@ -91,6 +261,8 @@ def test_bind_mounts_and_build_files_exist(compose: dict[str, Any]) -> None:
             source = volume.split(":", 1)[0]
             if source.startswith("."):
                 assert (COMPOSE_DIR / source).resolve().exists(), f"{name}: {source}"
+            else:
+                assert source in compose["volumes"], f"{name}: named volume {source} is not declared"
         build = service.get("build")
         if build:
             context = (COMPOSE_DIR / build["context"]).resolve()

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import copy
+import ipaddress
 import shutil
 import subprocess
 from collections import Counter
+from pathlib import PurePosixPath
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
 
+from cld_submission.transport.mesh import MeshSettings
+from tests.deploy.test_compose import environment_from, service_env_names, service_settings
 from tests.deploy.tools import CONSUMER_GROUPS, DEPLOY, SERVICES, TOPICS
 
 K8S = DEPLOY / "k8s"
 KUBERNETES_VERSION = "1.31"
-CORE_KINDS = {"Namespace", "ServiceAccount", "ConfigMap", "Secret", "Deployment", "Service"}
+CORE_KINDS = {"Namespace", "ServiceAccount", "ConfigMap", "Secret", "Deployment", "Service", "PersistentVolumeClaim"}
+# Submission keeps single-writer state on a volume: one replica, never scaled (deploy/k8s/README.md).
+SCALED = {name: group for name, group in CONSUMER_GROUPS.items() if name != "submission"}
+TENANCY_ENFORCED = ("ingest", "validation", "submission")
 RETENTION_MS = {
     "cld.events.raw.v1": 14 * 86_400_000,
     "cld.records.validated.v1": 14 * 86_400_000,
@@ -49,7 +56,15 @@ def test_core_objects_validate_against_the_kubernetes_schema() -> None:
             pytest.fail(f"{filename} {doc['kind']}/{doc['metadata']['name']}: {'.'.join(map(str, exc.path))}: {exc}")
         validated[doc["kind"]] += 1
     assert validated == Counter(
-        {"Namespace": 1, "ServiceAccount": 1, "ConfigMap": 1, "Secret": 3, "Deployment": 4, "Service": 4}
+        {
+            "Namespace": 1,
+            "ServiceAccount": 1,
+            "ConfigMap": 2,
+            "Secret": 5,
+            "Deployment": 4,
+            "Service": 4,
+            "PersistentVolumeClaim": 1,
+        }
     )
 
 
@@ -109,7 +124,134 @@ def test_configmap_carries_the_settings_the_services_read() -> None:
     data = _of_kind("ConfigMap")["cld-settings"]["data"]
     assert data["KAFKA_BOOTSTRAP_SERVERS"]
     for name, port in SERVICES.items():
-        assert data[f"{name.upper()}_PORT"] == str(port)
+        assert data[f"CLD_{name.upper()}_PORT"] == str(port)
+    for configmap in _of_kind("ConfigMap").values():
+        assert "CLD_HTTP_PORT" not in configmap["data"], "every service honours CLD_HTTP_PORT: one port for all"
+
+
+def _container(name: str) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = _of_kind("Deployment")[f"cld-{name}"]["spec"]["template"]["spec"]["containers"]
+    (container,) = containers
+    return container
+
+
+def _container_env(name: str) -> dict[str, str]:
+    """The environment of a service's container: envFrom ConfigMaps and (template) Secrets, then env;
+    secretKeyRef values resolved from secret.template.yaml."""
+    configmaps, secrets = _of_kind("ConfigMap"), _of_kind("Secret")
+    container = _container(name)
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(configmaps[source["configMapRef"]["name"]]["data"])
+        else:
+            env.update(secrets[source["secretRef"]["name"]]["stringData"])
+    for var in container.get("env", []):
+        if "value" in var:
+            env[var["name"]] = var["value"]
+        else:
+            ref = var["valueFrom"]["secretKeyRef"]
+            env[var["name"]] = secrets[ref["name"]]["stringData"][ref["key"]]
+    return env
+
+
+def _file_in_volume(name: str, path: str) -> dict[str, Any]:
+    """The volume of service ``name`` that holds ``path``; for Secret volumes the key must be projected."""
+    deployment = _of_kind("Deployment")[f"cld-{name}"]
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    for mount in _container(name)["volumeMounts"]:
+        if PurePosixPath(path).is_relative_to(mount["mountPath"]):
+            volume = volumes[mount["name"]]
+            if "secret" in volume:
+                relative = str(PurePosixPath(path).relative_to(mount["mountPath"]))
+                secret = _of_kind("Secret")[volume["secret"]["secretName"]]
+                items = volume["secret"].get("items") or [{"key": k, "path": k} for k in secret["stringData"]]
+                assert relative in {item["path"] for item in items}, f"{name}: {path} is not projected"
+                assert {item["key"] for item in items} <= set(secret["stringData"]), f"{name}: {volume}"
+            return {**volume, "readOnly": mount.get("readOnly", False)}
+    raise AssertionError(f"cld-{name}: {path} is on no mounted volume (the root filesystem is read-only)")
+
+
+def test_every_variable_is_a_setting_the_service_reads() -> None:
+    """Names derived from the settings classes: a name no service reads (INGEST_PORT, CLD_LOG_FORMAT) fails."""
+    users: Counter[str] = Counter(
+        source["configMapRef"]["name"]
+        for name in SERVICES
+        for source in _container(name).get("envFrom", [])
+        if "configMapRef" in source
+    )
+    shared = {key for cm, n in users.items() if n > 1 for key in _of_kind("ConfigMap")[cm]["data"]}
+    read_by_any = frozenset().union(*(service_env_names(name) for name in SERVICES))
+    assert shared
+    assert not shared - read_by_any, f"no service reads {sorted(shared - read_by_any)}"
+    for name in SERVICES:
+        unknown = set(_container_env(name)) - shared - service_env_names(name)
+        assert not unknown, f"cld-{name}: {sorted(unknown)} are not settings of {name} (cld_*/service.py)"
+
+
+def test_services_start_from_the_manifest_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Build each service's settings from its pod environment; every file they name is on a mounted volume."""
+    kafka_client = _of_kind("Secret")["cld-kafka-client"]["stringData"]
+    for name, port in SERVICES.items():
+        env = _container_env(name)
+        environment_from(env, monkeypatch)
+        settings: Any = service_settings(name)()
+        assert settings.http_port == port, name
+        assert ipaddress.ip_address(settings.http_host).is_unspecified, name
+        # TLS listener (9093): SASL_SSL with the KafkaUser KEDA uses too, and the cluster CA.
+        assert settings.kafka_bootstrap_servers.endswith(":9093")
+        assert settings.kafka_security_protocol in ("SASL_SSL", "SSL"), f"{name}: PLAINTEXT to a TLS listener"
+        assert kafka_client["tls"] == "enable"
+        if settings.kafka_security_protocol == "SASL_SSL":
+            assert kafka_client["sasl"] == settings.kafka_sasl_mechanism.lower().replace("-sha-", "_sha")
+            assert settings.kafka_sasl_username == kafka_client["username"]
+            assert settings.kafka_sasl_password is None, "the password comes from a mounted file"
+            assert settings.kafka_sasl_password_file is not None
+        assert settings.kafka_ssl_cafile is not None
+        assert settings.create_topics is False, "Strimzi manages the topics"
+        for value in env.values():
+            if value.startswith("/"):
+                _file_in_volume(name, value)
+        if name in TENANCY_ENFORCED:
+            assert settings.tenants_file is not None, f"{name}: CLD_TENANTS_FILE"
+            assert settings.tenancy_mode == "required"
+            assert _file_in_volume(name, str(settings.tenants_file))["secret"]["secretName"] == "cld-tenants"
+        else:
+            assert "CLD_TENANTS_FILE" not in env, f"{name} does not read the registry: do not mount it"
+        if name == "pseudonymisation":
+            assert settings.pseudo_key is None
+            assert settings.pseudo_key_file is not None
+            assert _file_in_volume(name, str(settings.pseudo_key_file))["secret"]["secretName"] == "cld-pseudo-key"
+        else:
+            assert "CLD_PSEUDO_KEY_FILE" not in env, name
+            assert "CLD_PSEUDO_KEY" not in env, name
+        if name == "submission":
+            assert settings.transport == "mesh"
+            mesh = MeshSettings()
+            assert mesh.url.startswith("https://")
+            assert mesh.password is None
+            assert mesh.password_file is not None
+            assert mesh.shared_key is None
+            assert mesh.shared_key_file is not None
+            assert mesh.client_cert is not None
+            assert mesh.ca_cert is not None
+            state = _file_in_volume(name, str(settings.state_dir))
+            assert state["readOnly"] is False
+            assert state["persistentVolumeClaim"]["claimName"] in _of_kind("PersistentVolumeClaim")
+        else:
+            assert not any(key.startswith(("CLD_MESH_", "CLD_SUBMISSION_STATE")) for key in env), name
+
+
+def test_submission_is_a_single_writer_on_its_state_volume() -> None:
+    deployment = _of_kind("Deployment")["cld-submission"]
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    assert all(obj["spec"]["scaleTargetRef"]["name"] != "cld-submission" for obj in _of_kind("ScaledObject").values())
+    (claim,) = _of_kind("PersistentVolumeClaim").values()
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    header = (K8S / "submission.yaml").read_text(encoding="utf-8").split("apiVersion:", 1)[0]
+    assert "cld.records.validated.v1" in header
+    assert "replicas: 1" in header
 
 
 def test_secret_template_holds_no_real_secret() -> None:
@@ -126,8 +268,8 @@ def test_scaled_objects_scale_each_consumer_on_its_group_lag() -> None:
     scaled = _of_kind("ScaledObject")
     auth = _of_kind("TriggerAuthentication")
     deployments = _of_kind("Deployment")
-    assert set(scaled) == {f"cld-{name}" for name in CONSUMER_GROUPS}
-    for name, group in CONSUMER_GROUPS.items():
+    assert set(scaled) == {f"cld-{name}" for name in SCALED}
+    for name, group in SCALED.items():
         obj = scaled[f"cld-{name}"]
         assert obj["apiVersion"] == "keda.sh/v1alpha1"
         spec = obj["spec"]
@@ -181,6 +323,7 @@ def test_kustomize_builds() -> None:
     assert result.returncode == 0, result.stderr
     kinds = Counter(doc["kind"] for doc in yaml.safe_load_all(result.stdout) if doc)
     assert kinds["Deployment"] == 4
-    assert kinds["ScaledObject"] == 3
+    assert kinds["ScaledObject"] == 2
+    assert kinds["PersistentVolumeClaim"] == 1
     assert kinds["KafkaTopic"] == 5
     assert kinds["Secret"] == 0

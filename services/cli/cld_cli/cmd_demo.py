@@ -11,7 +11,10 @@ Run as ``cld demo`` or ``python -m cld_cli.cmd_demo``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
+import gzip
+import hashlib
 import io
 import json
 import sys
@@ -27,13 +30,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cld_cli.synth import default_period_end, period_start_for
 from cld_schemas import topics
 from cld_schemas.spec import load_spec
 
 console = Console()
-PERIOD_START = date(2024, 4, 1)
-PERIOD_END = date(2025, 3, 31)
+PERIOD_END = default_period_end(date.today())
+"""A rolling 12 months ending at the last quarter end, as an LA's quarterly submission covers."""
+PERIOD_START = period_start_for(PERIOD_END)
 DEFAULT_KEYS_FILE = Path(".run/local/source-keys.json")
+DEFAULT_OPERATOR = "borough-officer"
+"""The example registry's LA operator for LA 318, who requests and approves (a hub operator may not approve)."""
 DEFAULT_SOURCE = "example-borough-case-system"
 """The example registry's source for LA 318 (deploy/config/tenants.example.json)."""
 
@@ -130,45 +137,104 @@ def print_pseudonymised(pseudo: list[dict[str, Any]], n: int = 3) -> None:
     console.print(table)
 
 
-async def submit(client: httpx.AsyncClient, *, la_code: str, expected_rows: int, wait_seconds: float) -> None:
-    body = {
-        "la_code": la_code,
-        "period_start": PERIOD_START.isoformat(),
-        "period_end": PERIOD_END.isoformat(),
-        "requested_by": "cld demo",
-    }
+async def submit(
+    client: httpx.AsyncClient,
+    *,
+    la_code: str,
+    expected_rows: int,
+    wait_seconds: float,
+    nhse: NhsEnglandStandIn | None = None,
+) -> None:
+    """Request, show, approve and follow a submission, as an LA operator would (``cld submission ...``)."""
+    body = {"la_code": la_code, "period_start": PERIOD_START.isoformat(), "period_end": PERIOD_END.isoformat()}
     async with asyncio.timeout(wait_seconds):
         while True:  # the submission service may still be reading the validated topic
             r = await client.post("/v1/submissions", json=body)
-            r.raise_for_status()
+            if r.status_code >= 400:
+                console.print(f"[red]submission request refused ({r.status_code})[/]: {r.text[:300]}")
+                return
             sub = r.json()["submission"]
             detail = (await client.get(f"/v1/submissions/{sub['submission_id']}")).json()
             rows = detail["submission"].get("rows") or 0
             if rows >= expected_rows or sub["state"] not in ("requested", "assembled", "checked"):
                 break
             await asyncio.sleep(1)  # polling interval of a bounded wait
-        console.print(f"\n[bold]Submission[/] {sub['submission_id']}: {sub['state']}, rows {rows}")
-        r = await client.post(
-            f"/v1/submissions/{sub['submission_id']}/approve", json={"by": "cld demo", "accept_errors": True}
+        summary = detail["summary"]
+        console.print(
+            f"\n[bold]Submission[/] {sub['submission_id']} for LA {la_code}, "
+            f"{PERIOD_START:%d/%m/%Y}-{PERIOD_END:%d/%m/%Y}: {sub['state']}, {rows} rows "
+            f"({summary['rows_with_failures']} with DQ failures, reported not dropped; "
+            f"{summary['opt_out_rows']} opt-out-flagged rows included, as the law requires), "
+            f"file SHA-256 {summary['file_sha256'][:16]}..."
         )
+        checks = Table(title="Dataset checks before sending")
+        for col in ("Check", "Severity", "Count", "Explanation"):
+            checks.add_column(col)
+        for c in summary["dataset_checks"][:12]:
+            checks.add_row(c["id"], c["severity"], str(c["count"]), c["explanation"])
+        console.print(checks)
+        r = await client.post(f"/v1/submissions/{sub['submission_id']}/approve", json={"accept_errors": True})
         if r.status_code >= 400:
-            console.print(f"approve refused ({r.status_code}): {r.text[:300]}")
+            console.print(f"[red]approve refused ({r.status_code})[/]: {r.text[:300]}")
             return
+        console.print(f"approved by {r.json().get('approved_by')}")
         while True:
             status = (await client.get(f"/v1/submissions/{sub['submission_id']}/status")).json()
             if status["state"] in ("sent", "acknowledged", "failed"):
                 break
             await asyncio.sleep(0.5)  # polling interval of a bounded wait
-        console.print(f"submission {status['submission_id']}: [bold]{status['state']}[/]")
+        console.print(
+            f"submission {status['submission_id']}: [bold]{status['state']}[/] via {status.get('transport')}, "
+            f"message {status.get('message_id')}"
+        )
+    if status["state"] == "sent" and nhse is not None:
+        received = await asyncio.to_thread(nhse.receive, status["message_id"])
+        same = "matches" if received == status.get("file_sha256") else "DOES NOT MATCH"
+        console.print(
+            f"NHS England's mailbox ({nhse.mailbox}, MESH sandbox) downloaded message {status['message_id']} "
+            f"and acknowledged it; its SHA-256 {same} the approved file"
+        )
     if status["state"] == "sent":
-        try:  # the acknowledgement may take a while (MESH) or never come (file transport)
-            async with asyncio.timeout(min(wait_seconds, 30.0)):
+        try:  # the service polls MESH for the delivery status; the file transport never acknowledges
+            async with asyncio.timeout(min(wait_seconds, 60.0)):
                 while status["state"] == "sent":
                     await asyncio.sleep(0.5)  # polling interval of a bounded wait
                     status = (await client.get(f"/v1/submissions/{sub['submission_id']}/status")).json()
         except TimeoutError:
             console.print("no acknowledgement yet (the file transport has none)")
-        console.print(f"submission {status['submission_id']}: [bold]{status['state']}[/]")
+    console.print(f"[bold]Receipt[/]: submission {status['submission_id']} is [bold]{status['state']}[/]")
+    history = (await client.get("/v1/submissions", params={"la": la_code})).json()
+    console.print(f"audit trail: {len(history)} submission(s) on record for LA {la_code}")
+
+
+class NhsEnglandStandIn:
+    """Plays NHS England's side in the MESH sandbox: download the message and acknowledge it (demo only)."""
+
+    def __init__(self, url: str, mailbox: str, password: str, shared_key: str) -> None:
+        self.url, self.mailbox, self.password, self.shared_key = url, mailbox, password, shared_key
+
+    def receive(self, message_id: str) -> str:
+
+        from mesh_client import MeshClient
+
+        with MeshClient(
+            self.url, self.mailbox, self.password, shared_key=self.shared_key.encode(), verify=False
+        ) as mesh:
+            mesh.handshake()
+            with contextlib.closing(mesh.retrieve_message(message_id)) as msg:
+                data = msg.read()
+            mesh.acknowledge_message(message_id)
+        if data[:2] == b"\x1f\x8b":  # gzip magic: compressed in transit
+            data = gzip.decompress(data)
+        return hashlib.sha256(data).hexdigest()
+
+
+def operator_key(keys_file: Path | None, name: str) -> str | None:
+    """An operator's key from the file `cld tenants init --operator-keys-out` wrote (None in open mode)."""
+    if keys_file is None or not keys_file.is_file():
+        return None
+    keys = json.loads(keys_file.read_text(encoding="utf-8"))
+    return str(keys[name]) if name in keys else None
 
 
 async def run_demo(
@@ -183,6 +249,9 @@ async def run_demo(
     wait_seconds: float,
     keys_file: Path = DEFAULT_KEYS_FILE,
     source_id: str = DEFAULT_SOURCE,
+    operator_keys_file: Path | None = None,
+    operator: str = DEFAULT_OPERATOR,
+    nhse: NhsEnglandStandIn | None = None,
 ) -> None:
     text, distinct = synthetic_csv(people=people, seed=seed, la_code=la_code)
     key = source_key(keys_file, source_id)
@@ -229,8 +298,10 @@ async def run_demo(
     print_pseudonymised(pseudo)
     if submission_url:
         try:
-            async with httpx.AsyncClient(base_url=submission_url, timeout=30) as client:
-                await submit(client, la_code=la_code, expected_rows=distinct, wait_seconds=wait_seconds)
+            op_key = operator_key(operator_keys_file, operator)
+            op_headers = {"Authorization": f"Bearer {op_key}"} if op_key else {}
+            async with httpx.AsyncClient(base_url=submission_url, timeout=60, headers=op_headers) as client:
+                await submit(client, la_code=la_code, expected_rows=distinct, wait_seconds=wait_seconds, nhse=nhse)
         except (httpx.HTTPError, TimeoutError) as exc:
             console.print(f"[yellow]submission step not completed[/] ({type(exc).__name__})")
 
@@ -251,6 +322,16 @@ def demo(
     source_id: Annotated[str, typer.Option("--source", help="The source to send as (its key is used).")] = (
         DEFAULT_SOURCE
     ),
+    operator_keys_file: Annotated[
+        Path | None,
+        typer.Option(envvar="CLD_OPERATOR_KEYS_FILE", help="Operator keys from `cld tenants init` (0600)."),
+    ] = None,
+    operator: Annotated[str, typer.Option(help="The LA operator who requests and approves.")] = DEFAULT_OPERATOR,
+    nhse_mesh_url: Annotated[
+        str | None,
+        typer.Option(envvar="CLD_DEMO_NHSE_MESH_URL", help="MESH sandbox URL: play NHS England's mailbox there."),
+    ] = None,
+    nhse_mailbox: Annotated[str, typer.Option(envvar="CLD_DEMO_NHSE_MAILBOX")] = "X26ABC2",
 ) -> None:
     """Send a synthetic LA dataset through the running mesh and show what came out (make run)."""
     try:
@@ -266,6 +347,10 @@ def demo(
                 wait_seconds=timeout,
                 keys_file=keys_file,
                 source_id=source_id,
+                operator_keys_file=operator_keys_file,
+                operator=operator,
+                # The sandbox's canned receiver mailbox and its published test credentials (mesh-sandbox).
+                nhse=NhsEnglandStandIn(nhse_mesh_url, nhse_mailbox, "password", "Banana") if nhse_mesh_url else None,
             )
         )
     except KeyboardInterrupt:
