@@ -23,6 +23,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 demo_args=()
+# A clean, repeatable run: its own topic prefix and submission state (`make up` alone keeps state between runs).
+export CLD_TOPIC_PREFIX=${CLD_TOPIC_PREFIX:-run-$(date -u +%Y%m%dT%H%M%S).}
+export CLD_SUBMISSION_STATE_DIR=${CLD_SUBMISSION_STATE_DIR:-$RUN/state/${CLD_TOPIC_PREFIX%.}}
+log "this run's topics: ${CLD_TOPIC_PREFIX}cld.*; submission state: $CLD_SUBMISSION_STATE_DIR"
 export CLD_SUBMISSION_TRANSPORT=${CLD_SUBMISSION_TRANSPORT:-mesh}
 if [[ $CLD_SUBMISSION_TRANSPORT == mesh && -z ${CLD_MESH_URL:-} ]]; then
   export MESH_PORT=${MESH_PORT:-8700}

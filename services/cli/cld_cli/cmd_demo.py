@@ -173,11 +173,14 @@ async def submit(
         for c in summary["dataset_checks"][:12]:
             checks.add_row(c["id"], c["severity"], str(c["count"]), c["explanation"])
         console.print(checks)
-        r = await client.post(f"/v1/submissions/{sub['submission_id']}/approve", json={"accept_errors": True})
-        if r.status_code >= 400:
-            console.print(f"[red]approve refused ({r.status_code})[/]: {r.text[:300]}")
-            return
-        console.print(f"approved by {r.json().get('approved_by')}")
+        if sub["state"] == "checked":
+            r = await client.post(f"/v1/submissions/{sub['submission_id']}/approve", json={"accept_errors": True})
+            if r.status_code >= 400:
+                console.print(f"[red]approve refused ({r.status_code})[/]: {r.text[:300]}")
+                return
+            console.print(f"approved by {r.json().get('approved_by')}")
+        else:  # idempotent: the same LA, period and content was requested before
+            console.print(f"this exact file was submitted before (state {sub['state']}): it is not sent twice")
         while True:
             status = (await client.get(f"/v1/submissions/{sub['submission_id']}/status")).json()
             if status["state"] in ("sent", "acknowledged", "failed"):
