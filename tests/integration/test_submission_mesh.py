@@ -4,7 +4,7 @@ A generated LA dataset flows in through ingest and validation; a submission is r
 NHS England mailbox (X26ABC2 in the sandbox) receives exactly one message whose file has the spec headers in
 order and exactly the in-scope records. Also: SIGKILL of the submission process between 'approved' and
 'acknowledged' still ends with exactly one delivered message; a MESH outage is ridden out by retries (the
-outage here lasts ~20 s rather than a minute to keep the test short; the retry budget is the same setting).
+outage lasts a minute, as the issue asks; the retry budget is the CLD_MESH_RETRY setting).
 
 Tenancy is enforced as in a deployment: the ``env`` fixture provisions a tenants registry (``CLD_TENANTS_FILE``)
 with LA 318, one source whose key the CSV upload presents, and two operators with keys: the hub operator Ada
@@ -335,6 +335,9 @@ def status_file_state(env: dict[str, str], sid: str) -> str:
     return str(state)
 
 
+OUTAGE_SECONDS = 60
+
+
 def test_a_mesh_outage_is_ridden_out(
     env: dict[str, str],
     processes: dict[str, ServiceProcess],
@@ -355,9 +358,13 @@ def test_a_mesh_outage_is_ridden_out(
         # Retries are under way while MESH is down (the send counter's 'retry' outcome goes up).
         wait_for(lambda: _retries(url) > 0, timeout=60, what="a MESH retry")
         assert status(url, sid)["state"] == "approved"
-        remaining = 20 - (time.monotonic() - outage_started)
-        if remaining > 0:
-            time.sleep(remaining)  # the length of the outage itself, not synchronisation
+        # The outage lasts a full minute (the issue's "MESH outage of a minute"), with retries going on through it.
+        wait_for(
+            lambda: time.monotonic() - outage_started >= OUTAGE_SECONDS and _retries(url) >= 3,
+            timeout=OUTAGE_SECONDS + 60,
+            what="a minute of MESH outage with retries under way",
+        )
+        assert status(url, sid)["state"] == "approved"
     finally:
         mesh_sandbox_control.start()
 
