@@ -72,7 +72,7 @@ def test_failures_exit_1_with_findings_by_row_and_spec_header(tmp_path: Path) ->
         (b"", "the file is empty"),
         (bytes(range(256)) * 40, "not UTF-8"),
         (b"Reporting Period Start Date;NHS Number;Gender\n01/04/2025;9990000018;Male\n", "comma-separated"),
-        ("NHS Number,Gender\n9990000018,Male\n".encode(), "not a CLD file"),
+        (b"NHS Number,Gender\n9990000018,Male\n", "not a CLD file"),
         ("é,\xff".encode("latin-1"), "not UTF-8"),
     ],
     ids=["empty", "binary", "semicolons", "too-few-columns", "latin-1"],
