@@ -382,3 +382,37 @@ def _retries(url: str) -> float:
         if line.startswith('cld_mesh_send_total{outcome="retry"}'):
             return float(line.split()[-1])
     return 0.0
+
+
+def _in_scope(url: str) -> int:
+    params = {"period_start": P_START.isoformat(), "period_end": P_END.isoformat()}
+    got = httpx.get(f"{url}/v1/state/{LA}", params=params, headers=auth(ADA), timeout=10).json()
+    return int(got["in_scope"])
+
+
+def test_a_repeated_cld_event_id_is_one_record_in_the_submission_state(
+    env: dict[str, str], processes: dict[str, ServiceProcess], kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> None:
+    """Re-delivery of the same ``cld-event-id`` on the raw topic (issue 3) does not create a second record."""
+    start(processes, env, tmp_path, "validation", "submission")
+    url = processes["submission"].url
+    rows = [row for row, _ in generate_rows(people=30, seed=5, period_end=P_END, la_code=LA)]
+    first, second = expected_in_scope(rows)[:2]
+
+    async def publish() -> None:
+        from aiokafka import AIOKafkaProducer
+
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            for event_id, row in (("dup-1", first), ("dup-1", first), ("dup-1", first), ("sentinel", second)):
+                value = json.dumps({k: v for k, v in row.items() if v}).encode()
+                headers = [("cld-source", SOURCE.encode()), ("cld-event-id", event_id.encode())]
+                await producer.send_and_wait(topic_prefix + topics.RAW, value, key=LA.encode(), headers=headers)
+        finally:
+            await producer.stop()
+
+    asyncio.run(publish())
+    # One LA = one key = one partition: the sentinel is processed after every copy of dup-1.
+    wait_until_held(url, 2)
+    assert _in_scope(url) == 2
