@@ -40,6 +40,8 @@ def validated(
     withdrawn: bool = False,
     failed_fields: tuple[str, ...] = (),
     opt_outs: tuple[str, ...] = (),
+    la_code: str = LA_CODE,
+    source: str = "case-system",
 ) -> RecordValidated:
     n = next(_counter)
     findings = [
@@ -47,10 +49,10 @@ def validated(
         for f in failed_fields
     ]
     kwargs: dict[str, Any] = {
-        "la_code": LA_CODE,
+        "la_code": la_code,
         "release": Release.R1,
         "provenance": Provenance(
-            source="case-system",
+            source=source,
             event_id=event_id or f"ev-{n}",
             received_at=received_at or T0 + timedelta(seconds=n),
             opt_outs=list(opt_outs),
@@ -119,6 +121,32 @@ def test_a_repeated_event_id_is_a_no_op(store: StateStore) -> None:
         Applied.DUPLICATE_EVENT
     )
     assert in_scope(store)[0].record["event_end_date"] == "20/05/2024"
+
+
+def test_the_same_event_id_from_two_sources_is_two_records(store: StateStore) -> None:
+    first = validated(a_request_row(event_reference="A"), event_id="shared", source="case-system")
+    other = validated(a_service_row(event_reference="B"), event_id="shared", source="care-provider")
+    assert store.apply(first) is Applied.INSERTED
+    assert store.apply(other) is Applied.INSERTED  # not suppressed by the first source's id
+    assert sorted(r.record["event_reference"] for r in in_scope(store)) == ["A", "B"]
+
+
+def test_the_same_event_id_for_two_las_is_two_records(store: StateStore) -> None:
+    other_la = "319"
+    assert store.apply(validated(a_request_row(), event_id="shared")) is Applied.INSERTED
+    assert store.apply(validated(a_request_row(la_code=other_la), event_id="shared", la_code=other_la)) is (
+        Applied.INSERTED
+    )
+    assert len(in_scope(store)) == 1
+    assert len(list(store.iter_in_scope(other_la, P_START, P_END))) == 1
+
+
+def test_the_same_la_source_and_event_id_twice_is_one_record(store: StateStore) -> None:
+    row = a_request_row(event_reference="A")
+    assert store.apply(validated(row, event_id="same", source="care-provider")) is Applied.INSERTED
+    changed = a_request_row(event_reference="B")
+    assert store.apply(validated(changed, event_id="same", source="care-provider")) is Applied.DUPLICATE_EVENT
+    assert [r.record["event_reference"] for r in in_scope(store)] == ["A"]
 
 
 def test_offsets_are_stored_with_the_records_and_redeliveries_are_no_ops(store: StateStore) -> None:
@@ -266,6 +294,36 @@ def test_a_state_database_from_before_opt_out_flags_is_migrated(tmp_path: Path) 
         assert rec.opt_outs == {OptOut.OBJECTION}
     finally:
         s.close()
+
+
+def test_a_state_database_with_event_ids_keyed_alone_is_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    state_dir = tmp_path / "old"
+    s = StateStore.open(state_dir)
+    s.apply(validated(a_request_row(event_reference="A"), event_id="old-1"), topic=TOPIC, partition=0, offset=0)
+    s.close()
+    with sqlite3.connect(state_dir / "records.sqlite3") as conn:  # as an earlier version left it
+        conn.execute("DROP TABLE seen_events")
+        conn.execute("CREATE TABLE seen_events (event_id TEXT PRIMARY KEY) WITHOUT ROWID")
+        conn.execute("INSERT INTO seen_events (event_id) VALUES ('old-1'), ('shared')")
+
+    s = StateStore.open(state_dir)
+    try:
+        # Another source's event with an id seen before the upgrade is not suppressed.
+        other = validated(a_service_row(event_reference="B"), event_id="shared", source="care-provider")
+        assert s.apply(other) is Applied.INSERTED
+        assert s.apply(other) is Applied.DUPLICATE_EVENT
+        # A redelivery of an event applied before the upgrade changes nothing (later-version-wins).
+        again = validated(a_request_row(event_reference="A"), event_id="old-1")
+        s.apply(again, topic=TOPIC, partition=0, offset=0)
+        assert sorted(r.record["event_reference"] for r in in_scope(s)) == ["A", "B"]
+        assert s.next_offsets(TOPIC) == {0: 1}
+    finally:
+        s.close()
+    with sqlite3.connect(state_dir / "records.sqlite3") as conn:
+        cols = [r[1] for r in conn.execute("PRAGMA table_info(seen_events)")]
+    assert cols == ["la_code", "source", "event_id"]
 
 
 def test_reset_forgets_everything_for_a_rebuild(store: StateStore) -> None:

@@ -21,6 +21,7 @@ from faststream.asgi.types import Scope
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.publisher import DefaultPublisher
+from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
@@ -207,9 +208,8 @@ class ValidatedRecordsHandler:
                     if key is not None:
                         touched.add(key)
             except ValidationError as exc:
-                invalid_json = any(e["type"] == "json_invalid" for e in exc.errors(include_input=False))
-                reason = DeadLetterReason.NOT_JSON if invalid_json else DeadLetterReason.WRONG_TYPE
-                detail = "not a RecordValidated event"
+                reason = unreadable_reason(msg.value, exc)
+                detail = f"not a RecordValidated event ({exc.error_count()} error(s))"
             except Exception as exc:  # a bug or unforeseen input must not stall the partition
                 self.log.exception(
                     "processing failed", extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
@@ -240,6 +240,29 @@ class ValidatedRecordsHandler:
                 pending.append(fut)
         self.risk.publish(touched)
         await asyncio.gather(*pending)  # confirmed before the batch is committed (at-least-once)
+
+
+def unreadable_reason(value: bytes | None, exc: ValidationError) -> DeadLetterReason:
+    """Why a message could not be read as an event (the reason only: never a value from the payload)."""
+    errors = exc.errors(include_input=False, include_url=False, include_context=False)
+    if not value:
+        return DeadLetterReason.NOT_AN_OBJECT  # empty value or tombstone
+    if any(e["type"] == "json_invalid" for e in errors):
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            return DeadLetterReason.NOT_UTF8
+        return DeadLetterReason.NOT_JSON
+    if any(e["type"] == "model_type" and not e["loc"] for e in errors):
+        return DeadLetterReason.NOT_AN_OBJECT  # a JSON array, string, number or null
+    return DeadLetterReason.WRONG_TYPE
+
+
+async def _raw_bodies(message: StreamMessage[Any]) -> None:
+    """A decoder that decodes nothing. FastStream's default decoder json-loads every body before the handler
+    runs and lets a RecursionError (deep nesting) or a ValueError (an integer over Python's 4300-digit limit)
+    escape: the batch would be nacked and re-read for ever, stalling the partition. The handler reads each
+    record itself (``RecordValidated.model_validate_json``) and dead-letters what it cannot read."""
 
 
 def risk_route(risk: RiskBook) -> Any:
@@ -302,6 +325,7 @@ def create_app(settings: PseudonymisationSettings) -> AsgiFastStream:
         batch_timeout_ms=settings.consumer_batch_timeout_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=_raw_bodies,
         title=f"{topics.VALIDATED}:pseudonymisation",
         description="Validated records to pseudonymise.",
     )

@@ -25,12 +25,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -71,6 +72,7 @@ from .transport import FileExportTransport, MeshSettings, MeshTransport, Transpo
 from .workflow import DQSummary, SubmissionNotFoundError, SubmissionWorkflow, WorkflowSettings
 
 SERVICE = "submission"
+_Event = TypeVar("_Event", RecordValidated, RecordPseudonymised)
 
 
 class SubmissionSettings(Settings):
@@ -272,12 +274,15 @@ def create_app(
         broker, topic=settings.topic(topics.DEADLETTER), service=SERVICE, registry=registry
     )
 
-    async def dead_letter(msg: RawMessage, exc: ValidationError, what: str) -> None:
-        reason = DeadLetterReason.NOT_JSON if _not_json(exc) else DeadLetterReason.WRONG_TYPE
+    async def dead_letter(msg: RawMessage, reason: DeadLetterReason, detail: str) -> None:
+        log.warning(
+            "dead letter",
+            extra={"reason": reason.value, "topic": msg.topic, "partition": msg.partition, "offset": msg.offset},
+        )
         await deadletters.publish(
             dead_letter_for(
                 reason=reason,
-                detail=f"not a {what} event ({exc.error_count()} error(s))",
+                detail=detail,
                 payload=msg.value,
                 topic=msg.topic,
                 partition=msg.partition,
@@ -288,20 +293,28 @@ def create_app(
             )
         )
 
-    async def read(msg: RawMessage) -> Incoming | None:
+    async def decode(msg: RawMessage, model: type[_Event]) -> _Event | None:
+        """The event in ``msg``, or None after dead-lettering it: a message that cannot be read never stalls
+        the partition (the subscribers decode nothing themselves: ``_raw_bodies``)."""
         try:
-            event = RecordValidated.model_validate_json(msg.value or b"")
+            return model.model_validate_json(msg.value or b"")
         except ValidationError as exc:
-            await dead_letter(msg, exc, "RecordValidated")
-            return None
-        return Incoming(event, msg.topic, msg.partition, msg.offset)
+            reason = unreadable_reason(msg.value, exc)
+            detail = f"not a {model.__name__} event ({exc.error_count()} error(s))"
+        except Exception as exc:  # an unforeseen input must not stall the partition either
+            log.exception(
+                "reading failed", extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
+            )
+            reason, detail = DeadLetterReason.PROCESSING_ERROR, f"reading failed ({type(exc).__name__})"
+        await dead_letter(msg, reason, detail)
+        return None
+
+    async def read(msg: RawMessage) -> Incoming | None:
+        event = await decode(msg, RecordValidated)
+        return None if event is None else Incoming(event, msg.topic, msg.partition, msg.offset)
 
     async def read_pseudonymised(msg: RawMessage) -> RecordPseudonymised | None:
-        try:
-            return RecordPseudonymised.model_validate_json(msg.value or b"")
-        except ValidationError as exc:
-            await dead_letter(msg, exc, "RecordPseudonymised")
-            return None
+        return await decode(msg, RecordPseudonymised)
 
     @broker.subscriber(
         settings.topic(topics.VALIDATED),
@@ -311,6 +324,7 @@ def create_app(
         batch_timeout_ms=settings.consumer_batch_timeout_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=_raw_bodies,
         title=f"{topics.VALIDATED}:submission",
         description="Validated records into the per-LA submission state (latest version per record).",
     )
@@ -327,6 +341,7 @@ def create_app(
         batch_timeout_ms=settings.consumer_batch_timeout_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        decoder=_raw_bodies,
         title=f"{topics.PSEUDONYMISED}:submission",
         description="Pseudonymised records (by event id and purpose) for exports to recipients other than NHS England.",
     )
@@ -382,8 +397,27 @@ def create_app(
     return app
 
 
-def _not_json(exc: ValidationError) -> bool:
-    return any(e.get("type") == "json_invalid" for e in exc.errors())
+def unreadable_reason(value: bytes | None, exc: ValidationError) -> DeadLetterReason:
+    """Why a message could not be read as an event (the reason only: never a value from the payload)."""
+    errors = exc.errors(include_input=False, include_url=False, include_context=False)
+    if not value:
+        return DeadLetterReason.NOT_AN_OBJECT  # empty value or tombstone
+    if any(e["type"] == "json_invalid" for e in errors):
+        try:
+            value.decode("utf-8")
+        except UnicodeDecodeError:
+            return DeadLetterReason.NOT_UTF8
+        return DeadLetterReason.NOT_JSON
+    if any(e["type"] == "model_type" and not e["loc"] for e in errors):
+        return DeadLetterReason.NOT_AN_OBJECT  # a JSON array, string, number or null
+    return DeadLetterReason.WRONG_TYPE
+
+
+async def _raw_bodies(message: StreamMessage[Any]) -> None:
+    """A decoder that decodes nothing. FastStream's default decoder json-loads every body before the handler
+    runs and lets a RecursionError (deep nesting) or a ValueError (an integer over Python's 4300-digit limit)
+    escape: the batch would be nacked and re-read for ever, stalling the partition. The handlers read each
+    record themselves (``decode`` in ``create_app``) and dead-letter what they cannot read."""
 
 
 def _bearer_key(request: Request) -> str | None:

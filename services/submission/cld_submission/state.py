@@ -3,8 +3,8 @@
 One SQLite database (stdlib ``sqlite3``, WAL) under the state directory. A validated record is applied in
 one transaction together with the Kafka offset it came from, so the store always knows exactly how far it has
 read. The consumer commits its Kafka offsets only after a batch is stored; a crash in between redelivers the
-tail, which is a no-op (each event id is applied once). Deleting the database and consuming the topic from its
-beginning rebuilds the same state (``rebuild.rebuild_state``).
+tail, which is a no-op (each (LA, source, event id) is applied once). Deleting the database and consuming the
+topic from its beginning rebuilds the same state (``rebuild.rebuild_state``).
 
 Rules applied here:
 - identity (``identity.identify``): Event Reference, else NHS England's bespoke key (R-FLD-23, R-DUP-4);
@@ -13,7 +13,8 @@ Rules applied here:
 - a withdrawn record (``RecordValidated.withdrawn``) is removed. Its key is kept as a tombstone, so an
   older copy arriving later cannot bring it back. The specification has no 'cancelled' flag: withdrawing
   is how a source cancels an event it sent (R-SCOPE-3);
-- a repeated event id (``Provenance.event_id``) is a no-op;
+- a repeated event (the same LA, source and event id: ``Provenance.source``/``event_id``) is a no-op; the same
+  event id from another source or for another LA is another event (one source cannot suppress another's);
 - scope for a reporting period (R-SCOPE-1..3, R-FIL-1..3): requests, assessments and reviews completed in
   the period (end date, or date of death when earlier, within it; open ones are out); services active at
   any time in the period (open ones included); rows whose date of death is before the period start or
@@ -91,7 +92,13 @@ CREATE TABLE IF NOT EXISTS links (
     PRIMARY KEY (la_code, record_key, linked_person_key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS links_by_person ON links (la_code, linked_person_key);
-CREATE TABLE IF NOT EXISTS seen_events (event_id TEXT PRIMARY KEY) WITHOUT ROWID;
+-- An event id is only unique within its source (and LA): another source reusing it is another event.
+CREATE TABLE IF NOT EXISTS seen_events (
+    la_code TEXT NOT NULL,
+    source TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    PRIMARY KEY (la_code, source, event_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS pseudonymised (
     event_id TEXT NOT NULL,
     purpose TEXT NOT NULL,
@@ -118,7 +125,7 @@ class Applied(StrEnum):
     STALE = "stale"
     """An older version than the one held: ignored."""
     DUPLICATE_EVENT = "duplicate_event"
-    """The same event id was applied before (a repeat, or a redelivery after a restart): no-op."""
+    """The same (LA, source, event id) was applied before (a repeat, or a redelivery after a restart): no-op."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,10 +223,35 @@ class StateStore:
         self._migrate()
 
     def _migrate(self) -> None:
-        """Add columns later versions introduced to a state database created earlier."""
+        """Bring a state database created by an earlier version up to the current schema."""
         cols = {r[1] for r in self._conn.execute("PRAGMA table_info(records)")}
         if "opt_outs" not in cols:
             self._conn.execute("ALTER TABLE records ADD COLUMN opt_outs TEXT NOT NULL DEFAULT ''")
+        seen_cols = {r[1] for r in self._conn.execute("PRAGMA table_info(seen_events)")}
+        if "source" not in seen_cols:
+            self._migrate_seen_events()
+
+    def _migrate_seen_events(self) -> None:
+        """``seen_events`` was keyed by event id alone; it is now keyed by (LA, source, event id).
+
+        The old rows do not say which source sent them, so they cannot be carried over as keys: an old id
+        kept as 'seen for every source' would go on suppressing other sources' events (the bug this fixes).
+        They are dropped. What that costs: an event applied before the upgrade and redelivered after it (the
+        uncommitted tail of the last batch) is applied again instead of counted as a duplicate; the
+        later-version-wins rule makes that a no-op for the state (same record key, same or older position:
+        the same row is written again, or it is stale), so no record is lost or duplicated."""
+        cur = self._conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            cur.execute("DROP TABLE seen_events")
+            cur.execute(
+                "CREATE TABLE seen_events (la_code TEXT NOT NULL, source TEXT NOT NULL, event_id TEXT NOT NULL, "
+                "PRIMARY KEY (la_code, source, event_id)) WITHOUT ROWID"
+            )
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
 
     @classmethod
     def open(cls, state_dir: Path) -> StateStore:
@@ -280,8 +312,9 @@ class StateStore:
             tp = (item.topic, item.partition)
             next_offsets[tp] = max(next_offsets.get(tp, 0), item.offset + 1)
 
-        event_id = ev.provenance.event_id
-        if cur.execute("INSERT OR IGNORE INTO seen_events (event_id) VALUES (?)", (event_id,)).rowcount == 0:
+        seen = (ev.la_code, ev.provenance.source, ev.provenance.event_id)
+        first = cur.execute("INSERT OR IGNORE INTO seen_events (la_code, source, event_id) VALUES (?, ?, ?)", seen)
+        if first.rowcount == 0:
             return Applied.DUPLICATE_EVENT
 
         canonical = canonical_json(ev.record)
