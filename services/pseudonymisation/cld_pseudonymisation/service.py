@@ -20,11 +20,11 @@ from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Scope
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from faststream.kafka.publisher import DefaultPublisher
 from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic_core import to_json
 
 from cld_pseudonymisation.generalise import PostcodeLookup, parse_date
 from cld_pseudonymisation.keys import PseudonymKey
@@ -41,6 +41,7 @@ from cld_runtime import (
     make_asgi_app,
     make_broker,
 )
+from cld_runtime.broker import BatchPublisher
 from cld_runtime.http import json_response
 from cld_runtime.messages import RawMessage, raw_messages
 from cld_schemas import topics
@@ -167,7 +168,7 @@ class ValidatedRecordsHandler:
         *,
         pseudonymisers: Pseudonymisers,
         risk: RiskBook,
-        publisher: DefaultPublisher,
+        publisher: BatchPublisher,
         deadletters: DeadLetterPublisher,
         log: logging.Logger,
         registry: CollectorRegistry,
@@ -181,17 +182,36 @@ class ValidatedRecordsHandler:
             "cld_records_pseudonymised_total", "Records pseudonymised, by LA.", ["la_code"], registry=registry
         )
 
+        self._counted: dict[str, Any] = {}  # label children by LA: prometheus_client's labels() costs µs
+
     def pseudonymise(self, event: RecordValidated, *, now: datetime) -> RecordPseudonymised:
+        """The pseudonymised event as a model (for callers that want one; the handler uses
+        :func:`pseudonymised_body`, which builds the same JSON without validating it again)."""
+        record = self.pseudonymisers.for_tenant(event.la_code).pseudonymise(event.record)
+        return RecordPseudonymised.model_validate_json(self.pseudonymised_body(event, record, now=now))
+
+    def pseudonymised_body(self, event: RecordValidated, record: dict[str, str | None], *, now: datetime) -> bytes:
+        """``RecordPseudonymised`` as wire bytes: plain data in the model's field order, serialised by
+        pydantic-core (the same bytes as ``model_dump_json``). Every value already has the model's type (the
+        provenance is the validated event's own model), so validating it again would check nothing."""
         p = self.pseudonymisers.for_tenant(event.la_code)
-        return RecordPseudonymised(
-            la_code=event.la_code,
-            provenance=event.provenance,
-            key_id=p.key_id,
-            purpose=p.purpose,
-            record=p.pseudonymise(event.record),
-            withdrawn=event.withdrawn,
-            pseudonymised_at=now,
+        return to_json(
+            {
+                "la_code": event.la_code,
+                "provenance": event.provenance,
+                "key_id": p.key_id,
+                "purpose": p.purpose,
+                "record": record,
+                "withdrawn": event.withdrawn,
+                "pseudonymised_at": now,
+            }
         )
+
+    def _count(self, la_code: str) -> None:
+        child = self._counted.get(la_code)
+        if child is None:
+            child = self._counted[la_code] = self.count.labels(la_code)
+        child.inc()
 
     async def handle(self, messages: Sequence[RawMessage]) -> None:
         pending: list[asyncio.Future[Any]] = []
@@ -202,9 +222,10 @@ class ValidatedRecordsHandler:
             detail = ""
             try:
                 event = RecordValidated.model_validate_json(msg.value or b"")
-                out = self.pseudonymise(event, now=now)
-                if not out.withdrawn and (period := reporting_period(event.record)) is not None:
-                    key = self.risk.add(out.la_code, period, out.record)
+                record = self.pseudonymisers.for_tenant(event.la_code).pseudonymise(event.record)
+                body = self.pseudonymised_body(event, record, now=now)
+                if not event.withdrawn and (period := reporting_period(event.record)) is not None:
+                    key = self.risk.add(event.la_code, period, record)
                     if key is not None:
                         touched.add(key)
             except ValidationError as exc:
@@ -229,17 +250,15 @@ class ValidatedRecordsHandler:
                 )
                 fut = await self.deadletters.publish(letter, confirm=False)
             else:
-                self.count.labels(out.la_code).inc()
-                fut = await self.publisher.publish(
-                    out.model_dump_json().encode(),  # pydantic's encoder: faster than a dict
-                    key=out.la_code.encode(),
-                    headers={topics.HEADER_EVENT_ID: out.provenance.event_id},
-                    no_confirm=True,
+                self._count(event.la_code)
+                fut = await self.publisher.send(
+                    body, key=event.la_code.encode(), headers={topics.HEADER_EVENT_ID: event.provenance.event_id}
                 )
-            if isinstance(fut, asyncio.Future):
+            if fut is not None:
                 pending.append(fut)
         self.risk.publish(touched)
         await asyncio.gather(*pending)  # confirmed before the batch is committed (at-least-once)
+        self.publisher.count_published()
 
 
 def unreadable_reason(value: bytes | None, exc: ValidationError) -> DeadLetterReason:
@@ -309,7 +328,7 @@ def create_app(settings: PseudonymisationSettings) -> AsgiFastStream:
     handler = ValidatedRecordsHandler(
         pseudonymisers=pseudonymisers,
         risk=risk,
-        publisher=publisher,
+        publisher=BatchPublisher(broker, publisher, topic=settings.topic(topics.PSEUDONYMISED)),
         deadletters=DeadLetterPublisher(
             broker, topic=settings.topic(topics.DEADLETTER), service=SERVICE, registry=registry
         ),

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Mapping
 from typing import Any
+from uuid import uuid4
 
+from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.kafka.publisher import DefaultPublisher
+from faststream.kafka.publisher.producer import AioKafkaFastProducerImpl
+from faststream.prometheus.manager import MetricsManager
+from faststream.prometheus.middleware import PrometheusMiddleware
+from faststream.prometheus.types import PublishingStatus
 from prometheus_client import CollectorRegistry
 
 from cld_runtime.settings import Settings
@@ -32,3 +41,55 @@ def broker_options(settings: Settings, *, registry: CollectorRegistry) -> dict[s
 
 def make_broker(settings: Settings, *, registry: CollectorRegistry) -> KafkaBroker:
     return KafkaBroker(**broker_options(settings, registry=registry))
+
+
+class BatchPublisher:
+    """Publishes one topic's outputs of a consumed batch without waiting for each, straight to aiokafka.
+
+    FastStream's ``publisher.publish`` costs about 50 µs of CPU per message (publish command, middleware
+    stack, Prometheus scope); at thousands of records/s on two cores that is a large share of a service.
+    Here each record goes to the underlying ``AIOKafkaProducer.send`` (same topic, key, value and headers,
+    including FastStream's ``content-type`` and ``correlation_id``) and the caller gathers the delivery
+    futures once per batch, before the batch's offsets are committed (at-least-once). FastStream's
+    ``faststream_published_messages_total`` is counted once per batch (:meth:`count_published`).
+
+    Without a real aiokafka producer (FastStream's ``TestKafkaBroker``), it publishes through FastStream so
+    the in-memory broker routes the messages as before.
+    """
+
+    def __init__(self, broker: KafkaBroker, publisher: DefaultPublisher, *, topic: str) -> None:
+        self.broker = broker
+        self.publisher = publisher
+        self.topic = topic
+        self._uncounted = 0
+        self._metrics: MetricsManager | None = next(
+            (m._metrics_manager for m in broker.config.broker_middlewares if isinstance(m, PrometheusMiddleware)),
+            None,
+        )
+
+    def _producer(self) -> AIOKafkaProducer | None:
+        fast = self.broker.config.producer
+        if isinstance(fast, AioKafkaFastProducerImpl) and fast:
+            return fast._producer.producer
+        return None
+
+    async def send(self, value: bytes, *, key: bytes | None, headers: Mapping[str, str]) -> asyncio.Future[Any] | None:
+        """Hand one record to the producer; returns its delivery future (None in the in-memory test broker)."""
+        producer = self._producer()
+        if producer is None:
+            result = await self.publisher.publish(value, key=key, headers=dict(headers), no_confirm=True)
+            return result if isinstance(result, asyncio.Future) else None
+        wire = [("content-type", b""), ("correlation_id", str(uuid4()).encode())]
+        wire.extend((name, text.encode()) for name, text in headers.items())
+        self._uncounted += 1
+        # send() awaits only while the producer's buffer is full (back-pressure), never the broker's ack.
+        future: asyncio.Future[Any] = await producer.send(self.topic, value=value, key=key, headers=wire)
+        return future
+
+    def count_published(self) -> None:
+        """Add the records sent since the last call to FastStream's published counter (once per batch)."""
+        if self._uncounted and self._metrics is not None:
+            self._metrics.add_published_message(
+                amount=self._uncounted, status=PublishingStatus.success, broker="kafka", destination=self.topic
+            )
+        self._uncounted = 0
