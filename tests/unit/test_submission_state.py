@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cld_runtime.sharing import OptOut
-from cld_schemas.events import Finding, Provenance, RecordValidated
+from cld_schemas.events import Finding, Provenance, RecordPseudonymised, RecordValidated
 from cld_schemas.spec import FieldStatus, Release, Validity
 from cld_submission.identity import Kind
 from cld_submission.state import Applied, Incoming, StateStore
@@ -331,3 +331,94 @@ def test_reset_forgets_everything_for_a_rebuild(store: StateStore) -> None:
     store.reset()
     assert in_scope(store) == []
     assert store.next_offsets(TOPIC) == {}
+
+
+def pseudonymised(
+    event_id: str, form: str, *, source: str = "case-system", la_code: str = LA_CODE, purpose: str = "test-icb"
+) -> RecordPseudonymised:
+    return RecordPseudonymised(
+        la_code=la_code,
+        provenance=Provenance(source=source, event_id=event_id, received_at=T0),
+        key_id="test-key",
+        purpose=purpose,
+        record={"event_pseudonym": form},
+        pseudonymised_at=T0,
+    )
+
+
+def test_pseudonymised_forms_are_kept_per_la_source_and_event_id(store: StateStore) -> None:
+    store.apply(validated(a_request_row(event_reference="A"), event_id="shared", source="case-system"))
+    store.apply(validated(a_service_row(event_reference="B"), event_id="shared", source="care-provider"))
+    store.apply_pseudonymised(
+        [
+            pseudonymised("shared", "ep-A", source="case-system"),
+            pseudonymised("shared", "ep-B", source="care-provider"),
+            pseudonymised("shared", "ep-other-la", la_code="319"),
+            pseudonymised("shared", "ep-other-purpose", purpose="another-icb"),
+        ]
+    )
+    keys = [("case-system", "shared"), ("care-provider", "shared"), ("third-source", "shared")]
+    assert store.pseudonymised_forms(LA_CODE, "test-icb", keys) == {
+        ("case-system", "shared"): {"event_pseudonym": "ep-A"},
+        ("care-provider", "shared"): {"event_pseudonym": "ep-B"},
+    }
+    # Each stored record carries the source its form is joined on.
+    assert {(r.source, r.event_id) for r in in_scope(store)} == set(keys[:2])
+    # By event id alone, a shared id is ambiguous: absent rather than either source's form.
+    assert store.pseudonymised_for(LA_CODE, "test-icb", ["shared"]) == {}
+    assert store.pseudonymised_for(LA_CODE, "test-icb", ["shared"], source="care-provider") == {
+        "shared": {"event_pseudonym": "ep-B"}
+    }
+
+
+def test_a_pseudonymised_table_keyed_by_event_id_alone_is_migrated(tmp_path: Path) -> None:
+    import sqlite3
+
+    state_dir = tmp_path / "old"
+    s = StateStore.open(state_dir)
+    s.apply(validated(a_request_row(event_reference="A"), event_id="old-1", source="case-system"))
+    s.apply(validated(a_request_row(event_reference="B"), event_id="old-2", source="case-system"))
+    s.apply(validated(a_service_row(event_reference="C"), event_id="old-2", source="care-provider"))
+    s.close()
+    with sqlite3.connect(state_dir / "records.sqlite3") as conn:  # as an earlier version left it
+        conn.execute("DROP TABLE pseudonymised")
+        conn.execute(
+            "CREATE TABLE pseudonymised (event_id TEXT NOT NULL, purpose TEXT NOT NULL, la_code TEXT NOT NULL, "
+            "key_id TEXT NOT NULL, record_json TEXT NOT NULL, PRIMARY KEY (event_id, purpose)) WITHOUT ROWID"
+        )
+        conn.execute(
+            "INSERT INTO pseudonymised VALUES ('old-1', 'test-icb', ?, 'k', '{\"event_pseudonym\":\"ep-A\"}'), "
+            "('old-2', 'test-icb', ?, 'k', '{\"event_pseudonym\":\"ep-B-or-C\"}')",
+            (LA_CODE, LA_CODE),
+        )
+
+    s = StateStore.open(state_dir)
+    try:
+        # A kept form is used where only one source ever sent its event id; 'old-2' was sent by two sources, so
+        # its kept form may be either's: missing (an export is refused) rather than possibly the wrong one.
+        keys = [("case-system", "old-1"), ("case-system", "old-2"), ("care-provider", "old-2")]
+        assert s.pseudonymised_forms(LA_CODE, "test-icb", keys) == {
+            ("case-system", "old-1"): {"event_pseudonym": "ep-A"}
+        }
+        # New forms are keyed by source and take precedence.
+        s.apply_pseudonymised([pseudonymised("old-2", "ep-C", source="care-provider")])
+        assert s.pseudonymised_forms(LA_CODE, "test-icb", keys[2:]) == {
+            ("care-provider", "old-2"): {"event_pseudonym": "ep-C"}
+        }
+    finally:
+        s.close()
+    with sqlite3.connect(state_dir / "records.sqlite3") as conn:
+        cols = [r[1] for r in conn.execute("PRAGMA table_info(pseudonymised)")]
+        pk = [r[1] for r in sorted(conn.execute("PRAGMA table_info(pseudonymised)"), key=lambda r: r[5]) if r[5]]
+    assert cols == ["la_code", "source", "event_id", "purpose", "key_id", "record_json"]
+    assert pk == ["la_code", "source", "event_id", "purpose"]
+
+
+def test_a_record_applied_before_sources_were_kept_joins_only_an_unambiguous_form(store: StateStore) -> None:
+    store.apply(validated(a_request_row(event_reference="A"), event_id="e-1", source="case-system"))
+    store.apply(validated(a_request_row(event_reference="B"), event_id="e-2", source="case-system"))
+    store.apply(validated(a_service_row(event_reference="C"), event_id="e-2", source="care-provider"))
+    store.apply_pseudonymised([pseudonymised("e-1", "ep-A"), pseudonymised("e-2", "ep-B")])
+    # A manifest row without a source (written before sources were recorded) asks with source ''.
+    found = store.pseudonymised_forms(LA_CODE, "test-icb", [("", "e-1"), ("", "e-2")])
+    assert found == {("", "e-1"): {"event_pseudonym": "ep-A"}}  # e-2 was sent by two sources: ambiguous

@@ -4,20 +4,21 @@ The decision is ``cld_runtime.sharing.plan_export`` over the sharing policy; thi
 carries it out:
 
 - **What is exported**: exactly the rows of the submission (its snapshot), not whatever the record state holds
-  now. The submission's manifest remembers, per row in file order, the record key, the event id of the version
-  written and the source's opt-out/objection flags. A manifest written before flags were recorded (``NULL``) is
-  refused: an export must never go out without its opt-outs applied (fail closed).
+  now. The submission's manifest remembers, per row in file order, the record key, the source and event id of
+  the version written and the source's opt-out/objection flags. A manifest written before flags were recorded
+  (``NULL``) is refused: an export must never go out without its opt-outs applied (fail closed).
 - **Refused** (HTTP 403, audited) when the recipient is unknown, has no legal basis recorded, the basis does not
   cover the LA, or the identifiable form is asked for and not permitted. NHS England is not a recipient of this
   route: its flow is the submission itself.
 - **Opt-outs applied**: flagged records (national data opt-out, objection, unrecognised flags) are left out.
 - **Form**: the recipient's default, pseudonymised unless the policy says otherwise.
-  - Pseudonymised: each row's pseudonymised form comes from ``cld.records.pseudonymised.v1`` (kept by event id
-    and purpose in the record state, ``StateStore.apply_pseudonymised``). The purpose must equal the recipient
-    id: NHS England gives every recipient its own pseudonyms, and so does this service, so a pseudonymisation
-    instance runs per recipient (``CLD_PURPOSE=<recipient id>``). When any included row has no pseudonymised
-    form for that purpose the export is not made (HTTP 409, audited): never a partial file, never the
-    identifiable form instead.
+  - Pseudonymised: each row's pseudonymised form comes from ``cld.records.pseudonymised.v1`` (kept by LA,
+    source, event id and purpose in the record state, ``StateStore.apply_pseudonymised``) and is joined on the
+    same key (``StateStore.pseudonymised_forms``): another LA or source reusing an event id never lends its
+    form. The purpose must equal the recipient id: NHS England gives every recipient its own pseudonyms, and so
+    does this service, so a pseudonymisation instance runs per recipient (``CLD_PURPOSE=<recipient id>``). When
+    any included row has no pseudonymised form for that purpose the export is not made (HTTP 409, audited):
+    never a partial file, never the identifiable form instead.
   - Identifiable (only where the policy permits it for that recipient): the rows of the submission file itself.
 - **Audited**: every decision (planned, refused, unavailable) is a line in the hash-chained audit log with who,
   recipient, legal basis summary and instruments, form, opt-outs applied and counts; never a record id or value.
@@ -53,7 +54,7 @@ from cld_runtime.sharing import (
 from .assemble import LINE_TERMINATOR, neutralise
 from .audit import AuditLog
 from .lifecycle import Submission
-from .repository import Repository
+from .repository import ExportRow, Repository
 from .state import StateStore
 
 _FLUSH_ROWS: Final = 2000
@@ -121,14 +122,14 @@ def run_export(
             "NHS England receives the submission itself (approve it); exports are for other recipients"
         )
     entries = list(repo.iter_export_manifest(sub.submission_id))
-    if any(flags is None for _, _, flags in entries):
+    if any(row.opt_outs is None for row in entries):
         raise ExportUnavailableError(
             "this submission was assembled before opt-out flags were recorded with its rows; request a new "
             "submission and export that one"
         )
     metas = [
-        RecordMeta(record_id=key, la_code=sub.la_code, opt_outs=parse_opt_out_header(flags or ""))
-        for key, _, flags in entries
+        RecordMeta(record_id=row.record_key, la_code=sub.la_code, opt_outs=parse_opt_out_header(row.opt_outs or ""))
+        for row in entries
     ]
     decision = plan_export(
         policy,
@@ -145,7 +146,7 @@ def run_export(
         raise ExportRefusedError(decision.reason.value, decision.detail)
 
     include = set(decision.include)
-    included = [(key, event_id or "") for key, event_id, _ in entries if key in include]
+    included = [(row.source or "", row.event_id or "") for row in entries if row.record_key in include]
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{export_id}.csv"
     try:
@@ -187,15 +188,16 @@ def run_export(
 def _write_pseudonymised(
     state: StateStore, la_code: str, plan: ExportPlan, included: list[tuple[str, str]], path: Path
 ) -> tuple[str, int, int]:
-    forms = state.pseudonymised_for(la_code, plan.recipient_id, (e for _, e in included))
-    missing = sum(1 for _, e in included if e not in forms)
+    """``included``: the (source, event id) of each row, in file order."""
+    forms = state.pseudonymised_forms(la_code, plan.recipient_id, included)
+    missing = sum(1 for k in included if k not in forms)
     if missing:
         raise ExportUnavailableError(
             f"{missing} of {len(included)} record(s) have no pseudonymised form for recipient "
             f"{plan.recipient_id!r} yet: a pseudonymisation instance with purpose {plan.recipient_id!r} must "
             "process them (cld.records.pseudonymised.v1); nothing was exported"
         )
-    records = [forms[e] for _, e in included]
+    records = [forms[k] for k in included]
     header = list(records[0]) if records else []
     if any(list(r) != header for r in records):
         raise ExportUnavailableError("the pseudonymised records do not share one set of fields; nothing was exported")
@@ -203,7 +205,7 @@ def _write_pseudonymised(
 
 
 def _write_identifiable(
-    submission_file: Path, entries: list[tuple[str, str | None, str | None]], include: set[str], path: Path
+    submission_file: Path, entries: list[ExportRow], include: set[str], path: Path
 ) -> tuple[str, int, int]:
     """The submission file's own rows (already formula-neutralised), those planned, in file order."""
     with submission_file.open(encoding="utf-8", newline="") as f:
@@ -212,7 +214,7 @@ def _write_identifiable(
         rows = list(reader)
     if len(rows) != len(entries):
         raise ExportUnavailableError("the submission file and its manifest disagree; nothing was exported")
-    chosen = (row for row, (key, _, _) in zip(rows, entries, strict=True) if key in include)
+    chosen = (row for row, entry in zip(rows, entries, strict=True) if entry.record_key in include)
     return _write_csv(path, header, chosen, neutralised=True)
 
 

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 from cld_schemas.events import SubmissionEvent, SubmissionState
 
@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS manifests (
     open_service INTEGER NOT NULL,
     event_id TEXT,
     opt_outs TEXT,
+    source TEXT,
     PRIMARY KEY (submission_id, record_key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox (
@@ -60,6 +61,15 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+class ExportRow(NamedTuple):
+    """What an export needs of one manifest row."""
+
+    record_key: str
+    event_id: str | None
+    opt_outs: str | None
+    source: str | None
+
+
 class ManifestWriter:
     """Streams one submission's manifest into the database in batches (inside ``Repository.manifest``)."""
 
@@ -67,11 +77,21 @@ class ManifestWriter:
         self._conn = conn
         self._id = submission_id
         self._batch = batch
-        self._rows: list[tuple[str, str, str, int, str | None, str | None]] = []
+        self._rows: list[tuple[str, str, str, int, str | None, str | None, str | None]] = []
 
-    def add(self, entry: ManifestEntry, *, event_id: str | None = None, opt_outs: str | None = None) -> None:
-        """``event_id`` and ``opt_outs`` (comma-separated flags, '' for none) are what an export needs."""
-        self._rows.append((self._id, entry.record_key, entry.content_hash, int(entry.open_service), event_id, opt_outs))
+    def add(
+        self,
+        entry: ManifestEntry,
+        *,
+        event_id: str | None = None,
+        opt_outs: str | None = None,
+        source: str | None = None,
+    ) -> None:
+        """``source`` + ``event_id`` (the row's pseudonymised form) and ``opt_outs`` (comma-separated flags, ''
+        for none) are what an export needs."""
+        self._rows.append(
+            (self._id, entry.record_key, entry.content_hash, int(entry.open_service), event_id, opt_outs, source)
+        )
         if len(self._rows) >= self._batch:
             self.flush()
 
@@ -79,7 +99,7 @@ class ManifestWriter:
         if self._rows:
             self._conn.executemany(
                 "INSERT OR REPLACE INTO manifests (submission_id, record_key, content_hash, open_service, "
-                "event_id, opt_outs) VALUES (?, ?, ?, ?, ?, ?)",
+                "event_id, opt_outs, source) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 self._rows,
             )
             self._rows.clear()
@@ -96,7 +116,7 @@ class Repository:
         self._conn = _connect(self._path)
         self._conn.executescript(_SCHEMA)
         cols = {r[1] for r in self._conn.execute("PRAGMA table_info(manifests)")}
-        for col in ("event_id", "opt_outs"):  # added for exports; NULL in manifests written before
+        for col in ("event_id", "opt_outs", "source"):  # added for exports; NULL in manifests written before
             if col not in cols:
                 self._conn.execute(f"ALTER TABLE manifests ADD COLUMN {col} TEXT")
 
@@ -214,21 +234,22 @@ class Repository:
         finally:
             conn.close()
 
-    def iter_export_manifest(
-        self, submission_id: str, *, batch: int = 5000
-    ) -> Iterator[tuple[str, str | None, str | None]]:
-        """(record key, event id, opt-out flags) of each row, in file order (record key). ``None`` flags: the
-        manifest predates opt-out recording (an export must then be refused: fail closed)."""
+    def iter_export_manifest(self, submission_id: str, *, batch: int = 5000) -> Iterator[ExportRow]:
+        """Each row's record key, event id, opt-out flags and source, in file order (record key). ``None``
+        flags: the manifest predates opt-out recording (an export must then be refused: fail closed). ``None``
+        source: it predates source recording (the export joins as for an unknown source: ``StateStore.
+        pseudonymised_forms``)."""
         conn = _connect(self._path)
         try:
             conn.execute("BEGIN")
             cur = conn.execute(
-                "SELECT record_key, event_id, opt_outs FROM manifests WHERE submission_id = ? ORDER BY record_key",
+                "SELECT record_key, event_id, opt_outs, source FROM manifests WHERE submission_id = ? "
+                "ORDER BY record_key",
                 (submission_id,),
             )
             while rows := cur.fetchmany(batch):
-                for k, e, f in rows:
-                    yield str(k), e, f
+                for k, e, f, src in rows:
+                    yield ExportRow(str(k), e, f, src)
             conn.execute("COMMIT")
         finally:
             conn.close()

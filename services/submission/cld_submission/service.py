@@ -329,9 +329,15 @@ def create_app(
         description="Validated records into the per-LA submission state (latest version per record).",
     )
     async def on_records_validated(message: KafkaMessage) -> None:
-        items = [i for m in raw_messages(message) if (i := await read(m)) is not None]
-        if items:
-            await workflow.on_records(items)
+        # A record that is readable but cannot be stored (e.g. the state cannot key it) is dead-lettered after
+        # the batch is split (``workflow.store_or_split``); a transient error (database locked, disk I/O)
+        # raises, so the batch is redelivered.
+        async def not_stored(msg: RawMessage, exc: Exception) -> None:
+            await dead_letter(msg, DeadLetterReason.PROCESSING_ERROR, f"storing failed ({type(exc).__name__})")
+
+        pairs = [(m, i) for m in raw_messages(message) if (i := await read(m)) is not None]
+        if pairs:
+            await workflow.on_records_or_split(pairs, not_stored)
 
     @broker.subscriber(
         settings.topic(topics.PSEUDONYMISED),
@@ -343,12 +349,18 @@ def create_app(
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decoder=_raw_bodies,
         title=f"{topics.PSEUDONYMISED}:submission",
-        description="Pseudonymised records (by event id and purpose) for exports to recipients other than NHS England.",
+        description=(
+            "Pseudonymised records (by LA, source, event id and purpose) for exports to recipients other than "
+            "NHS England."
+        ),
     )
     async def on_records_pseudonymised(message: KafkaMessage) -> None:
-        items = [i for m in raw_messages(message) if (i := await read_pseudonymised(m)) is not None]
-        if items:
-            await asyncio.to_thread(state.apply_pseudonymised, items)
+        async def not_stored(msg: RawMessage, exc: Exception) -> None:  # as in on_records_validated
+            await dead_letter(msg, DeadLetterReason.PROCESSING_ERROR, f"storing failed ({type(exc).__name__})")
+
+        pairs = [(m, i) for m in raw_messages(message) if (i := await read_pseudonymised(m)) is not None]
+        if pairs:
+            await workflow.on_pseudonymised_or_split(pairs, not_stored)
 
     lag = ConsumerLagMonitor(
         settings, group=settings.group_id, topics=[settings.topic(topics.VALIDATED)], registry=registry

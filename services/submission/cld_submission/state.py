@@ -28,8 +28,9 @@ kept with each record. They never exclude a record from the NHS England file (th
 legally required flow); exports to other recipients leave flagged records out (``exports.py``).
 
 The pseudonymised form of records (``RecordPseudonymised`` from ``cld.records.pseudonymised.v1``, produced by the
-pseudonymisation service, which this service does not import) is kept in a second table keyed by event id and
-purpose, so an export can join a record's current version to its pseudonymised form (``apply_pseudonymised``).
+pseudonymisation service, which this service does not import) is kept in a second table keyed by (LA, source, event
+id, purpose), like ``seen_events``, so an export can join a record's current version to its own pseudonymised form
+(``apply_pseudonymised``, ``pseudonymised_forms``): another LA or source reusing an event id keeps its own.
 
 Reads for assembly stream from their own connection in one read transaction (a consistent snapshot while
 the consumer keeps writing), ordered by record key so that equal content gives a byte-identical file.
@@ -71,6 +72,7 @@ CREATE TABLE IF NOT EXISTS records (
     der_end_date TEXT,
     death_date TEXT,
     event_id TEXT NOT NULL,
+    source TEXT NOT NULL DEFAULT '',
     kafka_partition INTEGER,
     kafka_offset INTEGER,
     received_at TEXT NOT NULL,
@@ -99,13 +101,16 @@ CREATE TABLE IF NOT EXISTS seen_events (
     event_id TEXT NOT NULL,
     PRIMARY KEY (la_code, source, event_id)
 ) WITHOUT ROWID;
+-- Keyed like seen_events: an event id is only unique within its LA and source. source '' = a row kept from
+-- before the source was recorded (``_migrate_pseudonymised``).
 CREATE TABLE IF NOT EXISTS pseudonymised (
+    la_code TEXT NOT NULL,
+    source TEXT NOT NULL,
     event_id TEXT NOT NULL,
     purpose TEXT NOT NULL,
-    la_code TEXT NOT NULL,
     key_id TEXT NOT NULL,
     record_json TEXT NOT NULL,
-    PRIMARY KEY (event_id, purpose)
+    PRIMARY KEY (la_code, source, event_id, purpose)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS offsets (
     topic TEXT NOT NULL,
@@ -146,9 +151,11 @@ class StoredRecord:
     opt_out: bool
     content_hash: str
     event_id: str = ""
-    """The event id of the version held (joins to its pseudonymised form)."""
+    """The event id of the version held (with ``source``, joins to its pseudonymised form)."""
     opt_outs: frozenset[OptOut] = frozenset()
     """The source's opt-out/objection flags (``opt_out`` is ``bool(opt_outs)``)."""
+    source: str = ""
+    """The source of the version held ('' for a record applied before the source was kept)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,9 +234,41 @@ class StateStore:
         cols = {r[1] for r in self._conn.execute("PRAGMA table_info(records)")}
         if "opt_outs" not in cols:
             self._conn.execute("ALTER TABLE records ADD COLUMN opt_outs TEXT NOT NULL DEFAULT ''")
+        if "source" not in cols:  # '' for records applied before the source was kept (see pseudonymised_forms)
+            self._conn.execute("ALTER TABLE records ADD COLUMN source TEXT NOT NULL DEFAULT ''")
         seen_cols = {r[1] for r in self._conn.execute("PRAGMA table_info(seen_events)")}
         if "source" not in seen_cols:
             self._migrate_seen_events()
+        pseudo_cols = {r[1] for r in self._conn.execute("PRAGMA table_info(pseudonymised)")}
+        if "source" not in pseudo_cols:
+            self._migrate_pseudonymised()
+
+    def _migrate_pseudonymised(self) -> None:
+        """``pseudonymised`` was keyed by (event id, purpose): another LA or source reusing an event id overwrote a
+        record's pseudonymised form. It is now keyed by (LA, source, event id, purpose).
+
+        The old rows do not say which source sent them. They are kept with source '' (unknown) rather than
+        dropped (the pseudonymised consumer's offsets are committed: they would not come back). An export uses
+        such a row only where it cannot be another source's (``pseudonymised_forms``); anything ambiguous is
+        missing, so the export is refused (409), never filled with another record's form."""
+        cur = self._conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            cur.execute("ALTER TABLE pseudonymised RENAME TO pseudonymised_v1")
+            cur.execute(
+                "CREATE TABLE pseudonymised (la_code TEXT NOT NULL, source TEXT NOT NULL, event_id TEXT NOT NULL, "
+                "purpose TEXT NOT NULL, key_id TEXT NOT NULL, record_json TEXT NOT NULL, "
+                "PRIMARY KEY (la_code, source, event_id, purpose)) WITHOUT ROWID"
+            )
+            cur.execute(
+                "INSERT INTO pseudonymised (la_code, source, event_id, purpose, key_id, record_json) "
+                "SELECT la_code, '', event_id, purpose, key_id, record_json FROM pseudonymised_v1"
+            )
+            cur.execute("DROP TABLE pseudonymised_v1")
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
 
     def _migrate_seen_events(self) -> None:
         """``seen_events`` was keyed by event id alone; it is now keyed by (LA, source, event id).
@@ -348,9 +387,9 @@ class StateStore:
         flags = opt_outs_of(ev)
         cur.execute(
             "INSERT OR REPLACE INTO records (la_code, record_key, kind, event_type, client_type, person_key, "
-            "start_date, der_end_date, death_date, event_id, kafka_partition, kafka_offset, received_at, "
+            "start_date, der_end_date, death_date, event_id, source, kafka_partition, kafka_offset, received_at, "
             "withdrawn, opt_out, opt_outs, failed, content_hash, record_json, findings_json) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 ev.la_code,
                 ident.record_key,
@@ -362,6 +401,7 @@ class StateStore:
                 _iso(ident.derived_end),
                 _iso(ident.death),
                 ev.provenance.event_id,
+                ev.provenance.source,
                 item.partition,
                 item.offset,
                 received_at,
@@ -382,10 +422,10 @@ class StateStore:
             )
 
     def apply_pseudonymised(self, events: Iterable[RecordPseudonymised]) -> int:
-        """Keep the pseudonymised form of records (by event id and purpose) for exports; withdrawn ones are
-        skipped (the record state decides what is current). Idempotent. Returns how many were stored."""
+        """Keep the pseudonymised form of records (by LA, source, event id and purpose) for exports; withdrawn
+        ones are skipped (the record state decides what is current). Idempotent. Returns how many were stored."""
         rows = [
-            (e.provenance.event_id, e.purpose, e.la_code, e.key_id, canonical_json(e.record))
+            (e.la_code, e.provenance.source, e.provenance.event_id, e.purpose, e.key_id, canonical_json(e.record))
             for e in events
             if not e.withdrawn
         ]
@@ -395,8 +435,8 @@ class StateStore:
                 cur.execute("BEGIN IMMEDIATE")
                 try:
                     cur.executemany(
-                        "INSERT OR REPLACE INTO pseudonymised (event_id, purpose, la_code, key_id, record_json) "
-                        "VALUES (?, ?, ?, ?, ?)",
+                        "INSERT OR REPLACE INTO pseudonymised (la_code, source, event_id, purpose, key_id, "
+                        "record_json) VALUES (?, ?, ?, ?, ?, ?)",
                         rows,
                     )
                     cur.execute("COMMIT")
@@ -405,22 +445,82 @@ class StateStore:
                     raise
         return len(rows)
 
-    def pseudonymised_for(self, la_code: str, purpose: str, event_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """The pseudonymised records of these event ids for this purpose (and LA), by event id; missing ones
-        are absent from the answer."""
-        ids = list(event_ids)
-        out: dict[str, dict[str, Any]] = {}
+    def pseudonymised_forms(
+        self, la_code: str, purpose: str, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        """The pseudonymised records for this LA and purpose of these (source, event id) keys; missing ones are
+        absent from the answer.
+
+        The match is exact on (LA, source, event id, purpose). Where one side's source is unknown ('': a record
+        or a pseudonymised form kept from before the source was recorded) a form is used only when it cannot be
+        another source's: it is the only form of that event id for the LA and purpose, and no other source of
+        the LA is known to have sent that event id (``seen_events``). Otherwise the key is missing (fail
+        closed: an export is refused rather than given another record's form)."""
+        wanted = list(dict.fromkeys(keys))
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        with closing(_connect(self._path)) as conn:
+            conn.execute("BEGIN")  # one snapshot
+            for i in range(0, len(wanted), _LOOKUP_CHUNK):
+                chunk = wanted[i : i + _LOOKUP_CHUNK]
+                ids = sorted({e for _, e in chunk})
+                marks = ",".join("?" * len(ids))
+                forms: dict[str, dict[str, str]] = {}
+                sql = (
+                    "SELECT event_id, source, record_json FROM pseudonymised "  # noqa: S608 - placeholders only
+                    f"WHERE la_code = ? AND purpose = ? AND event_id IN ({marks})"
+                )
+                for event_id, source, body in conn.execute(sql, [la_code, purpose, *ids]):
+                    forms.setdefault(str(event_id), {})[str(source)] = str(body)
+                legacy = [
+                    e
+                    for s, e in chunk
+                    if s not in forms.get(e, {}) and len(forms.get(e, {})) == 1 and (s == "" or "" in forms[e])
+                ]
+                senders = self._senders(conn, la_code, legacy)
+                for source, event_id in chunk:
+                    by_source = forms.get(event_id, {})
+                    if source in by_source:
+                        out[(source, event_id)] = json.loads(by_source[source])
+                    elif event_id in legacy:
+                        [(form_source, body)] = by_source.items()
+                        if _unambiguous(source, form_source, senders.get(event_id, set()) - {""}):
+                            out[(source, event_id)] = json.loads(body)
+            conn.execute("COMMIT")
+        return out
+
+    @staticmethod
+    def _senders(conn: sqlite3.Connection, la_code: str, event_ids: list[str]) -> dict[str, set[str]]:
+        """The sources of the LA known to have sent each event id."""
+        out: dict[str, set[str]] = {}
+        unique = sorted(set(event_ids))
+        for i in range(0, len(unique), _LOOKUP_CHUNK):
+            chunk = unique[i : i + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT event_id, source FROM seen_events WHERE la_code = ? AND event_id IN ({marks})"  # noqa: S608
+            for event_id, source in conn.execute(sql, [la_code, *chunk]):
+                out.setdefault(str(event_id), set()).add(str(source))
+        return out
+
+    def pseudonymised_for(
+        self, la_code: str, purpose: str, event_ids: Iterable[str], *, source: str | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """The pseudonymised records of these event ids for this purpose and LA, by event id: those of ``source``,
+        or without it the event ids that have exactly one form (one source); missing ones are absent. Exports
+        join on the full key instead (``pseudonymised_forms``)."""
+        ids = list(dict.fromkeys(event_ids))
+        found: dict[str, list[str]] = {}
         with closing(_connect(self._path)) as conn:
             for i in range(0, len(ids), _LOOKUP_CHUNK):
                 chunk = ids[i : i + _LOOKUP_CHUNK]
                 marks = ",".join("?" * len(chunk))
                 sql = (
-                    "SELECT event_id, record_json FROM pseudonymised "  # noqa: S608 - placeholders only
-                    f"WHERE purpose = ? AND la_code = ? AND event_id IN ({marks})"
+                    "SELECT event_id, source, record_json FROM pseudonymised "  # noqa: S608 - placeholders only
+                    f"WHERE la_code = ? AND purpose = ? AND event_id IN ({marks})"
                 )
-                for event_id, body in conn.execute(sql, [purpose, la_code, *chunk]):
-                    out[str(event_id)] = json.loads(body)
-        return out
+                for event_id, src, body in conn.execute(sql, [la_code, purpose, *chunk]):
+                    if source is None or src == source:
+                        found.setdefault(str(event_id), []).append(str(body))
+        return {e: json.loads(bodies[0]) for e, bodies in found.items() if len(bodies) == 1}
 
     def next_offsets(self, topic: str) -> dict[int, int]:
         """Per partition, the first offset not yet applied (where a consumer should resume)."""
@@ -483,7 +583,7 @@ class StateStore:
 
 _COLUMNS: Final = (
     "record_key, kind, event_type, client_type, person_key, start_date, der_end_date, record_json, "
-    "findings_json, failed, opt_out, content_hash, event_id, opt_outs"
+    "findings_json, failed, opt_out, content_hash, event_id, opt_outs, source"
 )
 
 
@@ -522,7 +622,23 @@ def _scope_query(la_code: str, start: date, end: date, *, count: bool) -> tuple[
 
 
 def _stored(row: tuple[Any, ...]) -> StoredRecord:
-    (key, kind, event_type, client_type, person, start, end, rec, findings, failed, opt_out, chash, ev_id, flags) = row
+    (
+        key,
+        kind,
+        event_type,
+        client_type,
+        person,
+        start,
+        end,
+        rec,
+        findings,
+        failed,
+        opt_out,
+        chash,
+        ev_id,
+        flags,
+        src,
+    ) = row
     return StoredRecord(
         record_key=key,
         kind=Kind(kind),
@@ -538,7 +654,18 @@ def _stored(row: tuple[Any, ...]) -> StoredRecord:
         content_hash=chash,
         event_id=ev_id,
         opt_outs=parse_opt_out_header(flags) if flags else frozenset(),
+        source=src or "",
     )
+
+
+def _unambiguous(source: str, form_source: str, senders: set[str]) -> bool:
+    """Whether the only pseudonymised form of an event id (of ``form_source``) is the record's (of ``source``),
+    one of the two being unknown (''). ``senders``: the sources of the LA known to have sent the event id."""
+    if source:  # a form kept from before sources were recorded: nobody but this record's source sent the id
+        return senders <= {source}
+    if form_source:  # a record applied before sources were recorded: the form's source is known to have sent it
+        return senders == {form_source}
+    return len(senders) <= 1  # both unknown (the behaviour before the upgrade): not known to be shared
 
 
 def _is_newer(item: Incoming, received_at: str, existing: tuple[Any, ...]) -> bool:

@@ -16,17 +16,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from cld_runtime.sharing import Form, SharingPolicy, default_policy
-from cld_schemas.events import SubmissionEvent, SubmissionState
+from cld_schemas.events import RecordPseudonymised, SubmissionEvent, SubmissionState
 
 from .assemble import AssembledFile, sha256_of, write_submission_file
 from .audit import AuditLog
@@ -127,6 +128,50 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+_Item = TypeVar("_Item")
+_Msg = TypeVar("_Msg")
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a storage error may pass on a retry (the database is locked or busy, disk I/O, out of memory, a
+    damaged or unreadable database file) rather than being caused by the record: then nothing is dead-lettered
+    and the batch is retried. IntegrityError, ValueError and the like are the record's own."""
+    return isinstance(exc, sqlite3.OperationalError | sqlite3.InternalError | OSError | MemoryError) or (
+        type(exc) is sqlite3.DatabaseError  # 'database disk image is malformed', 'file is not a database'
+    )
+
+
+async def store_or_split(
+    items: Sequence[_Item],
+    store: Callable[[list[_Item]], Awaitable[object]],
+    reject: Callable[[_Item, Exception], Awaitable[None]],
+) -> list[_Item]:
+    """Store a consumed batch so that one bad-but-readable record cannot stall its partition.
+
+    The batch is stored in one transaction. When that fails with an error that is not transient, each record
+    is stored again on its own, in its own transaction, in order: a record that fails on its own is handed to
+    ``reject`` (the caller dead-letters it) and the others are stored. A transient error (``is_transient``),
+    in the batch or in the split, is re-raised so the whole batch is redelivered: nothing is lost, and what
+    was already stored is recognised again as a repeat. Returns the rejected records."""
+    batch = list(items)
+    try:
+        await store(batch)
+        return []
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+    rejected: list[_Item] = []
+    for item in batch:
+        try:
+            await store([item])
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            await reject(item, exc)
+            rejected.append(item)
+    return rejected
+
+
 class SubmissionWorkflow:
     def __init__(
         self,
@@ -163,6 +208,36 @@ class SubmissionWorkflow:
 
     async def on_records(self, items: list[Incoming]) -> list[Applied]:
         return await asyncio.to_thread(self.state.apply_many, items)
+
+    async def on_records_or_split(
+        self, items: Sequence[tuple[_Msg, Incoming]], reject: Callable[[_Msg, Exception], Awaitable[None]]
+    ) -> list[_Msg]:
+        """``on_records`` for consumed (message, record) pairs, split on failure (``store_or_split``): a record
+        whose storage fails on its own goes to ``reject`` with its message. Returns the rejected messages."""
+
+        async def store(batch: list[tuple[_Msg, Incoming]]) -> object:
+            return await self.on_records([i for _, i in batch])
+
+        async def rejected(pair: tuple[_Msg, Incoming], exc: Exception) -> None:
+            await reject(pair[0], exc)
+
+        return [m for m, _ in await store_or_split(items, store, rejected)]
+
+    async def on_pseudonymised_or_split(
+        self,
+        items: Sequence[tuple[_Msg, RecordPseudonymised]],
+        reject: Callable[[_Msg, Exception], Awaitable[None]],
+    ) -> list[_Msg]:
+        """The pseudonymised records into the record state (``StateStore.apply_pseudonymised``), split on
+        failure like ``on_records_or_split``."""
+
+        async def store(batch: list[tuple[_Msg, RecordPseudonymised]]) -> object:
+            return await asyncio.to_thread(self.state.apply_pseudonymised, [e for _, e in batch])
+
+        async def rejected(pair: tuple[_Msg, RecordPseudonymised], exc: Exception) -> None:
+            await reject(pair[0], exc)
+
+        return [m for m, _ in await store_or_split(items, store, rejected)]
 
     # -- queries --------------------------------------------------------------------------------------
 
@@ -353,6 +428,7 @@ class SubmissionWorkflow:
                 manifest.add(
                     ManifestEntry(r.record_key, r.content_hash, open_service),
                     event_id=r.event_id,
+                    source=r.source,
                     opt_outs=",".join(sorted(f.value for f in r.opt_outs)),
                 )
 
