@@ -20,7 +20,6 @@ from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Scope
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
@@ -43,7 +42,7 @@ from cld_runtime import (
 )
 from cld_runtime.broker import BatchPublisher
 from cld_runtime.http import json_response
-from cld_runtime.messages import RawMessage, raw_messages
+from cld_runtime.messages import RawMessage, raw_messages, undecoded, unreadable_reason
 from cld_schemas import topics
 from cld_schemas.events import DeadLetterReason, RecordPseudonymised, RecordValidated
 
@@ -261,29 +260,6 @@ class ValidatedRecordsHandler:
         self.publisher.count_published()
 
 
-def unreadable_reason(value: bytes | None, exc: ValidationError) -> DeadLetterReason:
-    """Why a message could not be read as an event (the reason only: never a value from the payload)."""
-    errors = exc.errors(include_input=False, include_url=False, include_context=False)
-    if not value:
-        return DeadLetterReason.NOT_AN_OBJECT  # empty value or tombstone
-    if any(e["type"] == "json_invalid" for e in errors):
-        try:
-            value.decode("utf-8")
-        except UnicodeDecodeError:
-            return DeadLetterReason.NOT_UTF8
-        return DeadLetterReason.NOT_JSON
-    if any(e["type"] == "model_type" and not e["loc"] for e in errors):
-        return DeadLetterReason.NOT_AN_OBJECT  # a JSON array, string, number or null
-    return DeadLetterReason.WRONG_TYPE
-
-
-async def _raw_bodies(message: StreamMessage[Any]) -> None:
-    """A decoder that decodes nothing. FastStream's default decoder json-loads every body before the handler
-    runs and lets a RecursionError (deep nesting) or a ValueError (an integer over Python's 4300-digit limit)
-    escape: the batch would be nacked and re-read for ever, stalling the partition. The handler reads each
-    record itself (``RecordValidated.model_validate_json``) and dead-letters what it cannot read."""
-
-
 def risk_route(risk: RiskBook) -> Any:
     @get(description="Re-identification risk figures for one LA and reporting period (?la=318&period=...).")
     async def risk_figures(scope: Scope) -> AsgiResponse:
@@ -344,7 +320,7 @@ def create_app(settings: PseudonymisationSettings) -> AsgiFastStream:
         batch_timeout_ms=settings.consumer_batch_timeout_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=_raw_bodies,
+        decoder=undecoded,
         title=f"{topics.VALIDATED}:pseudonymisation",
         description="Validated records to pseudonymise.",
     )

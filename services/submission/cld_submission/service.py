@@ -25,13 +25,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -47,7 +46,7 @@ from cld_runtime import (
     make_broker,
     metrics_body,
 )
-from cld_runtime.messages import RawMessage, raw_messages
+from cld_runtime.messages import RawMessage, raw_messages, undecoded, unreadable_reason
 from cld_runtime.sharing import Form, SharingPolicy, load_policy
 from cld_runtime.tenancy import (
     Operator,
@@ -295,7 +294,7 @@ def create_app(
 
     async def decode(msg: RawMessage, model: type[_Event]) -> _Event | None:
         """The event in ``msg``, or None after dead-lettering it: a message that cannot be read never stalls
-        the partition (the subscribers decode nothing themselves: ``_raw_bodies``)."""
+        the partition (the subscribers decode nothing themselves: ``cld_runtime.messages.undecoded``)."""
         try:
             return model.model_validate_json(msg.value or b"")
         except ValidationError as exc:
@@ -324,7 +323,7 @@ def create_app(
         batch_timeout_ms=settings.consumer_batch_timeout_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=_raw_bodies,
+        decoder=undecoded,
         title=f"{topics.VALIDATED}:submission",
         description="Validated records into the per-LA submission state (latest version per record).",
     )
@@ -347,7 +346,7 @@ def create_app(
         batch_timeout_ms=settings.consumer_batch_timeout_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=_raw_bodies,
+        decoder=undecoded,
         title=f"{topics.PSEUDONYMISED}:submission",
         description=(
             "Pseudonymised records (by LA, source, event id and purpose) for exports to recipients other than "
@@ -407,29 +406,6 @@ def create_app(
     app.state.tenants = tenants
     _routes(app, workflow, broker, settings, tenants)
     return app
-
-
-def unreadable_reason(value: bytes | None, exc: ValidationError) -> DeadLetterReason:
-    """Why a message could not be read as an event (the reason only: never a value from the payload)."""
-    errors = exc.errors(include_input=False, include_url=False, include_context=False)
-    if not value:
-        return DeadLetterReason.NOT_AN_OBJECT  # empty value or tombstone
-    if any(e["type"] == "json_invalid" for e in errors):
-        try:
-            value.decode("utf-8")
-        except UnicodeDecodeError:
-            return DeadLetterReason.NOT_UTF8
-        return DeadLetterReason.NOT_JSON
-    if any(e["type"] == "model_type" and not e["loc"] for e in errors):
-        return DeadLetterReason.NOT_AN_OBJECT  # a JSON array, string, number or null
-    return DeadLetterReason.WRONG_TYPE
-
-
-async def _raw_bodies(message: StreamMessage[Any]) -> None:
-    """A decoder that decodes nothing. FastStream's default decoder json-loads every body before the handler
-    runs and lets a RecursionError (deep nesting) or a ValueError (an integer over Python's 4300-digit limit)
-    escape: the batch would be nacked and re-read for ever, stalling the partition. The handlers read each
-    record themselves (``decode`` in ``create_app``) and dead-letter what they cannot read."""
 
 
 def _bearer_key(request: Request) -> str | None:

@@ -19,7 +19,6 @@ from typing import Any
 from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
-from faststream.message import StreamMessage
 from faststream.middlewares import AckPolicy
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import Field
@@ -36,7 +35,7 @@ from cld_runtime import (
     make_broker,
 )
 from cld_runtime.broker import BatchPublisher
-from cld_runtime.messages import RawMessage, raw_messages
+from cld_runtime.messages import RawMessage, raw_messages, undecoded
 from cld_runtime.sharing import OPT_OUT_HEADER
 from cld_runtime.tenancy import Registry
 from cld_schemas import topics
@@ -271,13 +270,6 @@ class RawEventsHandler:
         return await self.validated.send(outcome.body, key=outcome.la_code.encode(), headers=headers)
 
 
-async def _raw_bodies(message: StreamMessage[Any]) -> None:
-    """FastStream's default decoder json-loads every body before the handler runs, and lets a RecursionError
-    (deep nesting) or a ValueError (an integer over Python's 4300-digit limit) escape: the batch would be
-    nacked and re-read for ever, stalling the partition. The handler reads the raw records itself
-    (``intake.read_message``), so nothing is decoded here."""
-
-
 def create_app(settings: ValidationSettings, *, tenants: Registry | None = None) -> AsgiFastStream:
     """Composition root of the validation process. ``tenants``: the tenants registry (default: from settings,
     ``CLD_TENANTS_FILE``; refuses to start without one unless ``CLD_TENANCY_MODE=open``)."""
@@ -315,7 +307,7 @@ def create_app(settings: ValidationSettings, *, tenants: Registry | None = None)
         batch_timeout_ms=settings.consumer_batch_timeout_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        decoder=_raw_bodies,
+        decoder=undecoded,
         title=f"{topics.RAW}:validation",
         description=(
             "Raw CLD events from source systems. Key: LA code. Value: one JSON object of spec fields by "
