@@ -119,59 +119,10 @@ cmd_fetch() {
 
 # ---------------------------------------------------------------- processes
 
-read_pid() {
-  [[ -f $PID_FILE ]] || return 1
-  local pid
-  pid=$(<"$PID_FILE")
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  printf '%s\n' "$pid"
-}
-
-# True if $1 is alive and is the broker of this run dir (guards against a reused
-# PID; a zombie has an empty cmdline and so counts as gone).
-is_our_broker() {
-  local pid=$1 args
-  kill -0 "$pid" 2>/dev/null || return 1
-  if [[ -r /proc/$pid/cmdline ]]; then
-    args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  else
-    args=$(ps -p "$pid" -o args= 2>/dev/null) || return 1
-  fi
-  [[ $args == *"$CONFIG"* ]]
-}
-
-running_pid() {
-  local pid
-  pid=$(read_pid) || return 1
-  is_our_broker "$pid" || return 1
-  printf '%s\n' "$pid"
-}
-
-port_open() { # $1: port
-  # shellcheck disable=SC2016 # $0/$1 belong to the inner shell
-  timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$HOST" "$1" 2>/dev/null
-}
-
-wait_gone() { # $1: pid, $2: seconds; true once the process is gone
-  local pid=$1 deadline=$((SECONDS + $2))
-  while is_our_broker "$pid"; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.2
-  done
-}
-
-stop_pid() { # $1: pid
-  local pid=$1
-  log "stopping the broker (pid $pid) with SIGTERM ..."
-  kill -TERM "$pid" 2>/dev/null || true
-  if ! wait_gone "$pid" "$STOP_TIMEOUT"; then
-    log "still running after ${STOP_TIMEOUT} s: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait_gone "$pid" 10 || die "pid $pid survived SIGKILL"
-  fi
-  rm -f -- "$PID_FILE"
-  log "stopped"
-}
+OWNER_PATTERN=$CONFIG
+SERVER_LABEL="the broker"
+# shellcheck source=../lib/process.sh
+. "$SCRIPT_DIR/../lib/process.sh"
 
 show_log_tail() {
   if [[ -f $LOG_FILE ]]; then
@@ -273,7 +224,7 @@ cmd_start() {
 
   local deadline=$((SECONDS + START_TIMEOUT))
   while :; do
-    if ! is_our_broker "$pid"; then
+    if ! is_ours "$pid"; then
       show_log_tail
       rm -f -- "$PID_FILE"
       die "the broker exited during startup"
@@ -301,7 +252,7 @@ cmd_stop() {
     log "not running (no pid file in $RUN_DIR)"
     return 0
   fi
-  if ! is_our_broker "$pid"; then
+  if ! is_ours "$pid"; then
     rm -f -- "$PID_FILE"
     log "not running (stale pid file removed)"
     return 0

@@ -104,38 +104,10 @@ cmd_render() {
 
 # ---------------------------------------------------------------- processes
 
-read_pid() {
-  [[ -f $PID_FILE ]] || return 1
-  local pid
-  pid=$(<"$PID_FILE")
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  printf '%s\n' "$pid"
-}
-
-# True if $1 is alive and is the server of this run dir (guards against a reused PID;
-# a zombie has an empty cmdline and so counts as gone).
-is_our_server() {
-  local pid=$1 args
-  kill -0 "$pid" 2>/dev/null || return 1
-  if [[ -r /proc/$pid/cmdline ]]; then
-    args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
-  else
-    args=$(ps -p "$pid" -o args= 2>/dev/null) || return 1
-  fi
-  [[ $args == *"--config.file=$CONFIG"* ]]
-}
-
-running_pid() {
-  local pid
-  pid=$(read_pid) || return 1
-  is_our_server "$pid" || return 1
-  printf '%s\n' "$pid"
-}
-
-port_open() { # $1: port
-  # shellcheck disable=SC2016 # $0/$1 belong to the inner shell
-  timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$HOST" "$1" 2>/dev/null
-}
+OWNER_PATTERN="--config.file=$CONFIG"
+SERVER_LABEL="Prometheus"
+# shellcheck source=../lib/process.sh
+. "$SCRIPT_DIR/../lib/process.sh"
 
 # HTTP status code of GET $1 on our server ("000" when there is no answer). Plain bash: no curl needed.
 http_status() { # $1: path
@@ -148,27 +120,6 @@ http_status() { # $1: path
 }
 
 ready() { [[ $(http_status /-/ready) == 200 ]]; }
-
-wait_gone() { # $1: pid, $2: seconds; true once the process is gone
-  local pid=$1 deadline=$((SECONDS + $2))
-  while is_our_server "$pid"; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.2
-  done
-}
-
-stop_pid() { # $1: pid
-  local pid=$1
-  log "stopping Prometheus (pid $pid) with SIGTERM ..."
-  kill -TERM "$pid" 2>/dev/null || true
-  if ! wait_gone "$pid" "$STOP_TIMEOUT"; then
-    log "still running after ${STOP_TIMEOUT} s: SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait_gone "$pid" 10 || die "pid $pid survived SIGKILL"
-  fi
-  rm -f -- "$PID_FILE"
-  log "stopped"
-}
 
 show_log_tail() {
   if [[ -f $LOG_FILE ]]; then
@@ -222,7 +173,7 @@ cmd_start() {
 
   local deadline=$((SECONDS + START_TIMEOUT))
   while ! ready; do
-    if ! is_our_server "$pid"; then
+    if ! is_ours "$pid"; then
       show_log_tail
       rm -f -- "$PID_FILE"
       die "Prometheus exited during startup"
@@ -253,7 +204,7 @@ cmd_stop() {
     log "not running (no pid file in $RUN_DIR)"
     return 0
   fi
-  if ! is_our_server "$pid"; then
+  if ! is_ours "$pid"; then
     rm -f -- "$PID_FILE"
     log "not running (stale pid file removed)"
     return 0
