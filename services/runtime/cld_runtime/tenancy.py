@@ -54,9 +54,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cld_schemas.events import DeadLetterReason
 
@@ -189,16 +189,26 @@ class Tenant(_Frozen):
         return v
 
 
+def _check_key_hash(v: str | None) -> str | None:
+    if v is not None and not _KEY_HASH.fullmatch(v):
+        raise ValueError("key_hash must be 'sha256:' followed by 64 lower-case hex digits")
+    return v
+
+
+LACodes = Annotated[tuple[str, ...], AfterValidator(_check_la_codes)]
+KeyHash = Annotated[str | None, AfterValidator(_check_key_hash)]
+
+
 class Source(_Frozen):
     """A system that sends records: an LA's own system, a contracted provider's, or a hub's."""
 
     id: str = Field(description="Stable id; the record's Provenance.source.")
     name: str = Field(default="", max_length=200)
     kind: SourceKind
-    la_codes: tuple[str, ...] = Field(description="The LAs this source may submit for.")
+    la_codes: LACodes = Field(description="The LAs this source may submit for.")
     cqc_location_id: str | None = Field(default=None, description="For providers: their CQC location id.")
     hub_id: str | None = Field(default=None, description="For hub sources: the hub they belong to.")
-    key_hash: str | None = Field(
+    key_hash: KeyHash = Field(
         default=None, description="'sha256:' + SHA-256 hex of the API key; null when no HTTP key is issued."
     )
 
@@ -207,18 +217,6 @@ class Source(_Frozen):
     def _id(cls, v: str) -> str:
         if not _ID.fullmatch(v):
             raise ValueError("source id: lower-case letters, digits, '.', '_' or '-', at most 64 characters")
-        return v
-
-    @field_validator("la_codes")
-    @classmethod
-    def _las(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return _check_la_codes(v)
-
-    @field_validator("key_hash")
-    @classmethod
-    def _hash(cls, v: str | None) -> str | None:
-        if v is not None and not _KEY_HASH.fullmatch(v):
-            raise ValueError("key_hash must be 'sha256:' followed by 64 lower-case hex digits")
         return v
 
     @model_validator(mode="after")
@@ -235,24 +233,12 @@ class Operator(_Frozen):
 
     name: str = Field(min_length=1, max_length=100)
     role: OperatorRole
-    la_codes: tuple[str, ...] = Field(description="Explicit scope: the LAs this operator sees.")
+    la_codes: LACodes = Field(description="Explicit scope: the LAs this operator sees.")
     hub_id: str | None = Field(default=None, description="For hub operators: their hub.")
-    key_hash: str | None = Field(
+    key_hash: KeyHash = Field(
         default=None,
         description="'sha256:' + SHA-256 hex of the operator's API key; null when no key is issued (no API access).",
     )
-
-    @field_validator("la_codes")
-    @classmethod
-    def _las(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return _check_la_codes(v)
-
-    @field_validator("key_hash")
-    @classmethod
-    def _hash(cls, v: str | None) -> str | None:
-        if v is not None and not _KEY_HASH.fullmatch(v):
-            raise ValueError("key_hash must be 'sha256:' followed by 64 lower-case hex digits")
-        return v
 
     @model_validator(mode="after")
     def _role_fields(self) -> Operator:
