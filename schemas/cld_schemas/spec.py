@@ -266,6 +266,9 @@ def _rows_from_json(path: Path) -> list[dict[str, Any]]:
 
 
 def _rows_from_xlsx(path: Path) -> list[dict[str, Any]]:
+    """The rows under the first heading row found: the override layout (``field``, ``release``, ``value``) or NHS
+    England's mapping workbook layout (``Variable``, ``Release 2 value``, ...), on whichever sheet holds one
+    (a cover or notes sheet before it is skipped), within the first rows of the sheet."""
     from openpyxl import load_workbook  # imported lazily: only LAs loading a workbook need it
 
     try:
@@ -273,28 +276,116 @@ def _rows_from_xlsx(path: Path) -> list[dict[str, Any]]:
     except Exception as exc:  # openpyxl raises several unrelated types for a file that is not a workbook
         raise CodeListError(f"cannot read code list file {path.name}: not a valid .xlsx workbook") from exc
     try:
-        ws = wb.worksheets[0]
-        it = ws.iter_rows(values_only=True)
-        header = [str(c).strip().lower() if c is not None else "" for c in next(it, ())]
-        return [
-            {h: ("" if c is None else str(c)) for h, c in zip(header, row, strict=False) if h}
-            for row in it
-            if any(c is not None and str(c).strip() for c in row)
-        ]
+        content = False
+        for ws in wb.worksheets:
+            it = ws.iter_rows(values_only=True)
+            for _ in range(_HEADING_SEARCH_ROWS):
+                cells = next(it, None)
+                if cells is None:
+                    break
+                content = content or any(c is not None and str(c).strip() for c in cells)
+                header = [str(c).strip().lower() if c is not None else "" for c in cells]
+                if not (_is_override_heading(header) or all(c in header for c in MAPPING_WORKBOOK_COLUMNS)):
+                    continue
+                return [
+                    {h: ("" if c is None else str(c)) for h, c in zip(header, row, strict=False) if h}
+                    for row in it
+                    if any(c is not None and str(c).strip() for c in row)
+                ]
+        if not content:
+            raise CodeListError("code list file holds no values")
+        raise CodeListError(
+            f"{path.name}: no sheet has a heading row with field, release and value (the override layout) or "
+            "Variable and Release 2 value (NHS England's mapping workbook)"
+        )
     finally:
         wb.close()
+
+
+_HEADING_SEARCH_ROWS = 20
+
+
+def _is_override_heading(header: list[str]) -> bool:
+    return all(c in header for c in ("field", "release", "value"))
+
+
+MAPPING_WORKBOOK_COLUMNS = ("variable", "release 2 value")
+"""Column headings (lower-cased) that mark NHS England's Release 2 mapping workbook layout (shared/cld-spec
+sources: `Variable`, `Release 2 value`, `comparison`, and, where present, the Release 1 value it replaces)."""
+
+_MAPPING_R1_COLUMNS = ("release 1 value", "release 1 values", "r1 value")
+
+
+def _field_lookup(spec: Spec) -> dict[str, SpecField]:
+    """Every way an LA may name a field: spec header, snake name, national name (``Service_Type``)."""
+    out: dict[str, SpecField] = {}
+    for f in spec.fields:
+        out[f.header.lower()] = f
+        out[f.name] = f
+        out[f.name.replace("_", " ")] = f
+        out["".join(ch for ch in f.header.lower() if ch.isalnum())] = f
+    return out
+
+
+def _find_field(lookup: Mapping[str, SpecField], ref: str) -> SpecField | None:
+    ref = ref.strip()
+    return (
+        lookup.get(ref)
+        or lookup.get(ref.lower())
+        or lookup.get(ref.lower().replace("_", " "))
+        or lookup.get("".join(ch for ch in ref.lower() if ch.isalnum()))
+    )
+
+
+def _from_mapping_workbook(rows: list[dict[str, str]], *, spec: Spec) -> list[dict[str, str]]:
+    """Rows of the R2 mapping workbook layout as override rows (field, release, value, key).
+
+    Each row gives a Release 2 value of a variable (blank rows and blank values are skipped). Where the row also
+    holds the Release 1 value it replaces, both get one shared key (the meaning the R1->R2 conversion uses): the
+    spec data's key for either value when it knows one, else a slug of the Release 2 value. Rows of fields that
+    are not coded (the workbook lists every variable) are skipped, not refused.
+    """
+    lookup = _field_lookup(spec)
+    r1_col = next((c for c in _MAPPING_R1_COLUMNS if rows and c in rows[0]), None)
+    out: list[dict[str, str]] = []
+    for n, row in enumerate(rows, start=2):  # the heading is line 1 of the sheet
+        ref = row.get("variable", "").strip()
+        r2 = row.get("release 2 value", "").strip()
+        if not ref and not r2:
+            continue
+        f = _find_field(lookup, ref)
+        if f is None:
+            raise CodeListError(f"row {n}: unknown variable {ref[:80]!r}")
+        if f.format != "code" or not r2:
+            continue
+        r1 = row.get(r1_col, "").strip() if r1_col else ""
+        key = _known_key(f, r2, Release.R2) or (_known_key(f, r1, Release.R1) if r1 else None) or _key_for(f, r2)
+        out.append({"field": f.name, "release": "r2", "value": r2, "key": key})
+        if r1:
+            out.append({"field": f.name, "release": "r1", "value": r1, "key": key})
+    return out
+
+
+def _known_key(f: SpecField, value: str, release: Release) -> str | None:
+    cl = f.code_list(release)
+    if cl is None:
+        return None
+    cv = cl.by_value().get(value)
+    return cv.key if cv is not None else None
 
 
 def _build_overrides(
     rows: Iterable[Mapping[str, Any]], *, spec: Spec, source: str
 ) -> dict[tuple[str, Release], CodeList]:
-    by_header = {f.header.lower(): f for f in spec.fields}
-    by_name = spec.by_name()
+    lookup = _field_lookup(spec)
+    normalised = [{str(k).strip().lower(): ("" if v is None else str(v)) for k, v in raw.items()} for raw in rows]
+    if normalised and all(c in normalised[0] for c in MAPPING_WORKBOOK_COLUMNS) and "field" not in normalised[0]:
+        normalised = _from_mapping_workbook(normalised, spec=spec)
     collected: dict[tuple[str, Release], list[CodeValue]] = {}
-    for n, raw in enumerate(rows, start=1):
-        row = {str(k).strip().lower(): ("" if v is None else str(v)) for k, v in raw.items()}
+    seen: set[tuple[str, Release, str]] = set()
+    for n, row in enumerate(normalised, start=1):
         field_ref = row.get("field", "").strip()
-        f = by_name.get(field_ref) or by_header.get(field_ref.lower())
+        f = _find_field(lookup, field_ref)
         if f is None:
             raise CodeListError(f"row {n}: unknown field {field_ref!r}")
         if f.format != "code":
@@ -306,6 +397,9 @@ def _build_overrides(
         value = row.get("value", "").strip()
         if not value:
             raise CodeListError(f"row {n}: value is blank")
+        if (f.name, release, value) in seen:  # a value listed twice (the mapping workbook repeats R1 values)
+            continue
+        seen.add((f.name, release, value))
         key = row.get("key", "").strip() or _key_for(f, value)
         group = row.get("group", "").strip() or _group_for(f, value)
         collected.setdefault((f.name, release), []).append(CodeValue(value=value, key=key, group=group))

@@ -33,6 +33,7 @@ _COMMAND_MODULES = (
     "cld_cli.cmd_spec",
     "cld_cli.cmd_tenants",
     "cld_cli.cmd_demo",
+    "cld_cli.cmd_convert",
 )
 
 for _mod in _COMMAND_MODULES:
