@@ -323,7 +323,10 @@ class Validator:
         self._age_ranges: tuple[tuple[int, int], ...] = tuple(dict.fromkeys(inputs["age"]))
         self._plans: dict[object, _Plan] = {}
         self._date_cache: dict[str, date | str] = {}
-        self._ckba_event_fields = frozenset(f.name for f in self.fields if f.group in _EVENT_GROUPS)
+        # Tuples in spec order (not sets): findings come out in the same order in every process (a set's order
+        # follows the string hash seed, which differs per process).
+        self._ckba_event_fields = tuple(f.name for f in self.fields if f.group in _EVENT_GROUPS)
+        self._carer_fields = tuple(f.name for f in self.fields if f.name in _CARER_FIELDS)
         self._index = {n: i for i, n in enumerate(self.names)}
         self._absent = frozenset(self._index[n] for n in absent)
         self._quick: dict[str, tuple[int, int, Any]] = {
@@ -557,7 +560,7 @@ class Validator:
         client = facts.meaning("client_type")
         client_key = client[0] if client else None
         if client_key == "service_user":
-            for name in _CARER_FIELDS:
+            for name in self._carer_fields:
                 if rec.get(name):
                     fail(name, "XF005", f"{self.fields[idx[name]].header} is a carer field on a service user row.")
         elif client_key == "carer_known_by_association":
