@@ -16,7 +16,7 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export UV_PYTHON := $(PYTHON)
 
 .PHONY: help install system-deps lint format test test-fast test-unit test-component test-mesh test-deploy \
-        test-integration up down run bench clean asyncapi prometheus-up prometheus-down
+        test-integration up down run bench clean asyncapi prometheus-up prometheus-down postgres-up postgres-down
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,9 +32,10 @@ $(VENV)/.installed: $(UV) pyproject.toml uv.lock
 
 install: $(VENV)/.installed ## Install the project and dev tools into .venv (from uv.lock)
 
-system-deps: ## Install system tools the tests use (kcat, promtool/prometheus) when missing
+system-deps: ## Install system tools the tests use (kcat, promtool/prometheus, postgresql) when missing
 	@bash deploy/install-system-deps.sh
 	@bash deploy/prometheus/install.sh
+	@bash deploy/postgres/postgres.sh install
 
 lint: install ## ruff (lint + format check), mypy --strict, import boundaries
 	@$(VENV)/bin/ruff check .
@@ -67,6 +68,12 @@ prometheus-up: system-deps ## Prometheus on 127.0.0.1:$${PROMETHEUS_PORT:-9090} 
 
 prometheus-down: ## Stop that Prometheus
 	@bash deploy/prometheus/prometheus.sh stop
+
+postgres-up: system-deps ## PostgreSQL on 127.0.0.1:$${POSTGRES_PORT:-55432} (own data dir under .run/); prints its URL
+	@bash deploy/postgres/postgres.sh start
+
+postgres-down: ## Stop that PostgreSQL
+	@bash deploy/postgres/postgres.sh stop
 
 test-integration: install system-deps ## Integration tier: real Kafka (started here unless KAFKA_BOOTSTRAP_SERVERS is set), MESH sandbox, Prometheus
 	@bash deploy/kafka/kafka.sh fetch
