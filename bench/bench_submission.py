@@ -1,7 +1,7 @@
 """Bench: assemble, check and send a 500,000-record submission; time and peak RSS (targets < 60 s, < 1 GB).
 
 Two phases in separate processes so that the memory figure is that of assembly + sending alone:
-1. ``populate``: synthetic validated records (``cld_cli.synth`` rows, varied ids) into a fresh state store;
+1. ``populate``: synthetic validated records (``cld_synth.generator`` rows, varied ids) into a fresh state store;
 2. ``run``: ``SubmissionWorkflow.request`` (stream from SQLite, dataset checks, file + SHA-256, manifest),
    approve, and send through the file-export transport, or through MESH when ``--mesh-url`` is given
    (the sandbox's canned mailboxes X26ABC1 -> X26ABC2).
@@ -35,10 +35,10 @@ def _peak_rss_mb() -> float:
 
 
 def populate(state_dir: Path, records: int) -> dict[str, Any]:
-    from cld_cli.synth import generate_rows
     from cld_schemas.events import Provenance, RecordValidated
     from cld_schemas.spec import Release
     from cld_submission.state import Incoming, StateStore
+    from cld_synth.generator import generate_rows
 
     templates = [row for row, _ in generate_rows(people=1500, seed=5, period_end=PERIOD_END)]
     store = StateStore.open(state_dir)

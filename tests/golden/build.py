@@ -56,7 +56,7 @@ def _row_cells(row: dict[str, str | None]) -> list[str]:
 
 
 def generated(release: Release, *, people: int, seed: int) -> Iterator[list[str]]:
-    from cld_cli.synth import generate_rows
+    from cld_synth.generator import generate_rows
 
     for row, _ in generate_rows(
         people=people, seed=seed, period_end=date(2026, 3, 31), release=release, error_rate=0.03

@@ -27,7 +27,6 @@ import httpx
 import pytest
 from mesh_client import MeshClient
 
-from cld_cli.synth import generate_rows
 from cld_runtime.tenancy import (
     Operator,
     OperatorRole,
@@ -41,6 +40,7 @@ from cld_runtime.tenancy import (
 )
 from cld_schemas import topics
 from cld_schemas.spec import load_spec
+from cld_synth.generator import generate_rows
 from tests.component.test_ingest_service import csv_text
 from tests.integration import mesh_fixtures
 from tests.integration.mesh_fixtures import MeshSandboxControl

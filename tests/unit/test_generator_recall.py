@@ -15,8 +15,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cld_cli import cmd_generate, synth
+from cld_cli import cmd_generate
 from cld_schemas.spec import Release
+from cld_synth import generator as synth
 from cld_validation.report import validate_stream
 from cld_validation.rules import FieldFinding, validate_record
 

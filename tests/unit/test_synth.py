@@ -1,4 +1,4 @@
-"""The synthetic CLD generator (``cld_cli.synth``) and the ``cld generate`` command.
+"""The synthetic CLD generator (``cld_synth.generator``) and the ``cld generate`` command.
 
 Rows must be clean against the validator, in scope for the reporting period, reproducible from the seed and made of
 synthetic identifiers only.
@@ -18,8 +18,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cld_cli import cmd_generate, synth
+from cld_cli import cmd_generate
 from cld_schemas.spec import Release, load_spec
+from cld_synth import generator as synth
 from cld_validation.rules import nhs_check_digit_ok, validate_record
 
 PERIOD_END = date(2026, 3, 31)

@@ -14,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cld_cli.main import app
-from cld_cli.synth import generate_rows
 from cld_schemas.spec import Release, load_spec
+from cld_synth.generator import generate_rows
 from tests.support.builders import a_service_row
 
 SPEC = load_spec()

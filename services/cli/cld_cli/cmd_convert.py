@@ -52,7 +52,7 @@ def convert(
     ] = None,
 ) -> None:
     """Map a file's coded values from one release to the other through the spec's shared meanings."""
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # an error line is never cut mid-path
     console = Console()
     source = Release.R1 if to is Release.R2 else Release.R2
     try:

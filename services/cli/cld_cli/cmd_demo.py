@@ -1,6 +1,6 @@
 """``cld demo``: the end-to-end demo used by ``make run``, against running services.
 
-Generates a synthetic LA dataset (``cld_cli.synth.generate_rows``), uploads it as a CSV file to the ingest
+Generates a synthetic LA dataset (``cld_synth.generator.generate_rows``), uploads it as a CSV file to the ingest
 API (authenticated with the source key ``deploy/local/up.sh`` issued: ``.run/local/source-keys.json``),
 waits (bounded, with a progress bar) until every row has come out validated and pseudonymised (read
 from the topics with a plain aiokafka consumer), prints the DQ summary and a few pseudonymised rows, then
@@ -30,9 +30,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cld_cli.synth import default_period_end, period_start_for
 from cld_schemas import topics
 from cld_schemas.spec import load_spec
+from cld_synth.generator import default_period_end, period_start_for
 
 console = Console()
 PERIOD_END = default_period_end(date.today())
@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
 
 def synthetic_csv(*, people: int, seed: int, la_code: str) -> tuple[str, int]:
     """The dataset as an LA file (spec headers), and how many distinct rows it holds."""
-    from cld_cli.synth import generate_rows
+    from cld_synth.generator import generate_rows
 
     spec = load_spec()
     out = io.StringIO()

@@ -1,6 +1,6 @@
 """``cld generate``: a synthetic CLD file (and optionally the ground truth of the errors injected into it).
 
-The rows come from ``cld_cli.synth`` (pure, seeded); this module only parses options, streams rows to the CSV
+The rows come from ``cld_synth.generator`` (pure, seeded); this module only parses options, streams rows to the CSV
 file, shows progress and prints a one-line summary. Synthetic data only: see ``synth`` for how identifiers,
 code values and errors are made.
 """
@@ -21,8 +21,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from cld_cli import synth
 from cld_schemas.spec import Release, load_spec
+from cld_synth import generator as synth
 
 TRUTH_COLUMNS = ("row", "field", "kind", "expected_validity", "rule")
 _PROGRESS_EVERY = 1000  # people between progress-bar updates (a redraw per person would dominate the run)
