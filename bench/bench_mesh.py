@@ -24,6 +24,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.floors import kafka_hop_floor
 from tests.support.records import service_record  # the bench shares the tests' synthetic record
 
 RAW = "cld.events.raw.v1"
@@ -100,6 +101,10 @@ async def throughput(bootstrap: str, prefix: str, n: int) -> None:
     print(f"  publish (bench producer)       {n / (t_pub - t0):9.0f} records/s ({t_pub - t0:.1f} s)")
     print(f"  raw -> validated               {n / (t_val - t0):9.0f} records/s ({t_val - t0:.1f} s)")
     print(f"  raw -> pseudonymised (end2end) {n / (t_pse - t0):9.0f} records/s ({t_pse - t0:.1f} s)")
+    # The floor beside it, on the same broker in the same run: one plain aiokafka hop of the same messages.
+    hop = await kafka_hop_floor(bootstrap, [(LAS[i % len(LAS)].encode(), values[LAS[i % len(LAS)]]) for i in range(n)])
+    print(f"  floor: one plain aiokafka hop  {hop:9.0f} records/s")
+    print(f"  ratio end2end / floor          {(n / (t_pse - t0)) / hop:9.3f} (target >= 0.25, issue 11)")
 
 
 async def latency(bootstrap: str, prefix: str, rate: float, seconds: float) -> None:

@@ -34,6 +34,9 @@ from cld_pseudonymisation import (
     row_order,
 )
 from cld_schemas.csvfile import iter_records
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.floors import csv_floor
 from cld_schemas.spec import Release, load_spec
 
 
@@ -163,6 +166,7 @@ def main() -> int:
             stderr=subprocess.DEVNULL,
         )
         t_cli = time.perf_counter() - t0
+        floor_rows, floor_s = csv_floor(path)  # beside it, in the same run
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         c_cli = children.ru_utime + children.ru_stime
         cli_rss_mb = children.ru_maxrss / 1024
@@ -186,6 +190,10 @@ def main() -> int:
     print(
         f"cld preview end to end       {t_cli:.2f} s wall, {c_cli:.2f} s CPU  ({n / c_cli:,.0f} rows/s CPU), "
         f"peak RSS {cli_rss_mb:,.0f} MB"
+    )
+    print(
+        f"floor (plain csv.reader loop) {floor_s:.2f} s for {floor_rows:,} rows; ratio cld preview / floor = "
+        f"{t_cli / floor_s:.2f} (target <= 2.0, issue 11); risk {w_add + w_fig:.2f} s (target < 3 s, issue 11)"
     )
     print(f"python {sys.version.split()[0]}")
     return 0

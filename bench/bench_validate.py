@@ -16,6 +16,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.floors import csv_floor  # noqa: E402  (the bench runs as a script)
+
 CLD = ROOT / ".venv" / "bin" / "cld"
 
 
@@ -72,9 +75,16 @@ def main() -> None:
     elapsed = time.perf_counter() - t0
     rss_mb = usage.ru_maxrss / 1024
     rows = sum(1 for _ in path.open(encoding="utf-8")) - 1
+    # The floor beside it, in the same run: a plain csv.reader loop over the same file (best of two, before and
+    # after, so a noisy neighbour hurts the floor no less than the command).
+    floor_rows, floor_s = csv_floor(path)
     print(
         f"cld validate: {rows:,} rows in {elapsed:.1f} s = {rows / elapsed:,.0f} rows/s; "
         f"peak RSS {rss_mb:.0f} MB; exit {os.waitstatus_to_exitcode(status)}; report {report.stat().st_size:,} bytes"
+    )
+    print(
+        f"floor (plain csv.reader loop): {floor_rows:,} rows in {floor_s:.1f} s = {floor_rows / floor_s:,.0f} rows/s; "
+        f"ratio cld validate / floor = {elapsed / floor_s:.2f} (target <= 1.0, issue 11)"
     )
 
 
