@@ -18,9 +18,9 @@ TEXT = sorted(f.name for f in SPEC.fields if not f.numeric)
 
 
 def test_the_numeric_fields_come_from_the_spec_formats() -> None:
-    assert NUMERIC == sorted(f.name for f in SPEC.fields if f.format in ("integer", "decimal_2dp"))
+    assert sorted(f.name for f in SPEC.fields if f.format in ("integer", "decimal_2dp")) == NUMERIC
     assert set(NUMERIC) == {"no_of_adults_being_cared_for", "planned_units_per_week", "unit_cost"}
-    assert NUMERIC_FORMATS == frozenset({"integer", "decimal_2dp"})
+    assert frozenset({"integer", "decimal_2dp"}) == NUMERIC_FORMATS
 
 
 @pytest.mark.parametrize(("number", "text"), [(2, "2"), (20.5, "20.5"), (Decimal("10.00"), "10.00"), (0, "0")])
