@@ -1,6 +1,13 @@
 """The LA file format: a CSV with the spec's column headers (any order), UTF-8 with or without BOM.
 
 Pure parsing over an already-open text stream: callers own the file. Rows are streamed, never held.
+
+Parsed strictly (issue 10): one row is one physical line. A double quote that is never closed would otherwise
+swallow every following line into one cell (a file of 6 rows read as 2, four people silently missing), so a
+record that spans more than one physical line (a quoted cell holding a line break: no CLD value holds one),
+a quote left open at the end of the file, or text after a closing quote is a :class:`CLDFileError` naming the
+physical line where the record starts. Errors name line numbers only, never a value. Open the stream with
+``newline=""`` so that line breaks reach the reader untranslated.
 """
 
 from __future__ import annotations
@@ -9,7 +16,7 @@ import csv
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, Final, TextIO
 
 from cld_schemas.spec import Spec, load_spec
 
@@ -22,6 +29,43 @@ csv.field_size_limit(min(sys.maxsize, MAX_FIELD_BYTES))
 
 class CLDFileError(ValueError):
     """The file cannot be used at all (exit code 2 in the CLI). Messages carry no values from the file."""
+
+
+class CLDStructureError(CLDFileError):
+    """The CSV structure is broken at a known physical line (1-based, header = line 1)."""
+
+    def __init__(self, line: int, problem: str) -> None:
+        super().__init__(f"line {line}: {problem}")
+        self.line = line
+
+
+_QUOTE_HINT = (
+    "check the double quotes on that line: a cell that starts with a quote must end with one, and a quote "
+    'inside a quoted cell is written twice (""); then use the whole corrected file again'
+)
+SPANS_LINES: Final = (
+    "a quoted cell runs over a line break (a stray or unterminated double quote, or a cell holding a line "
+    "break, which no CLD value may contain); nothing of the file was used; " + _QUOTE_HINT
+)
+NEVER_CLOSED: Final = (
+    "a double quote opened on this line is not closed on it (the rows after it would be read as one cell); "
+    "nothing of the file was used; " + _QUOTE_HINT
+)
+
+
+def _structure_error(exc: csv.Error, line: int, last: int) -> CLDStructureError:
+    """The csv module's error, as a CLDStructureError at the record's first physical line (no values).
+    ``last``: the physical line the reader had reached (beyond ``line`` when a quote stayed open)."""
+    text = str(exc)
+    if last > line or "unexpected end of data" in text or "EOF" in text:
+        return CLDStructureError(line, NEVER_CLOSED)
+    if "expected after" in text:
+        return CLDStructureError(line, "text follows a closing double quote in a cell; " + _QUOTE_HINT)
+    if "field larger than field limit" in text:
+        return CLDStructureError(line, f"a cell is larger than {MAX_FIELD_BYTES} bytes; the file cannot be used")
+    if "NUL" in text or "null byte" in text:
+        return CLDStructureError(line, "the line holds a NUL byte; this is not a text CSV file")
+    return CLDStructureError(line, f"CSV structure broken ({text[:80]})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,28 +119,39 @@ class CLDRows:
 
     def __iter__(self) -> Iterator[dict[str, str | None]]:
         reader, columns, width = self._reader, self._columns, self._width
-        try:
-            for cells in reader:
-                if not cells or (len(cells) == 1 and not cells[0].strip()):
-                    continue
-                if len(cells) != width:
-                    if len(cells) < width:
-                        self.short_rows += 1
-                    else:
-                        self.long_rows += 1
-                    if len(self.ragged_lines) < 20:
-                        self.ragged_lines.append(reader.line_num)
-                if self._sparse:  # only non-blank values: the validator's fast path (absent == blank)
-                    yield {name: v for name, cell in zip(columns, cells, strict=False) if name and (v := cell.strip())}
-                    continue
-                rec = self._blank.copy()
-                for name, cell in zip(columns, cells, strict=False):
-                    if name is not None:
-                        v = cell.strip()
-                        rec[name] = v or None
-                yield rec
-        except csv.Error as exc:
-            raise CLDFileError(f"CSV structure broken at line {reader.line_num} ({exc})") from None
+        end = reader.line_num  # physical lines read so far (the header's)
+        while True:
+            start = end + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                raise _structure_error(exc, start, reader.line_num) from None
+            end = reader.line_num
+            if end != start:
+                # One record over several physical lines: a quoted cell holds a line break. Either a quote
+                # was left open by mistake (the rows after it would be read as one cell) or a value holds a
+                # line break, which no CLD value may; both are refused, never read as fewer rows.
+                raise CLDStructureError(start, SPANS_LINES)
+            if not cells or (len(cells) == 1 and not cells[0].strip()):
+                continue
+            if len(cells) != width:
+                if len(cells) < width:
+                    self.short_rows += 1
+                else:
+                    self.long_rows += 1
+                if len(self.ragged_lines) < 20:
+                    self.ragged_lines.append(start)
+            if self._sparse:  # only non-blank values: the validator's fast path (absent == blank)
+                yield {name: v for name, cell in zip(columns, cells, strict=False) if name and (v := cell.strip())}
+                continue
+            rec = self._blank.copy()
+            for name, cell in zip(columns, cells, strict=False):
+                if name is not None:
+                    v = cell.strip()
+                    rec[name] = v or None
+            yield rec
 
 
 def iter_records(stream: TextIO, *, spec: Spec | None = None, sparse: bool = False) -> tuple[CLDHeader, CLDRows]:
@@ -106,13 +161,15 @@ def iter_records(stream: TextIO, *, spec: Spec | None = None, sparse: bool = Fal
     blank fields are left out of the dict instead (faster; for readers that treat a missing key as blank).
     """
     spec = spec or load_spec()
-    reader = csv.reader(stream)
+    reader = csv.reader(stream, strict=True)
     try:
         first = next(reader)
     except StopIteration:
         raise CLDFileError("the file is empty") from None
     except csv.Error as exc:
-        raise CLDFileError(f"not a readable CSV file ({exc})") from None
+        raise _structure_error(exc, 1, reader.line_num) from None
+    if reader.line_num != 1:
+        raise CLDStructureError(1, "(the header) " + SPANS_LINES)
     header = read_header(first, spec=spec)
     recognised = sum(1 for c in header.columns if c is not None)
     if recognised == 0 and len(first) == 1 and (";" in first[0] or "\t" in first[0] or "|" in first[0]):

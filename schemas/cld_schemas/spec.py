@@ -87,6 +87,11 @@ FieldFormat = Literal[
 ]
 
 
+NUMERIC_FORMATS: frozenset[str] = frozenset({"integer", "decimal_2dp"})
+"""Formats whose values are numbers: the only fields where a JSON number is accepted (docs/contract.md, "Types").
+Every other field takes text (a code, a date, an identifier such as an NHS number or an LA code, free text)."""
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -138,6 +143,11 @@ class SpecField(_Frozen):
     notes: str = ""
     sources: tuple[str, ...] = ()
     code_lists: dict[Release, CodeList] | None = None
+
+    @property
+    def numeric(self) -> bool:
+        """A JSON number is accepted for this field (its format is in :data:`NUMERIC_FORMATS`)."""
+        return self.format in NUMERIC_FORMATS
 
     def code_list(self, release: Release) -> CodeList | None:
         if self.code_lists is None:

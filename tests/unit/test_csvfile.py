@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from cld_schemas.csvfile import REQUIRED_HEADERS_MIN, CLDFileError, iter_records
+from cld_schemas.csvfile import REQUIRED_HEADERS_MIN, CLDFileError, CLDStructureError, iter_records
 from cld_schemas.spec import Release, load_spec
 from cld_validation.rules import Validator, validate_record
 from tests.support.builders import Row, a_carer_row, a_service_row
@@ -169,9 +169,87 @@ def test_blank_lines_are_skipped_and_values_trimmed() -> None:
     assert read(buf.getvalue()) == [expected(row)]
 
 
-def test_quoted_cells_with_commas_quotes_and_newlines() -> None:
-    row = a_service_row(event_description='Line one, "quoted"\nline two', provider_cqc_location_name="A, B & C")
+def test_quoted_cells_with_commas_and_doubled_quotes() -> None:
+    row = a_service_row(event_description='Line one, "quoted", ""twice""', provider_cqc_location_name="A, B & C")
     assert read(to_csv([row])) == [expected(row)]
+
+
+# ---- strict structure (issue 10, finding 2): never fewer rows than the file has, silently ----
+
+
+def six_people(first_names: list[str]) -> str:
+    """Rows with no quoted cell at all (so the only quote is the one a test puts in)."""
+    rows = [
+        a_service_row(first_name=n, la_person_unique_identifier=f"P{i}", ethnicity="Other")
+        for i, n in enumerate(first_names)
+    ]
+    text = to_csv(rows)
+    assert '"' not in text
+    return text
+
+
+def test_an_unterminated_quote_in_row_2_is_an_error_at_its_line_not_two_rows() -> None:
+    text = six_people(["Ann", "Bob", "Cat", "Dan", "Eve", "Fay"])
+    broken = text.replace(",Bob,", ',"Bob,', 1)  # row 2 = physical line 3: the quote is never closed
+    _header, rows = iter_records(io.StringIO(broken, newline=""))
+    with pytest.raises(CLDStructureError, match=r"^line 3: a double quote opened on this line is not closed") as exc:
+        list(rows)
+    assert exc.value.line == 3
+    assert "Bob" not in str(exc.value)
+    assert "Cat" not in str(exc.value)
+
+
+def test_a_stray_quote_closed_rows_later_is_an_error_at_the_line_it_opened() -> None:
+    text = six_people(["Ann", "Bob", "Cat", "Dan", "Eve", "Fay"])
+    broken = text.replace(",Bob,", ',"Bob,', 1).replace(",Eve,", ',Eve",', 1)  # opened on line 3, closed on 6
+    _header, rows = iter_records(io.StringIO(broken, newline=""))
+    with pytest.raises(CLDStructureError, match=r"^line 3: a quoted cell runs over a line break") as exc:
+        list(rows)
+    assert exc.value.line == 3
+
+
+def test_a_stray_quote_that_meets_another_quoted_cell_is_an_error_at_its_line() -> None:
+    text = to_csv([a_service_row(), a_service_row(first_name="Bob", event_description="a, b")])
+    broken = text.replace(",Bob,", ',"Bob,', 1)
+    _header, rows = iter_records(io.StringIO(broken, newline=""))
+    with pytest.raises(CLDStructureError, match=r"^line 3: .*double quote"):
+        list(rows)
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_a_quoted_cell_holding_a_line_break_is_an_error_at_its_line(newline: str) -> None:
+    rows = [a_service_row(), a_service_row(event_description=f"Line one{newline}line two"), a_service_row()]
+    _header, it = iter_records(io.StringIO(to_csv(rows), newline=""))
+    with pytest.raises(CLDStructureError, match=r"^line 3: a quoted cell runs over a line break") as exc:
+        list(it)
+    assert "Line one" not in str(exc.value)
+
+
+def test_text_after_a_closing_quote_is_an_error_at_its_line() -> None:
+    text = six_people(["Ann", "Bob"]).replace(",Bob,", ',"Bo"b,', 1)
+    _header, rows = iter_records(io.StringIO(text, newline=""))
+    with pytest.raises(CLDStructureError, match=r"^line 3: text follows a closing double quote"):
+        list(rows)
+
+
+def test_a_quote_left_open_in_the_last_row_is_an_error() -> None:
+    text = six_people(["Ann", "Bob"]).replace(",Bob,", ',"Bob,', 1)
+    _header, rows = iter_records(io.StringIO(text, newline=""))
+    with pytest.raises(CLDStructureError, match=r"^line 3: a double quote opened on this line is not closed"):
+        list(rows)
+
+
+def test_a_header_running_over_a_line_break_is_an_error_at_line_1() -> None:
+    text = '"' + HEADERS[0] + "\n" + '",' + ",".join(HEADERS[1:]) + "\n"
+    with pytest.raises(CLDStructureError, match=r"^line 1: "):
+        iter_records(io.StringIO(text, newline=""))
+
+
+def test_a_quote_inside_an_unquoted_cell_is_kept_as_it_is() -> None:
+    row = a_service_row(first_name='Ann "Nan"')
+    text = to_csv([row]).replace('"Ann ""Nan"""', 'Ann "Nan"')
+    assert 'Ann "Nan"' in text
+    assert read(text) == [expected(row)]
 
 
 def test_rows_are_streamed_lazily() -> None:
@@ -195,7 +273,7 @@ def test_cell_beyond_the_csv_field_limit_is_a_file_error_without_the_value() -> 
     huge = "Q" * (csv.field_size_limit() + 1)
     text = ",".join(HEADERS) + "\n" + huge + "\n"
     _header, rows = iter_records(io.StringIO(text))
-    with pytest.raises(CLDFileError, match="CSV structure broken at line") as exc:
+    with pytest.raises(CLDStructureError, match=r"^line 2: a cell is larger than") as exc:
         list(rows)
     assert "QQQQ" not in str(exc.value)
 

@@ -46,7 +46,8 @@ from cld_ingest.envelope import (
     resolve_la_code,
     safe_field_name,
 )
-from cld_ingest.limits import BodySizeLimit
+from cld_ingest.idempotency import Claim, IdempotencyMemory
+from cld_ingest.limits import BodySizeLimit, JsonContentType
 from cld_runtime import Settings, configure_logging, ensure_topics, health_body, make_broker, metrics_body
 from cld_runtime.sharing import OPT_OUT_HEADER
 from cld_runtime.tenancy import Decision, Registry, Source, authorise_source
@@ -61,6 +62,8 @@ else:
 
 SERVICE: Final = "ingest"
 UPLOADS_PATH: Final = "/v1/uploads"
+RECORDS_PATH: Final = "/v1/records"
+BATCH_PATH: Final = "/v1/records/batch"
 MAX_LISTED_COLUMNS: Final = 50
 MAX_LISTED_ERRORS: Final = 20
 
@@ -90,6 +93,14 @@ class IngestSettings(Settings):
         default=2 * 1024 * 1024,
         ge=64 * 1024,
         description="Longest physical line of a CSV upload, in bytes (a full CLD row is well under 1 MiB).",
+    )
+    idempotency_window_seconds: float = Field(
+        default=24 * 3600,
+        gt=0,
+        description="How long an Idempotency-Key is remembered with its body (a different body -> 409).",
+    )
+    idempotency_max_keys: int = Field(
+        default=100_000, ge=1, description="Most Idempotency-Keys remembered at once (the oldest are forgotten)."
     )
 
 
@@ -127,9 +138,16 @@ ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     401: {"model": ErrorBody, "description": "No API key, or a key this deployment does not know."},
     403: {"model": ErrorBody, "description": "The source may not submit for this LA (nothing was published)."},
     413: {"model": ErrorBody, "description": "The body or the batch is too large."},
-    415: {"model": ErrorBody, "description": "Unsupported content type."},
+    415: {"model": ErrorBody, "description": "Unsupported content type (JSON paths: not application/json)."},
     422: {"model": ErrorBody, "description": "Not a valid record/envelope (names the field, never its value)."},
     503: {"model": ErrorBody, "description": "The broker did not acknowledge: nothing to rely on, retry."},
+}
+JSON_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
+    **ERRORS,
+    409: {
+        "model": ErrorBody,
+        "description": "The Idempotency-Key was already used with a different body (nothing was published).",
+    },
 }
 
 OptOutHeader = Annotated[
@@ -257,6 +275,27 @@ def create_app(settings: IngestSettings, *, tenants: Registry | None = None) -> 
         if not decision.allowed:
             raise RefusedError(decision, prefix)
 
+    idempotency = IdempotencyMemory(
+        max_keys=settings.idempotency_max_keys, window_seconds=settings.idempotency_window_seconds
+    )
+
+    def claim_key(source: str, endpoint: str, key: str | None, envelopes: Sequence[Envelope]) -> None:
+        """A client's idempotency key must carry the same body each time (409 otherwise, nothing published)."""
+        if key is None:
+            return
+        parts: list[bytes | str | None] = [envelopes[0].headers.get(OPT_OUT_HEADER) if envelopes else None]
+        for env in envelopes:
+            parts += [env.la_code, env.value]
+        claim = idempotency.claim(source=source, endpoint=endpoint, key=key, fingerprint=idempotency.fingerprint(parts))
+        if claim is Claim.CONFLICT:
+            log.warning("idempotency key reused with a different body", extra={"source": source, "path": endpoint})
+            raise HTTPException(
+                409,
+                "this Idempotency-Key (or X-CLD-Event-Id) was already used with a different body; nothing was "
+                "published. Send a new key for a new or corrected record (the same key is for retries of the "
+                "same body only)",
+            )
+
     raw = RawPublisher(
         broker.publisher(
             settings.topic(topics.RAW),
@@ -324,7 +363,7 @@ def create_app(settings: IngestSettings, *, tenants: Registry | None = None) -> 
         body, content_type = metrics_body(registry)
         return Response(body, media_type=content_type)
 
-    @app.post("/v1/records", status_code=202, response_model=RecordAccepted, responses=ERRORS)
+    @app.post(RECORDS_PATH, status_code=202, response_model=RecordAccepted, responses=JSON_ERRORS)
     async def post_record(
         request: Request,
         record: RecordIn,
@@ -347,10 +386,11 @@ def create_app(settings: IngestSettings, *, tenants: Registry | None = None) -> 
             channel="http",
             opt_out=opt_out_value(cld_opt_out),
         )
+        claim_key(env.headers[topics.HEADER_SOURCE], RECORDS_PATH, idempotency_key or x_cld_event_id, [env])
         await raw.send_all([env], channel="http")
         return RecordAccepted(la_code=la, event_id=env.event_id)
 
-    @app.post("/v1/records/batch", status_code=202, response_model=BatchAccepted, responses=ERRORS)
+    @app.post(BATCH_PATH, status_code=202, response_model=BatchAccepted, responses=JSON_ERRORS)
     async def post_batch(
         request: Request,
         records: list[RecordIn],
@@ -390,6 +430,7 @@ def create_app(settings: IngestSettings, *, tenants: Registry | None = None) -> 
                     opt_out=opt_out,
                 )
             )
+        claim_key(stamped, BATCH_PATH, base, envelopes)
         await raw.send_all(envelopes, channel="http")
         return BatchAccepted(records=len(envelopes), event_ids=[e.event_id for e in envelopes])
 
@@ -468,6 +509,7 @@ def create_app(settings: IngestSettings, *, tenants: Registry | None = None) -> 
     def limit_for(path: str) -> int:
         return settings.max_upload_bytes if path == UPLOADS_PATH else settings.max_body_bytes
 
+    app.add_middleware(JsonContentType, json_paths=frozenset({RECORDS_PATH, BATCH_PATH}))
     app.add_middleware(BodySizeLimit, limit_for=limit_for)
     # Added last, so it runs first: an unauthenticated request is refused before its body is read.
     app.add_middleware(SourceAuthentication, registry=tenants)

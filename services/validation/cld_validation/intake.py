@@ -114,7 +114,11 @@ def _describe(exc: ValidationError) -> tuple[DeadLetterReason, str]:
         parts = named + ([f"{others} other name(s) not in the specification"] if others else [])
         return DeadLetterReason.UNKNOWN_FIELD, "unknown field(s): " + ", ".join(parts)
     names = sorted({str(e["loc"][0])[:64] for e in errors if e["loc"]})
-    return DeadLetterReason.WRONG_TYPE, "field(s) with a value that is not text or a number: " + ", ".join(names[:10])
+    # The same JSON type rules as the ingest API (cld_schemas.record): text or null, numbers only in numeric fields.
+    return DeadLetterReason.WRONG_TYPE, (
+        "field(s) whose value is not of a type the contract allows (text or null; a number only in a numeric "
+        "field) or is too long: " + ", ".join(names[:10])
+    )
 
 
 def source_claim(msg: RawMessage) -> str | None:
