@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, TextIO
 
@@ -154,14 +154,18 @@ class CLDRows:
             yield rec
 
 
-def iter_records(stream: TextIO, *, spec: Spec | None = None, sparse: bool = False) -> tuple[CLDHeader, CLDRows]:
+def iter_records(
+    stream: TextIO | Iterable[str], *, spec: Spec | None = None, sparse: bool = False, delimiter: str = ","
+) -> tuple[CLDHeader, CLDRows]:
     """Parse the header now (raising CLDFileError if the file is unusable) and stream the rows.
 
     Each row is a dict of every known field name to its stripped value, or None when blank. With ``sparse``,
     blank fields are left out of the dict instead (faster; for readers that treat a missing key as blank).
+    ``stream``: an open text file or any iterable of lines (``cld_schemas.lafile`` gives both, with the detected
+    ``delimiter``).
     """
     spec = spec or load_spec()
-    reader = csv.reader(stream, strict=True)
+    reader = csv.reader(stream, strict=True, delimiter=delimiter)
     try:
         first = next(reader)
     except StopIteration:
@@ -172,11 +176,13 @@ def iter_records(stream: TextIO, *, spec: Spec | None = None, sparse: bool = Fal
         raise CLDStructureError(1, "(the header) " + SPANS_LINES)
     header = read_header(first, spec=spec)
     recognised = sum(1 for c in header.columns if c is not None)
-    if recognised == 0 and len(first) == 1 and (";" in first[0] or "\t" in first[0] or "|" in first[0]):
-        raise CLDFileError("no CLD column headers found: the file does not look comma-separated")
+    named = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}.get(delimiter, repr(delimiter))
+    others = [d for d in (",", ";", "\t", "|") if d != delimiter]
+    if recognised == 0 and len(first) == 1 and any(d in first[0] for d in others):
+        raise CLDFileError(f"no CLD column headers found: the file does not look {named}-separated")
     if recognised < REQUIRED_HEADERS_MIN:
         raise CLDFileError(
             f"only {recognised} of the specification's column headers were found; this is not a CLD file "
-            "(check it is comma-separated with the spec's headers on the first line)"
+            f"(check it is {named}-separated with the spec's headers on the first line)"
         )
     return header, CLDRows(reader, header.columns, [f.name for f in spec.fields], sparse=sparse)
