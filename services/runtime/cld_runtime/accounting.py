@@ -2,7 +2,8 @@
 
 Per service and consumed topic, ``cld_consumed_records_total`` counts the records whose offsets the consumer
 commits and ``cld_consumer_outcomes_total`` what became of each: ``forwarded`` (published on the next topic),
-``stored`` (in the submission state) or ``deadlettered`` (on the dead-letter topic, with a reason). Both are
+``stored`` (in the submission state; a repeat of an event already applied, or an older version than the one
+held, is stored too: the state decided on it) or ``deadlettered`` (on the dead-letter topic, with a reason). Both are
 added once per batch, after every output of the batch is confirmed and before its offsets are committed, so
 at any quiet moment
 

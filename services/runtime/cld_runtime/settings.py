@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     # -- dead letters (issue 10, finding 10) ----------------------------------------------------------------
     deadletter_key: SecretStr | None = Field(
         default=None,
-        min_length=16,
+        # No min_length here: pydantic's error would quote the (secret) value; checked where it is read.
         description=(
             "Deployment secret (at least 16 characters) keying the payload fingerprint of dead letters "
             "(HMAC-SHA256). Unset: dead letters carry no fingerprint. Prefer deadletter_key_file."
