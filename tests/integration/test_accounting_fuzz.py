@@ -38,6 +38,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from cld_schemas import topics
+from tests.component.test_pseudonymisation_service import validated
 from tests.support.processes import ServiceProcess, service_env
 from tests.support.records import service_record
 
@@ -235,16 +236,14 @@ class Cluster:
         for p in self.services.values():
             p.stop()
 
-    async def produce(self, messages: list[Sent]) -> None:
+    async def produce(self, messages: list[Sent], *, topic: str = topics.RAW) -> None:
         """Publish with a plain aiokafka producer (bytes headers as they are); note each one's position."""
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", linger_ms=5, max_request_size=2 * 1024 * 1024
         )
         await producer.start()
         try:
-            futures = [
-                await producer.send(self.topic(topics.RAW), m.value, key=m.key, headers=m.headers) for m in messages
-            ]
+            futures = [await producer.send(self.topic(topic), m.value, key=m.key, headers=m.headers) for m in messages]
             for m, meta in zip(messages, await asyncio.gather(*futures), strict=True):
                 m.partition, m.offset = meta.partition, meta.offset
         finally:
@@ -379,6 +378,57 @@ async def test_a_header_that_is_not_utf8_loses_nothing_of_its_batch(cluster: Clu
     ]
     acc = metric_counts(cluster.accounting("validation"), topics.RAW)
     assert acc == {"consumed": 81, "forwarded": 80, "stored": 0, "deadlettered": 1}
+
+
+async def test_a_header_that_is_not_utf8_on_the_validated_topic_loses_nothing_downstream(cluster: Cluster) -> None:
+    """The same on ``cld.records.validated.v1``: pseudonymisation and both submission consumers (the validated
+    one reads the same messages; the pseudonymised one reads what pseudonymisation forwards)."""
+    cluster.start("pseudonymisation", "submission")
+    good = [
+        Sent(
+            "valid",
+            b"318",
+            validated(f"fuzz-{i}", event_reference=f"F{i:05d}", la_person_unique_identifier=f"Q{i:05d}")
+            .model_dump_json()
+            .encode(),
+            [("cld-source", b"fuzz-source"), ("cld-event-id", f"fuzz-{i}".encode())],
+            event_id=f"fuzz-{i}",
+        )
+        for i in range(80)
+    ]
+    bad = Sent("header-not-utf8", b"318", good[0].value, [("cld-source", b"\xff\xfe")])
+    sent = [*good[:40], bad, *good[40:]]
+    await cluster.produce(sent, topic=topics.VALIDATED)
+
+    groups = {g: t for g, t in GROUPS.items() if g != "cld-validation"}
+    await wait_until(lambda: cluster.drained(groups), what="downstream groups committed to the end of their topics")
+    pseudonymised = event_ids(await cluster.read_all(topics.PSEUDONYMISED))
+    letters = [json.loads(r.value) for r in await cluster.read_all(topics.DEADLETTER)]
+    assert pseudonymised == Counter(m.event_id for m in good)
+    assert sorted((d["service"], d["reason"], d["offset"]) for d in letters) == [
+        ("pseudonymisation", "unreadable_header", bad.offset),
+        ("submission", "unreadable_header", bad.offset),
+    ]
+    assert cluster.stored() == (80, 80, 80)
+    assert metric_counts(cluster.accounting("pseudonymisation"), topics.VALIDATED) == {
+        "consumed": 81,
+        "forwarded": 80,
+        "stored": 0,
+        "deadlettered": 1,
+    }
+    submission = cluster.accounting("submission")
+    assert metric_counts(submission, topics.VALIDATED) == {
+        "consumed": 81,
+        "forwarded": 0,
+        "stored": 80,
+        "deadlettered": 1,
+    }
+    assert metric_counts(submission, topics.PSEUDONYMISED) == {
+        "consumed": 80,
+        "forwarded": 0,
+        "stored": 80,
+        "deadlettered": 0,
+    }
 
 
 # -- the fuzz test --------------------------------------------------------------------------------------------
