@@ -109,6 +109,10 @@ class DeadLetterReason(StrEnum):
     UNKNOWN_SOURCE = "unknown_source"
     SOURCE_NOT_ALLOWED = "source_not_allowed"
     PROCESSING_ERROR = "processing_error"
+    UNREADABLE_HEADER = "unreadable_header"
+    """A header value that is not UTF-8 text."""
+    AMBIGUOUS_HEADER = "ambiguous_header"
+    """A ``cld-*`` header given twice with different values (never "last wins")."""
 
 
 class DeadLetter(_Event):
@@ -120,7 +124,13 @@ class DeadLetter(_Event):
     partition: int | None = None
     offset: int | None = None
     key: str | None = Field(default=None, description="The message key (an LA code), when it is one.")
-    payload_sha256: str
+    payload_hmac: str | None = Field(
+        default=None,
+        description=(
+            "HMAC-SHA256 (hex) of the payload under the deployment's dead-letter key: equal payloads share it "
+            "within a deployment, and it cannot be reversed without the key. Absent when no key is configured."
+        ),
+    )
     payload_bytes: int
     service: str
     at: datetime

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import sqlite3
 from collections.abc import AsyncIterator, Callable
@@ -145,7 +144,7 @@ async def test_a_record_that_cannot_be_stored_is_dead_lettered_and_the_following
     assert letter.reason is DeadLetterReason.PROCESSING_ERROR
     assert letter.service == "submission"
     assert letter.topic == topics.VALIDATED
-    assert letter.payload_sha256 == hashlib.sha256(bad).hexdigest()
+    assert letter.payload_hmac is None  # no dead-letter key: no fingerprint
     assert letter.payload_bytes == len(bad)
     assert "storing failed" in letter.detail
     text = repr(body)

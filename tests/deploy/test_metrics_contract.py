@@ -67,7 +67,17 @@ DENY_LABELS = frozenset(
 DENY_PARTS = frozenset({"nhs", "postcode", "dob", "birth", "person", "surname", "forename", "address", "email"})
 # Unbounded identifiers: one series per message or per upload would explode the TSDB.
 UNBOUNDED_LABELS = frozenset(
-    {"event_id", "event_reference", "upload_id", "submission_id", "message_id", "offset", "key", "payload_sha256"}
+    {
+        "event_id",
+        "event_reference",
+        "upload_id",
+        "submission_id",
+        "message_id",
+        "offset",
+        "key",
+        "payload_sha256",
+        "payload_hmac",
+    }
 )
 
 _ROW = re.compile(r"^\|\s*`?([a-z_:][a-z0-9_:]*)`?\s*\|\s*(counter|gauge|histogram|summary)\s*\|([^|]*)\|")

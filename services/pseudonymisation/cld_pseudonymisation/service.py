@@ -40,9 +40,10 @@ from cld_runtime import (
     make_asgi_app,
     make_broker,
 )
+from cld_runtime.accounting import ConsumerAccounting, Outcome
 from cld_runtime.broker import BatchPublisher
 from cld_runtime.http import json_response
-from cld_runtime.messages import RawMessage, raw_messages, undecoded, unreadable_reason
+from cld_runtime.messages import RawMessage, raw_messages, tolerant_parser, undecoded, unreadable_reason
 from cld_schemas import topics
 from cld_schemas.events import DeadLetterReason, RecordPseudonymised, RecordValidated
 
@@ -161,6 +162,14 @@ class Pseudonymisers:
         return p
 
 
+class _RefusedError(Exception):
+    """A message refused before its value is read (its headers: ``RawMessage.header_problem``)."""
+
+    def __init__(self, reason: DeadLetterReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
 class ValidatedRecordsHandler:
     def __init__(
         self,
@@ -172,6 +181,7 @@ class ValidatedRecordsHandler:
         log: logging.Logger,
         registry: CollectorRegistry,
     ) -> None:
+        self.accounting = ConsumerAccounting(registry, service=SERVICE, topics=[topics.VALIDATED])
         self.pseudonymisers = pseudonymisers
         self.risk = risk
         self.publisher = publisher
@@ -215,11 +225,14 @@ class ValidatedRecordsHandler:
     async def handle(self, messages: Sequence[RawMessage]) -> None:
         pending: list[asyncio.Future[Any]] = []
         touched: set[tuple[str, str]] = set()
+        deadlettered = 0
         for msg in messages:
             now = datetime.now(UTC)
             reason: DeadLetterReason | None = None
             detail = ""
             try:
+                if (problem := msg.header_problem()) is not None:
+                    raise _RefusedError(problem.reason, problem.detail)
                 event = RecordValidated.model_validate_json(msg.value or b"")
                 record = self.pseudonymisers.for_tenant(event.la_code).pseudonymise(event.record)
                 body = self.pseudonymised_body(event, record, now=now)
@@ -227,6 +240,8 @@ class ValidatedRecordsHandler:
                     key = self.risk.add(event.la_code, period, record)
                     if key is not None:
                         touched.add(key)
+            except _RefusedError as refused:
+                reason, detail = refused.reason, refused.detail
             except ValidationError as exc:
                 reason = unreadable_reason(msg.value, exc)
                 detail = f"not a RecordValidated event ({exc.error_count()} error(s))"
@@ -236,6 +251,7 @@ class ValidatedRecordsHandler:
                 )
                 reason, detail = DeadLetterReason.PROCESSING_ERROR, f"processing failed ({type(exc).__name__})"
             if reason is not None:
+                deadlettered += 1
                 letter = dead_letter_for(
                     reason=reason,
                     detail=detail,
@@ -246,6 +262,7 @@ class ValidatedRecordsHandler:
                     key=msg.key,
                     service=SERVICE,
                     at=now,
+                    fingerprint_key=self.deadletters.fingerprint_key,
                 )
                 fut = await self.deadletters.publish(letter, confirm=False)
             else:
@@ -258,6 +275,9 @@ class ValidatedRecordsHandler:
         self.risk.publish(touched)
         await asyncio.gather(*pending)  # confirmed before the batch is committed (at-least-once)
         self.publisher.count_published()
+        self.accounting.batch(
+            topics.VALIDATED, {Outcome.FORWARDED: len(messages) - deadlettered, Outcome.DEADLETTERED: deadlettered}
+        )
 
 
 def risk_route(risk: RiskBook) -> Any:
@@ -306,7 +326,11 @@ def create_app(settings: PseudonymisationSettings) -> AsgiFastStream:
         risk=risk,
         publisher=BatchPublisher(broker, publisher, topic=settings.topic(topics.PSEUDONYMISED)),
         deadletters=DeadLetterPublisher(
-            broker, topic=settings.topic(topics.DEADLETTER), service=SERVICE, registry=registry
+            broker,
+            topic=settings.topic(topics.DEADLETTER),
+            service=SERVICE,
+            registry=registry,
+            fingerprint_key=settings.deadletter_fingerprint_key(),
         ),
         log=log,
         registry=registry,
@@ -320,6 +344,7 @@ def create_app(settings: PseudonymisationSettings) -> AsgiFastStream:
         batch_timeout_ms=settings.consumer_batch_timeout_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        parser=tolerant_parser,
         decoder=undecoded,
         title=f"{topics.VALIDATED}:pseudonymisation",
         description="Validated records to pseudonymise.",

@@ -1,13 +1,17 @@
 """Dead letters: a pointer to a message that could not be processed and the reason, never its payload.
 
-The original message stays on its topic; topic/partition/offset and the payload's sha256 are enough to find
-it again and re-drive it (docs/contract.md).
+The original message stays on its topic; topic/partition/offset are enough to find it again and re-drive it
+(docs/contract.md). The payload fingerprint is keyed (HMAC-SHA256 with the deployment's dead-letter key,
+``CLD_DEADLETTER_KEY[_FILE]``): an unsalted hash of a short payload (one NHS number: at most 10^7 candidates
+in the 999 range, 10^10 in all) is reversed by brute force in seconds (issue 10, finding 10). Without a key
+there is no fingerprint at all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import re
 from datetime import datetime
 from typing import Any, Final
@@ -23,6 +27,17 @@ HEADER_REASON: Final = "cld-deadletter-reason"
 _LA_KEY: Final = re.compile(rb"\d{3}")
 
 
+def payload_fingerprint(payload: bytes | None, key: bytes | None) -> str | None:
+    """HMAC-SHA256 of the payload under the deployment's dead-letter key (hex), or None without a key.
+
+    Two dead letters of the same payload in one deployment share a fingerprint (to spot a source re-sending
+    the same bad message); without the key nobody can test a guess against it.
+    """
+    if key is None:
+        return None
+    return hmac.new(key, payload or b"", hashlib.sha256).hexdigest()
+
+
 def dead_letter_for(
     *,
     reason: DeadLetterReason,
@@ -34,8 +49,10 @@ def dead_letter_for(
     key: bytes | None,
     service: str,
     at: datetime,
+    fingerprint_key: bytes | None = None,
 ) -> DeadLetter:
-    """Build the dead letter. The key is kept only when it has the shape of an LA code (3 digits)."""
+    """Build the dead letter. The key is kept only when it has the shape of an LA code (3 digits); the payload
+    is fingerprinted only with ``fingerprint_key`` (:func:`payload_fingerprint`)."""
     body = payload or b""
     return DeadLetter(
         reason=reason,
@@ -44,7 +61,7 @@ def dead_letter_for(
         partition=partition,
         offset=offset,
         key=key.decode("ascii") if key is not None and _LA_KEY.fullmatch(key) else None,
-        payload_sha256=hashlib.sha256(body).hexdigest(),
+        payload_hmac=payload_fingerprint(body, fingerprint_key),
         payload_bytes=len(body),
         service=service,
         at=at,
@@ -54,8 +71,18 @@ def dead_letter_for(
 class DeadLetterPublisher:
     """Publishes dead letters on the (prefixed) dead-letter topic and counts them (cld_deadletters_total)."""
 
-    def __init__(self, broker: KafkaBroker, *, topic: str, service: str, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        *,
+        topic: str,
+        service: str,
+        registry: CollectorRegistry,
+        fingerprint_key: bytes | None = None,
+    ) -> None:
         self.service = service
+        self.fingerprint_key = fingerprint_key
+        """The deployment's dead-letter key (``Settings.deadletter_fingerprint_key``), for :func:`dead_letter_for`."""
         self.publisher: DefaultPublisher = broker.publisher(
             topic,
             schema=DeadLetter,

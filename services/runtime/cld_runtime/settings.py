@@ -102,6 +102,35 @@ class Settings(BaseSettings):
         description="Sharing policy (recipients and legal bases); default: the packaged policy (docs/governance.md).",
     )
 
+    # -- dead letters (issue 10, finding 10) ----------------------------------------------------------------
+    deadletter_key: SecretStr | None = Field(
+        default=None,
+        # No min_length here: pydantic's error would quote the (secret) value; checked where it is read.
+        description=(
+            "Deployment secret (at least 16 characters) keying the payload fingerprint of dead letters "
+            "(HMAC-SHA256). Unset: dead letters carry no fingerprint. Prefer deadletter_key_file."
+        ),
+    )
+    deadletter_key_file: Path | None = Field(
+        default=None, description="File holding the dead-letter fingerprint key (e.g. a mounted Kubernetes secret)."
+    )
+
+    def deadletter_fingerprint_key(self) -> bytes | None:
+        """The key of dead-letter payload fingerprints (None: no fingerprint). Raises ValueError naming the
+        setting when the key is too short or its file cannot be read."""
+        if self.deadletter_key_file is not None:
+            try:
+                text = self.deadletter_key_file.read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ValueError(f"CLD_DEADLETTER_KEY_FILE cannot be read ({type(exc).__name__})") from None
+        elif self.deadletter_key is not None:
+            text = self.deadletter_key.get_secret_value().strip()
+        else:
+            return None
+        if len(text) < 16:
+            raise ValueError("the dead-letter key (CLD_DEADLETTER_KEY[_FILE]) must be at least 16 characters")
+        return text.encode("utf-8")
+
     @model_validator(mode="after")
     def _check_security(self) -> Settings:
         if self.kafka_security_protocol == "SASL_SSL":

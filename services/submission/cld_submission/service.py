@@ -46,7 +46,8 @@ from cld_runtime import (
     make_broker,
     metrics_body,
 )
-from cld_runtime.messages import RawMessage, raw_messages, undecoded, unreadable_reason
+from cld_runtime.accounting import ConsumerAccounting, Outcome
+from cld_runtime.messages import RawMessage, raw_messages, tolerant_parser, undecoded, unreadable_reason
 from cld_runtime.sharing import Form, SharingPolicy, load_policy
 from cld_runtime.tenancy import (
     Operator,
@@ -270,8 +271,14 @@ def create_app(
         policy=policy,
     )
     deadletters = DeadLetterPublisher(
-        broker, topic=settings.topic(topics.DEADLETTER), service=SERVICE, registry=registry
+        broker,
+        topic=settings.topic(topics.DEADLETTER),
+        service=SERVICE,
+        registry=registry,
+        fingerprint_key=settings.deadletter_fingerprint_key(),
     )
+
+    accounting = ConsumerAccounting(registry, service=SERVICE, topics=[topics.VALIDATED, topics.PSEUDONYMISED])
 
     async def dead_letter(msg: RawMessage, reason: DeadLetterReason, detail: str) -> None:
         log.warning(
@@ -289,12 +296,16 @@ def create_app(
                 key=msg.key,
                 service=SERVICE,
                 at=datetime.now(UTC),
+                fingerprint_key=deadletters.fingerprint_key,
             )
         )
 
     async def decode(msg: RawMessage, model: type[_Event]) -> _Event | None:
         """The event in ``msg``, or None after dead-lettering it: a message that cannot be read never stalls
         the partition (the subscribers decode nothing themselves: ``cld_runtime.messages.undecoded``)."""
+        if (problem := msg.header_problem()) is not None:
+            await dead_letter(msg, problem.reason, problem.detail)
+            return None
         try:
             return model.model_validate_json(msg.value or b"")
         except ValidationError as exc:
@@ -323,6 +334,7 @@ def create_app(
         batch_timeout_ms=settings.consumer_batch_timeout_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        parser=tolerant_parser,
         decoder=undecoded,
         title=f"{topics.VALIDATED}:submission",
         description="Validated records into the per-LA submission state (latest version per record).",
@@ -334,9 +346,12 @@ def create_app(
         async def not_stored(msg: RawMessage, exc: Exception) -> None:
             await dead_letter(msg, DeadLetterReason.PROCESSING_ERROR, f"storing failed ({type(exc).__name__})")
 
-        pairs = [(m, i) for m in raw_messages(message) if (i := await read(m)) is not None]
+        consumed = raw_messages(message)
+        pairs = [(m, i) for m in consumed if (i := await read(m)) is not None]
+        stored = len(pairs)
         if pairs:
-            await workflow.on_records_or_split(pairs, not_stored)
+            stored -= len(await workflow.on_records_or_split(pairs, not_stored))
+        accounting.batch(topics.VALIDATED, {Outcome.STORED: stored, Outcome.DEADLETTERED: len(consumed) - stored})
 
     @broker.subscriber(
         settings.topic(topics.PSEUDONYMISED),
@@ -346,6 +361,7 @@ def create_app(
         batch_timeout_ms=settings.consumer_batch_timeout_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        parser=tolerant_parser,
         decoder=undecoded,
         title=f"{topics.PSEUDONYMISED}:submission",
         description=(
@@ -357,9 +373,12 @@ def create_app(
         async def not_stored(msg: RawMessage, exc: Exception) -> None:  # as in on_records_validated
             await dead_letter(msg, DeadLetterReason.PROCESSING_ERROR, f"storing failed ({type(exc).__name__})")
 
-        pairs = [(m, i) for m in raw_messages(message) if (i := await read_pseudonymised(m)) is not None]
+        consumed = raw_messages(message)
+        pairs = [(m, i) for m in consumed if (i := await read_pseudonymised(m)) is not None]
+        stored = len(pairs)
         if pairs:
-            await workflow.on_pseudonymised_or_split(pairs, not_stored)
+            stored -= len(await workflow.on_pseudonymised_or_split(pairs, not_stored))
+        accounting.batch(topics.PSEUDONYMISED, {Outcome.STORED: stored, Outcome.DEADLETTERED: len(consumed) - stored})
 
     lag = ConsumerLagMonitor(
         settings, group=settings.group_id, topics=[settings.topic(topics.VALIDATED)], registry=registry

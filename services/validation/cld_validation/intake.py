@@ -16,7 +16,7 @@ import difflib
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, Final
 
@@ -34,6 +34,10 @@ _ISO_DATE: Final = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 _LA_CODE: Final = re.compile(r"\d{3}")
 _TOKEN: Final = re.compile(r"[A-Za-z0-9._:@/+-]{1,128}")
 _NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,63}")
+MAX_FUTURE: Final = timedelta(minutes=5)
+"""Default clock skew allowed for a ``cld-received-at`` ahead of this service's clock."""
+MAX_AGE: Final = timedelta(days=2 * 366)
+"""Default age beyond which a ``cld-received-at`` is absurd (twice the rolling year a submission covers)."""
 WITHDRAW: Final = "withdraw"
 UPSERT: Final = "upsert"
 
@@ -134,12 +138,25 @@ def _refused(tenants: Registry, claim: str | None, la_code: str) -> Rejected | N
     return Rejected(decision.deadletter_reason or DeadLetterReason.UNKNOWN_SOURCE, decision.detail)
 
 
-def read_message(msg: RawMessage, *, max_bytes: int, tenants: Registry | None = None) -> Intake | Rejected:
+def read_message(
+    msg: RawMessage,
+    *,
+    max_bytes: int,
+    tenants: Registry | None = None,
+    now: datetime | None = None,
+    max_future: timedelta = MAX_FUTURE,
+    max_age: timedelta = MAX_AGE,
+) -> Intake | Rejected:
     """Decode, check and normalise one raw-topic message (issue 3's public contract). Never raises for any
     bytes, key or headers: what cannot be read is a :class:`Rejected`.
 
     ``tenants``: the registry whose sources may publish (None or open mode: every source for every LA).
+    ``now``, ``max_future``, ``max_age``: the window a received-at time must fall in to be trusted
+    (:func:`received_at`).
     """
+    if (problem := msg.header_problem()) is not None:
+        # Before anything else: a header that cannot be read or is given twice is never guessed at.
+        return Rejected(problem.reason, problem.detail)
     enforce = tenants is not None and not tenants.open_mode
     claim = source_claim(msg)
     if enforce and tenants is not None and (claim is None or tenants.source(claim) is None):
@@ -202,20 +219,38 @@ def read_message(msg: RawMessage, *, max_bytes: int, tenants: Registry | None = 
         withdrawn=action == WITHDRAW,
         source=source,
         event_id=event_id,
-        received_at=_received_at(msg),
+        received_at=received_at(msg, now=now or datetime.now(UTC), max_future=max_future, max_age=max_age),
         channel=channel if (channel := msg.header(HEADER_CHANNEL)) in ("http", "csv") else "kafka",
         opt_outs=tuple(sorted(f.value for f in parse_opt_out_header(msg.headers.get(OPT_OUT_HEADER)))),
     )
 
 
-def _received_at(msg: RawMessage) -> datetime:
+def received_at(
+    msg: RawMessage, *, now: datetime, max_future: timedelta = MAX_FUTURE, max_age: timedelta = MAX_AGE
+) -> datetime:
+    """When the record was received: the ``cld-received-at`` header, else the broker's timestamp, else now.
+
+    A time is trusted only inside ``[now - max_age, now + max_future]`` (issue 10, finding 9): the source
+    chooses both the header and the producer timestamp, and the received-at time orders versions of a record
+    in the submission state and drives the freshness gauge. A header in 2999 would have pinned the record
+    against every later correction and switched off the freshness alert. An untrusted header falls back to the
+    broker timestamp, an untrusted timestamp to now; the record itself is kept (its content is not at fault).
+    """
+    earliest, latest = now - max_age, now + max_future
     stamped = msg.header(topics.HEADER_RECEIVED_AT)
     if stamped is not None:
         try:
             at = datetime.fromisoformat(stamped)
-            return at if at.tzinfo else at.replace(tzinfo=UTC)
-        except ValueError:
+            at = at if at.tzinfo else at.replace(tzinfo=UTC)
+            if earliest <= at <= latest:
+                return at
+        except (ValueError, OverflowError):
             pass
     if msg.timestamp_ms is not None and msg.timestamp_ms >= 0:
-        return datetime.fromtimestamp(msg.timestamp_ms / 1000, UTC)
-    return datetime.now(UTC)
+        try:
+            at = datetime.fromtimestamp(msg.timestamp_ms / 1000, UTC)
+        except (ValueError, OverflowError, OSError):
+            return now
+        if earliest <= at <= latest:
+            return at
+    return now

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from faststream.asgi import AsgiFastStream
@@ -34,8 +35,9 @@ from cld_runtime import (
     make_asgi_app,
     make_broker,
 )
+from cld_runtime.accounting import ConsumerAccounting, Outcome
 from cld_runtime.broker import BatchPublisher
-from cld_runtime.messages import RawMessage, raw_messages, undecoded
+from cld_runtime.messages import RawMessage, raw_messages, tolerant_parser, undecoded
 from cld_runtime.sharing import OPT_OUT_HEADER
 from cld_runtime.tenancy import Registry
 from cld_schemas import topics
@@ -58,6 +60,19 @@ class ValidationSettings(Settings):
     )
     group_id: str = Field(default="cld-validation", description="Kafka consumer group shared by all instances.")
     release: Release = Field(default=Release.R2, description="Specification release the records are validated against.")
+    received_at_max_future_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description=(
+            "Clock skew allowed for a cld-received-at header ahead of this service's clock; a later time is not "
+            "trusted (the broker timestamp, else now, is used instead)."
+        ),
+    )
+    received_at_max_age_days: float = Field(
+        default=732.0,
+        gt=0,
+        description="A cld-received-at older than this is not trusted either (the broker timestamp, else now).",
+    )
     max_message_bytes: int = Field(
         default=256 * 1024,
         ge=1024,
@@ -109,7 +124,9 @@ class ValidationMetrics:
         la = event.la_code
         if channel == "kafka":  # http and csv records were counted by the ingest service
             self._child(self.received, la, channel).inc()
-        at = event.received_at.timestamp()
+        # Never past now (issue 10, finding 9): the gauge only rises, so one time in the future would hide
+        # every later silence from the freshness alert. (read_message already bounds received-at times.)
+        at = min(event.received_at.timestamp(), time.time())
         if at > self._newest.get(la, 0.0):
             self._newest[la] = at
             self.newest.labels(la).set(at)
@@ -204,8 +221,12 @@ class RawEventsHandler:
         metrics: ValidationMetrics,
         log: logging.Logger,
         tenants: Registry,
+        accounting: ConsumerAccounting,
     ) -> None:
         self.settings = settings
+        self.accounting = accounting
+        self._max_future = timedelta(seconds=settings.received_at_max_future_seconds)
+        self._max_age = timedelta(days=settings.received_at_max_age_days)
         self.tenants = tenants
         self.validated = validated
         self.deadletters = deadletters
@@ -214,12 +235,20 @@ class RawEventsHandler:
 
     async def handle(self, messages: Sequence[RawMessage]) -> None:
         pending: list[asyncio.Future[Any]] = []
+        deadlettered = 0
         for msg in messages:
             now = datetime.now(UTC)
             outcome: Validated | Rejected
             channel = "kafka"
             try:
-                intake = read_message(msg, max_bytes=self.settings.max_message_bytes, tenants=self.tenants)
+                intake = read_message(
+                    msg,
+                    max_bytes=self.settings.max_message_bytes,
+                    tenants=self.tenants,
+                    now=now,
+                    max_future=self._max_future,
+                    max_age=self._max_age,
+                )
                 if isinstance(intake, Rejected):
                     outcome = intake
                 else:
@@ -230,6 +259,7 @@ class RawEventsHandler:
                     "processing failed", extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
                 )
                 outcome = Rejected(DeadLetterReason.PROCESSING_ERROR, f"processing failed ({type(exc).__name__})")
+            deadlettered += isinstance(outcome, Rejected)
             fut = await self._publish(outcome, msg, now=now, channel=channel)
             if fut is not None:
                 pending.append(fut)
@@ -237,6 +267,9 @@ class RawEventsHandler:
         # a failed publish raises here, nothing is committed and the batch is consumed again).
         await asyncio.gather(*pending)
         self.validated.count_published()
+        self.accounting.batch(
+            topics.RAW, {Outcome.FORWARDED: len(messages) - deadlettered, Outcome.DEADLETTERED: deadlettered}
+        )
 
     async def _publish(
         self, outcome: Validated | Rejected, msg: RawMessage, *, now: datetime, channel: str
@@ -261,6 +294,7 @@ class RawEventsHandler:
                 key=msg.key,
                 service=SERVICE,
                 at=now,
+                fingerprint_key=self.deadletters.fingerprint_key,
             )
             return await self.deadletters.publish(letter, confirm=False)
         self.metrics.observe(outcome, channel=channel)
@@ -292,11 +326,16 @@ def create_app(settings: ValidationSettings, *, tenants: Registry | None = None)
         settings=settings,
         validated=BatchPublisher(broker, validated, topic=settings.topic(topics.VALIDATED)),
         deadletters=DeadLetterPublisher(
-            broker, topic=settings.topic(topics.DEADLETTER), service=SERVICE, registry=registry
+            broker,
+            topic=settings.topic(topics.DEADLETTER),
+            service=SERVICE,
+            registry=registry,
+            fingerprint_key=settings.deadletter_fingerprint_key(),
         ),
         metrics=ValidationMetrics(registry),
         log=log,
         tenants=tenants,
+        accounting=ConsumerAccounting(registry, service=SERVICE, topics=[topics.RAW]),
     )
 
     @broker.subscriber(
@@ -307,6 +346,7 @@ def create_app(settings: ValidationSettings, *, tenants: Registry | None = None)
         batch_timeout_ms=settings.consumer_batch_timeout_ms,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        parser=tolerant_parser,
         decoder=undecoded,
         title=f"{topics.RAW}:validation",
         description=(
