@@ -119,3 +119,15 @@ def test_no_hint_for_a_mixed_or_tiny_file() -> None:
     tiny = ReleaseLabels(SPEC)
     tiny.add({"ethnicity": "White - Irish"})
     assert tiny.hint(Release.R2) is None
+
+
+def test_cld_spec_gaps_shows_the_cut_over_with_its_source_and_that_it_is_an_estimate() -> None:
+    from typer.testing import CliRunner
+
+    from cld_cli.main import app
+
+    result = CliRunner().invoke(app, ["spec", "gaps"])
+    assert result.exit_code == 0
+    flat = " ".join(result.output.split())
+    assert "Release 2 from 01/07/2025 (NOT exact: a documented best estimate)" in flat
+    assert "R-VER-4" in flat

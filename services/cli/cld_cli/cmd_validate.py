@@ -42,7 +42,7 @@ def validate(
             "--release",
             "-r",
             help="Specification release of the file. Default: the release in force for the file's reporting "
-            "period (Release 2 for periods ending from 1 July 2025: `cld spec releases`).",
+            "period (the spec's cut-over: `cld spec gaps`).",
         ),
     ] = None,
     json_report: Annotated[
