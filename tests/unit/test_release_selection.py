@@ -4,6 +4,7 @@ and the hint when a file looks like the other release."""
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -131,3 +132,27 @@ def test_cld_spec_gaps_shows_the_cut_over_with_its_source_and_that_it_is_an_esti
     flat = " ".join(result.output.split())
     assert "Release 2 from 01/07/2025 (NOT exact: a documented best estimate)" in flat
     assert "R-VER-4" in flat
+
+
+def test_cld_tenants_add_source_records_a_release_and_list_shows_it(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cld_cli.main import app
+    from cld_runtime.tenancy import load_registry
+
+    reg, runner = tmp_path / "tenants.json", CliRunner()
+    assert (
+        runner.invoke(app, ["tenants", "add-tenant", "--registry", str(reg), "--la", "318", "--name", "A"]).exit_code
+        == 0
+    )
+    base = ["tenants", "add-source", "--registry", str(reg), "--kind", "la_system", "--la", "318"]
+    assert runner.invoke(app, [*base, "--id", "legacy", "--release", "R1"]).exit_code == 0
+    assert runner.invoke(app, [*base, "--id", "modern"]).exit_code == 0
+    bad = runner.invoke(app, [*base, "--id", "odd", "--release", "r3"])
+    assert bad.exit_code == 2
+    assert "--release must be r1 or r2" in bad.output
+
+    loaded = load_registry(reg)
+    assert [(s.id, s.release) for s in loaded.sources] == [("legacy", Release.R1), ("modern", None)]
+    listed = runner.invoke(app, ["tenants", "list", "--registry", str(reg)], terminal_width=200)
+    assert "by period" in listed.output

@@ -552,6 +552,7 @@ def with_new_source(
     name: str = "",
     cqc_location_id: str | None = None,
     hub_id: str | None = None,
+    release: Release | None = None,
 ) -> tuple[Registry, str]:
     """Add a source with a freshly generated key. Returns the new registry and the key (show it once)."""
     if registry.source(source_id) is not None:
@@ -566,6 +567,7 @@ def with_new_source(
             cqc_location_id=cqc_location_id,
             hub_id=hub_id,
             key_hash=hash_api_key(key),
+            release=release,
         )
     except ValidationError as exc:
         raise TenancyError("; ".join(str(e["msg"]) for e in exc.errors())) from exc
