@@ -101,7 +101,7 @@ def test_linked_person_ids_that_name_nobody_in_the_file() -> None:
     assert _rules(checker) == [("ID004", 1, "Adult 1 Linked Person_ID")]
 
 
-@pytest.mark.parametrize("text", ["NULL", "null", "N/A", "n/a", "#N/A", " NULL "])
+@pytest.mark.parametrize("text", ["NULL", "null", "Null", "N/A", "n/a", "#N/A", "(null)", "NA"])
 def test_literal_null_text_is_warned(text: str) -> None:
     checker = IdentityChecker()
     checker.add(7, {"postcode": text, "la_person_unique_identifier": "P1"})

@@ -16,19 +16,42 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
-from typing import Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .identity import Kind, code_key
 from .scope import REASONS, LeftOutReason, left_out_reason
-from .state import HeldOut, StoredRecord
+
+if TYPE_CHECKING:  # the checks need no database: the CLI runs them on a file without loading the state module
+    from .state import HeldOut
 
 MAX_EXAMPLES: Final = 10
 SMALL_FILE_EVENTS: Final = 100
 """R-SUB-3: files with fewer events keep their stated dates."""
 MONTH_SHARE: Final = 0.02
 """R-SUB-3: months with under 2% of the file's events are dropped from the derived period."""
+
+
+class CheckedRecord(Protocol):
+    """What the dataset checks read of a record (``state.StoredRecord`` has it; so does ``file_checks``' row)."""
+
+    @property
+    def kind(self) -> Kind: ...
+    @property
+    def event_type(self) -> str | None: ...
+    @property
+    def person_key(self) -> str | None: ...
+    @property
+    def derived_end(self) -> date | None: ...
+    @property
+    def record(self) -> dict[str, str | None]: ...
+    @property
+    def findings(self) -> tuple[tuple[str, str, str], ...]: ...
+    @property
+    def failed(self) -> bool: ...
+    @property
+    def opt_out(self) -> bool: ...
 
 
 class Severity(StrEnum):
@@ -93,7 +116,7 @@ def _v(rec: dict[str, str | None], name: str) -> str:
     return value.strip() if value else ""
 
 
-def unique_event_key(r: StoredRecord) -> bytes | None:
+def unique_event_key(r: CheckedRecord) -> bytes | None:
     """DHSC's unique event for a single submission (R-DUP-1): raw values except the derived end date.
 
     LA code is implied (one LA per file); person = R-ID-1 person key; services add type, component,
@@ -129,7 +152,7 @@ def unique_event_key(r: StoredRecord) -> bytes | None:
     return _h(*parts)
 
 
-def _event_identity(r: StoredRecord) -> bytes:
+def _event_identity(r: CheckedRecord) -> bytes:
     """What makes two rows the same event regardless of their reference (for reference reuse)."""
     rec = r.record
     return _h(r.person_key or "", r.event_type or _v(rec, "event_type"), _v(rec, "event_start_date"))
@@ -202,7 +225,7 @@ class DatasetChecker:
     _failed_rows: int = 0
     _findings: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
-    def add(self, r: StoredRecord, *, row: int | None = None) -> None:
+    def add(self, r: CheckedRecord, *, row: int | None = None) -> None:
         """``row``: the row number examples name (default: the count of rows added, 1 = the first)."""
         self.rows += 1
         row = self.rows if row is None else row

@@ -13,7 +13,6 @@ keyed with a random secret per run: they never leave the process.
 
 from __future__ import annotations
 
-import secrets
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,14 +30,28 @@ from .checks import (
     SubmissionProfile,
     compare_with_previous,
 )
-from .identity import KeyHasher, Kind, identify, parse_date
+from .identity import KeyHasher, Kind, ProcessKeyHasher, identify, parse_date
 from .scope import LeftOutReason, carer_left_out, left_out_reason
-from .state import StoredRecord
 
 UNKNOWN_LA: Final = "000"
+_PERIOD_MEMO_MAX: Final = 64
 _EVENT_TYPES: Final = ("request", "assessment", "service", "review")
 _TOP_UP_MIN_ROWS: Final = 100
 """A file this small may well hold one event type only (a small LA, a test file): no top-up sign below it."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """One row of the file as the dataset checks read it (``checks.CheckedRecord``)."""
+
+    kind: Kind
+    event_type: str | None
+    person_key: str | None
+    derived_end: date | None
+    record: dict[str, str | None]
+    findings: tuple[tuple[str, str, str], ...]
+    failed: bool
+    opt_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +74,20 @@ class FileCheckResult:
         }
 
 
-def _period(rec: Mapping[str, str | None]) -> tuple[date, date] | None:
+def _period(
+    rec: Mapping[str, str | None], memo: dict[tuple[str | None, str | None], tuple[date, date] | None]
+) -> tuple[date, date] | None:
+    """The row's stated period (memoised by its text: a file states one period on every row)."""
+    text = (rec.get("reporting_period_start_date"), rec.get("reporting_period_end_date"))
+    if text in memo:
+        return memo[text]
+    period = _parse_period(rec)
+    if len(memo) < _PERIOD_MEMO_MAX:  # bounded: a file whose rows all state different periods stays flat
+        memo[text] = period
+    return period
+
+
+def _parse_period(rec: Mapping[str, str | None]) -> tuple[date, date] | None:
     try:
         start = parse_date(rec.get("reporting_period_start_date"))
         end = parse_date(rec.get("reporting_period_end_date"))
@@ -80,7 +106,7 @@ class FileChecks:
     la_code: str | None = None
     previous: SubmissionProfile | None = None
     thresholds: PartialThresholds = field(default_factory=PartialThresholds)
-    _hasher: KeyHasher = field(default_factory=lambda: KeyHasher(secrets.token_bytes(32)))
+    _hasher: KeyHasher = field(default_factory=ProcessKeyHasher)
     _checker: DatasetChecker | None = None
     _periods: Counter[tuple[date, date]] = field(default_factory=Counter)
     _out: LeftOutCounter = field(default_factory=LeftOutCounter)
@@ -89,6 +115,7 @@ class FileChecks:
     _no_period_rows: list[int] = field(default_factory=list)
     _no_period: int = 0
     _rows: int = 0
+    _period_memo: dict[tuple[str | None, str | None], tuple[date, date] | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # The stated period is only known at the end (the most common one): set on the checker in finish().
@@ -99,26 +126,21 @@ class FileChecks:
         assert self._checker is not None
         self._rows += 1
         la = record.get("la_code") or self.la_code or UNKNOWN_LA
-        ident = identify(self._hasher, la, record)
+        ident = identify(self._hasher, la, record, with_content_hash=False)
         found = tuple(findings)
         self._checker.add(
-            StoredRecord(
-                record_key=ident.record_key,
+            _Row(
                 kind=ident.kind,
                 event_type=ident.event_type,
-                client_type=ident.client_type,
                 person_key=ident.person_key,
-                start=ident.start,
                 derived_end=ident.derived_end,
-                record=dict(record),
+                record=record if isinstance(record, dict) else dict(record),
                 findings=found,
                 failed=bool(found),
-                opt_out=False,
-                content_hash=ident.content_hash,
             ),
             row=row,
         )
-        period = _period(record)
+        period = _period(record, self._period_memo)
         if period is None:
             self._no_period += 1
             if len(self._no_period_rows) < MAX_EXAMPLES:

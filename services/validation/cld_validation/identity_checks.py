@@ -35,6 +35,17 @@ _LINKED: Final = ("adult_1_linked_person_id", "adult_2_linked_person_id", "adult
 _NULL_TEXT: Final = frozenset({"null", "(null)", "<null>", "n/a", "#n/a", "na", "nil", "none"})
 
 
+def _spellings(word: str) -> set[str]:
+    """Every upper/lower-case spelling of ``word`` (values arrive stripped: the file reader and intake strip)."""
+    out = {""}
+    for ch in word:
+        out = {p + c for p in out for c in {ch.lower(), ch.upper()}}
+    return out
+
+
+_NULL_SPELLINGS: Final = frozenset(s for w in _NULL_TEXT for s in _spellings(w))
+
+
 @dataclass(frozen=True, slots=True)
 class IdentityRule:
     id: str
@@ -153,13 +164,10 @@ class IdentityChecker:
             self._listed.append(IdentityWarning(rule, row, self._headers.get(name, name), message))
 
     def add(self, row: int, record: Mapping[str, str | None]) -> None:
-        for name, value in record.items():
-            if (
-                value
-                and value.strip().casefold() in _NULL_TEXT
-                and value.strip().casefold() not in self._codes.get(name, frozenset())
-            ):
-                self._warn("ID005", row, name, "placeholder text instead of an empty cell: leave the cell empty")
+        if not _NULL_SPELLINGS.isdisjoint(record.values()):  # the common case (none) decided at C speed
+            for name, value in record.items():
+                if value in _NULL_SPELLINGS and value.casefold() not in self._codes.get(name, frozenset()):
+                    self._warn("ID005", row, name, "placeholder text instead of an empty cell: leave the cell empty")
 
         person_raw = (record.get("la_person_unique_identifier") or "").strip()
         person = _h(person_raw) if person_raw and person_raw.casefold() not in _NULL_TEXT else None
