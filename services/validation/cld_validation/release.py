@@ -22,9 +22,13 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Final
 
-from cld_schemas.spec import Release, Spec, load_spec
+from cld_schemas.spec import Release, ReleaseSelection, Spec, load_spec
 
 _DATE_FIELDS: Final = ("reporting_period_end_date", "event_end_date", "event_start_date")
+_MEMO: dict[tuple[int, str], tuple[ReleaseSelection | None, ReleaseChoice]] = {}
+"""(id of the cut-over data, Reporting Period End Date text) -> (that data, choice). The entry holds the data, so its
+id cannot be reused while the entry exists; bounded; a pure function's results only."""
+_MEMO_MAX: Final = 4096
 MIN_TELLING_VALUES: Final = 5
 """A hint about the other release needs at least this many values that belong to only one release."""
 
@@ -59,6 +63,13 @@ def _date(value: str | None) -> date | None:
     if not value:
         return None
     text = value.strip()
+    if len(text) == 10 and text[2] == "/" and text[5] == "/":  # fast path: dd/mm/yyyy, the validated format
+        d, m, y = text[:2], text[3:5], text[6:]
+        if d.isdigit() and m.isdigit() and y.isdigit():
+            try:
+                return date(int(y), int(m), int(d))
+            except ValueError:
+                return None
     for fmt in ("%d/%m/%Y", "%Y-%m-%d"):
         try:
             return datetime.strptime(text, fmt).date()
@@ -77,6 +88,18 @@ def latest_release(spec: Spec) -> Release:
 def release_by_period(record: Mapping[str, str | None], spec: Spec | None = None) -> ReleaseChoice:
     """Steps 4-5 above: the release in force for the record's period, by the spec's cut-over data."""
     spec = spec or load_spec()
+    first = record.get(_DATE_FIELDS[0])
+    sel = spec.release_selection
+    memo_key = (id(sel), first) if first else None
+    if memo_key is not None and (hit := _MEMO.get(memo_key)) is not None and hit[0] is sel:
+        return hit[1]  # the common case: every record of a period states the same end date
+    choice = _by_period(record, spec)
+    if memo_key is not None and choice.basis is ReleaseBasis.REPORTING_PERIOD_END and len(_MEMO) < _MEMO_MAX:
+        _MEMO[memo_key] = (sel, choice)
+    return choice
+
+
+def _by_period(record: Mapping[str, str | None], spec: Spec) -> ReleaseChoice:
     sel = spec.release_selection
     if sel is not None:
         for name in _DATE_FIELDS:

@@ -213,6 +213,8 @@ class RawEventsHandler:
     ) -> None:
         self.settings = settings
         self.tenants = tenants
+        self.source_releases = {s.id: s.release for s in tenants.sources if s.release is not None}
+        """Sources with a configured release (the registry is fixed for the process's life)."""
         self.validated = validated
         self.deadletters = deadletters
         self.metrics = metrics
@@ -254,11 +256,10 @@ class RawEventsHandler:
                 "cld-release header is not r1 or r2: ignored",
                 extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset},
             )
-        source = self.tenants.source(intake.source)
         return select_release(
             intake.record,
             upload=upload,
-            source=source.release if source is not None else None,
+            source=self.source_releases.get(intake.source),
             configured=self.settings.release,
         )
 
