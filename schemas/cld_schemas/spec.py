@@ -12,6 +12,7 @@ import csv
 import json
 import zipfile
 from collections.abc import Iterable, Mapping
+from datetime import date
 from enum import StrEnum
 from functools import cache
 from importlib import resources
@@ -170,12 +171,42 @@ class ReleaseInfo(_Frozen):
     note: str
 
 
+class ReleaseCutOver(_Frozen):
+    """From when a release is in force, with where that date comes from and whether it is exact."""
+
+    release: Release
+    from_: date = Field(alias="from")
+    exact: bool
+    source: str
+    note: str = ""
+
+
+class ReleaseSelection(_Frozen):
+    """Which release a record is checked against (the cut-overs as data, with their sources)."""
+
+    by: Literal["reporting_period_end_date"]
+    rule: str
+    cut_overs: tuple[ReleaseCutOver, ...]
+
+    def release_on(self, day: date) -> Release | None:
+        """The release in force on ``day`` (the latest cut-over on or before it); None before the first."""
+        chosen: ReleaseCutOver | None = None
+        for c in self.cut_overs:
+            if c.from_ <= day and (chosen is None or c.from_ >= chosen.from_):
+                chosen = c
+        return chosen.release if chosen is not None else None
+
+    def cut_over(self, release: Release) -> ReleaseCutOver | None:
+        return next((c for c in self.cut_overs if c.release == release), None)
+
+
 class Spec(_Frozen):
     spec: str
     data_version: str
     about: str
     status_vocabulary: dict[str, str]
     releases: dict[Release, ReleaseInfo]
+    release_selection: ReleaseSelection | None = None
     rules: tuple[Rule, ...]
     gaps: tuple[str, ...]
     fields: tuple[SpecField, ...]

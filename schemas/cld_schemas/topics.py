@@ -27,6 +27,9 @@ HEADER_EVENT_ID: Final = "cld-event-id"
 HEADER_RECEIVED_AT: Final = "cld-received-at"
 HEADER_ACTION: Final = "cld-action"
 """Optional: ``upsert`` (default) or ``withdraw`` (the source withdraws a record it sent earlier)."""
+HEADER_RELEASE: Final = "cld-release"
+"""Optional: ``r1`` or ``r2``, the specification release the record is written to (overrides the release in
+force for its reporting period and the source's configured release)."""
 
 
 def prefixed(prefix: str, topic: str) -> str:

@@ -56,7 +56,9 @@ def test_failures_exit_1_with_findings_by_row_and_spec_header(tmp_path: Path) ->
     bad = a_service_row(Release.R2, nhs_number="9990000019", gender="male")
     good = a_service_row(Release.R2)
     report = tmp_path / "report.json"
-    code, out = run(str(write_rows(tmp_path / "f.csv", [good, bad])), "--json", str(report), "--la", "318")
+    code, out = run(  # Release 2 rows in a 2024/25 period (Release 1 by default): the release is given
+        str(write_rows(tmp_path / "f.csv", [good, bad])), "--json", str(report), "--la", "318", "--release", "r2"
+    )
     assert code == 1
     data = json.loads(report.read_text(encoding="utf-8"))
     found = {(f["row"], f["field"], f["validity"], f["rule"]) for f in data["findings"]}
@@ -100,7 +102,7 @@ def test_missing_required_columns_exit_2_naming_them(tmp_path: Path) -> None:
 def test_a_ten_megabyte_field_is_a_per_row_finding_not_a_crash(tmp_path: Path) -> None:
     big = a_service_row(Release.R2, event_description="Z" * (10 * 1024 * 1024))
     report = tmp_path / "report.json"
-    code, out = run(str(write_rows(tmp_path / "big.csv", [big])), "--json", str(report), "--la", "318")
+    code, out = run(str(write_rows(tmp_path / "big.csv", [big])), "--json", str(report), "--la", "318", "-r", "r2")
     assert code == 1, out
     data = json.loads(report.read_text(encoding="utf-8"))
     assert [(f["field"], f["rule"]) for f in data["findings"]] == [("Event Description", "CLD053")]

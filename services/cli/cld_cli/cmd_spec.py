@@ -67,6 +67,15 @@ def gaps() -> None:
         console.print(f"- {g}")
     for rel, info in spec.releases.items():
         console.print(f"[bold]{info.label}[/] ({rel.value}): {info.note}")
+    sel = spec.release_selection
+    if sel is not None:
+        console.print(f"[bold]Which release a record is checked against[/]: {sel.rule}")
+        for c in sel.cut_overs:
+            exact = "exact" if c.exact else "NOT exact: a documented best estimate"
+            console.print(
+                f"  {spec.releases[c.release].label} from {c.from_:%d/%m/%Y} ({exact}). Source: {c.source} {c.note}",
+                highlight=False,
+            )
 
 
 @spec_app.command("codelists")

@@ -177,6 +177,20 @@ def show(submission_id: str, url: UrlOption = DEFAULT_URL, key_file: KeyFileOpti
     _print_detail(detail)
 
 
+def _print_left_out(left: dict[str, Any] | None) -> None:
+    """Which held records are not in the file and why (issue 13 item 5): counts and references, never values."""
+    if not left:
+        return
+    if not left["left_out"]:
+        out.print(f"All {left['held']} records held for the LA are in the file.")
+        return
+    out.print(f"{left['held']} records held, {left['in_file']} in the file, {left['left_out']} left out of the period:")
+    for g in left["by_reason"]:
+        refs = ", ".join(g["examples"])
+        more = f" and {g['count'] - len(g['examples'])} more" if g["count"] > len(g["examples"]) else ""
+        out.print(f"  {g['count']} {g['explanation']} ({g['rule']}): {refs}{more}", highlight=False)
+
+
 def _print_detail(detail: dict[str, Any]) -> None:
     sub, summary = detail["submission"], detail["summary"]
     out.print(_submission_table(sub, "Submission"))
@@ -184,6 +198,7 @@ def _print_detail(detail: dict[str, Any]) -> None:
         f"{summary['rows']} rows, {summary['rows_with_failures']} with record-level failures (included as they are), "
         f"{summary['opt_out_rows']} flagged opt-out/objection (included: the opt-out does not apply to this flow)."
     )
+    _print_left_out(summary.get("left_out"))
     checks = Table(title="Dataset checks")
     for col in ("Severity", "Id", "Count", "Rule", "Explanation", "Details", "Examples (rows/keys)"):
         checks.add_column(col)

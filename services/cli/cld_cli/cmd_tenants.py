@@ -89,9 +89,23 @@ def add_source(
         str | None, typer.Option("--cqc-location-id", help="For providers: CQC location id.")
     ] = None,
     hub: Annotated[str | None, typer.Option("--hub", help="For hub sources: the hub id.")] = None,
+    release: Annotated[
+        str | None,
+        typer.Option(
+            "--release",
+            help="r1 or r2: check this source's records against that release (a system not yet moved to "
+            "Release 2). Default: the release in force for each record's reporting period.",
+        ),
+    ] = None,
 ) -> None:
     """Add a source system and print its new API key ONCE (standard output). Only the key's hash is stored."""
     from cld_runtime.tenancy import SourceKind, TenancyError, with_new_source
+    from cld_schemas.spec import Release
+
+    try:
+        source_release = Release(release.strip().lower()) if release else None
+    except ValueError:
+        _fail("--release must be r1 or r2")
 
     try:
         source_kind = SourceKind(kind)
@@ -107,6 +121,7 @@ def add_source(
             name=name,
             cqc_location_id=cqc_location_id,
             hub_id=hub,
+            release=source_release,
         )
     except TenancyError as exc:
         _fail(str(exc))
@@ -203,11 +218,16 @@ def list_(registry: RegistryOpt) -> None:
         t.add_row(tenant.la_code, tenant.name, tenant.hub_id or "")
     console.print(t)
     s = Table(title="Sources")
-    for col in ("Id", "Kind", "LAs", "CQC location", "Key issued"):
+    for col in ("Id", "Kind", "LAs", "CQC location", "Key issued", "Release"):
         s.add_column(col)
     for src in reg.sources:
         s.add_row(
-            src.id, src.kind.value, ", ".join(src.la_codes), src.cqc_location_id or "", "yes" if src.key_hash else "no"
+            src.id,
+            src.kind.value,
+            ", ".join(src.la_codes),
+            src.cqc_location_id or "",
+            "yes" if src.key_hash else "no",
+            src.release.value if src.release else "by period",
         )
     console.print(s)
     o = Table(title="Operators")

@@ -37,8 +37,14 @@ def load_spec_with_overrides(codelists: Path | None) -> Spec:
 def validate(
     file: Annotated[Path, typer.Argument(help="The LA's CLD file (CSV with the spec's column headers).")],
     release: Annotated[
-        Release, typer.Option("--release", "-r", help="Specification release of the file.")
-    ] = Release.R2,
+        Release | None,
+        typer.Option(
+            "--release",
+            "-r",
+            help="Specification release of the file. Default: the release in force for the file's reporting "
+            "period (the spec's cut-over: `cld spec gaps`).",
+        ),
+    ] = None,
     json_report: Annotated[
         Path | None, typer.Option("--json", help="Write the full report (every finding) as JSON here.")
     ] = None,
@@ -53,6 +59,13 @@ def validate(
     show: Annotated[int, typer.Option(help="How many failing rows to list on screen.")] = 10,
     progress: Annotated[
         bool | None, typer.Option("--progress/--no-progress", help="Progress bar (default: on a terminal).")
+    ] = None,
+    previous: Annotated[
+        Path | None,
+        typer.Option(
+            "--previous",
+            help="The --json report of the LA's previous file: compare with it for signs of a partial or top-up file.",
+        ),
     ] = None,
 ) -> None:
     """Check an LA's CLD file against the specification, row by row and field by field."""
@@ -71,7 +84,8 @@ def validate(
     size = file.stat().st_size
     show_progress = sys.stderr.isatty() if progress is None else progress
 
-    writer: _FindingWriter | None = _FindingWriter(json_report, release) if json_report else None
+    across = _across_rows(spec, la, previous, err)
+    writer: _FindingWriter | None = _FindingWriter(json_report) if json_report else None
     examples: list[tuple[int, str, str, str]] = []
 
     def sink(row: int, fnd: Any) -> None:
@@ -92,6 +106,7 @@ def validate(
                 la_code=la,
                 sink=sink,
                 on_row=lambda n: update(raw.tell(), n),
+                on_record=across.add,
             )
     except CLDFileError as exc:
         if writer is not None:
@@ -111,20 +126,40 @@ def validate(
         raw.close()
 
     report = summary.to_json(spec)
+    report.update(across.to_json(summary.release))
     if writer is not None:
-        writer.finish(summary.rows, report)
+        writer.finish(summary.release, summary.rows, report)
     _print_summary(console, file, summary, report, examples[:show])
+    _print_across_rows(console, report)
     raise typer.Exit(EXIT_FAILURES if summary.rows_with_failures else EXIT_OK)
+
+
+def _across_rows(spec: Spec, la: str | None, previous: Path | None, err: Console) -> Any:
+    """The checks across rows, identity warnings and release hint (issue 13 items 5, 6, 8): validate_across_rows."""
+    from cld_cli.validate_across_rows import AcrossRows, PreviousReportError, load_previous
+
+    try:
+        before = load_previous(previous) if previous is not None else None
+    except PreviousReportError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_UNUSABLE) from None
+    return AcrossRows(spec, la_code=la, previous=before)
+
+
+def _print_across_rows(console: Console, report: dict[str, Any]) -> None:
+    from cld_cli.validate_across_rows import print_across_rows
+
+    print_across_rows(console, report)
 
 
 class _FindingWriter:
     """Streams findings into the JSON report so memory stays flat; renamed into place only on success."""
 
-    def __init__(self, path: Path, release: Release) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
         self.tmp = path.with_name(f".{path.name}.partial")
         self.fh = self.tmp.open("w", encoding="utf-8")
-        self.fh.write(f'{{"release": {json.dumps(release.value)}, "findings": [')
+        self.fh.write('{"findings": [')
         self.first = True
 
     def add(self, row: int, fnd: Any) -> None:
@@ -139,8 +174,11 @@ class _FindingWriter:
         self.fh.write(("\n" if self.first else ",\n") + json.dumps(item, ensure_ascii=False))
         self.first = False
 
-    def finish(self, rows: int, summary: dict[str, Any]) -> None:
-        self.fh.write(f'\n], "rows": {rows}, "summary": {json.dumps(summary, ensure_ascii=False)}}}\n')
+    def finish(self, release: Release, rows: int, summary: dict[str, Any]) -> None:
+        self.fh.write(
+            f'\n], "release": {json.dumps(release.value)}, "rows": {rows}, '
+            f'"summary": {json.dumps(summary, ensure_ascii=False)}}}\n'
+        )
         self.fh.close()
         os.replace(self.tmp, self.path)
 
@@ -178,6 +216,14 @@ class _Progress:
             self.bar.stop()
 
 
+def _release_basis_note(basis: str) -> str:
+    if basis == "given":
+        return ""
+    if basis == "latest":
+        return " (no readable period: the latest release; choose one with --release)"
+    return f" (in force for the file's {basis.replace('_', ' ')}; choose another with --release)"
+
+
 def _print_summary(
     console: Console, file: Path, summary: Any, report: dict[str, Any], examples: list[tuple[int, str, str, str]]
 ) -> None:
@@ -185,6 +231,7 @@ def _print_summary(
         f"[bold]{file.name}[/]: {summary.rows:,} rows, "
         f"[{'red' if summary.rows_with_failures else 'green'}]{summary.rows_with_failures:,} with failures[/] "
         f"({summary.failures:,} failed fields), release {summary.release.value}"
+        + _release_basis_note(summary.release_basis)
     )
     if report["missing_columns"]:
         console.print(f"[yellow]columns not in the file (treated as blank):[/] {', '.join(report['missing_columns'])}")

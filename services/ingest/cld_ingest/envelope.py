@@ -25,6 +25,8 @@ ID_PATTERN: Final = r"^[A-Za-z0-9._:@/+-]{1,128}$"
 """Source ids and idempotency keys: bounded, printable, no spaces (they travel as headers and log fields)."""
 _LA_CODE = re.compile(LA_CODE_PATTERN)
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+RELEASE_PATTERN: Final = r"^\s*(?i:release\s*)?[rR]?[12]\s*$"
+"""The ``cld-release`` request header: the specification release the records are written to (r1 or r2)."""
 OPT_OUT_PATTERN: Final = r"^[A-Za-z0-9 ,._-]{0,200}$"
 """The ``cld-opt-out`` request header: comma-separated tokens (docs/governance.md, "Opt-out and objection flags")."""
 
@@ -68,6 +70,16 @@ def opt_out_value(header: str | None) -> str | None:
     return opt_out_header(flags) or None
 
 
+def release_value(header: str | None) -> str | None:
+    """The canonical ``cld-release`` value (``r1``/``r2``) for a request's header; None when not given."""
+    if header is None or not header.strip():
+        return None
+    digit = header.strip()[-1]
+    if digit not in "12":
+        raise EnvelopeError(f"the {topics.HEADER_RELEASE} header must be r1 or r2")
+    return f"r{digit}"
+
+
 def safe_field_name(name: str, known: Iterable[str]) -> str:
     """A submitted field name fit for an error message: quoted only when it looks like a misspelt spec field.
 
@@ -100,15 +112,18 @@ def envelope(
     received_at: datetime,
     channel: str,
     opt_out: str | None = None,
+    release: str | None = None,
 ) -> Envelope:
     """``event_id`` None: derived from the content (CSV rows), so re-sending the same row is idempotent.
 
     ``source`` is the authenticated source's id (never a client header); ``opt_out`` the canonical
-    ``cld-opt-out`` value (:func:`opt_out_value`), passed through as a Kafka header.
+    ``cld-opt-out`` value (:func:`opt_out_value`), passed through as a Kafka header; ``release`` the canonical
+    ``cld-release`` value (:func:`release_value`), passed through too. A row uploaded again with another release
+    is another event (its content id includes the release), so the re-checked version replaces the first.
     """
     value = record_value(record, la_code)
     if event_id is None:
-        event_id = content_event_id(la_code, value)
+        event_id = content_event_id(la_code, value + (f"\ncld-release={release}".encode() if release else b""))
     headers = {
         topics.HEADER_SOURCE: source,
         topics.HEADER_EVENT_ID: event_id,
@@ -117,4 +132,6 @@ def envelope(
     }
     if opt_out:
         headers[OPT_OUT_HEADER] = opt_out
+    if release:
+        headers[topics.HEADER_RELEASE] = release
     return Envelope(la_code=la_code, event_id=event_id, value=value, headers=headers)

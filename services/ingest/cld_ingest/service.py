@@ -39,10 +39,12 @@ from cld_ingest.envelope import (
     ID_PATTERN,
     LA_CODE_PATTERN,
     OPT_OUT_PATTERN,
+    RELEASE_PATTERN,
     Envelope,
     EnvelopeError,
     envelope,
     opt_out_value,
+    release_value,
     resolve_la_code,
     safe_field_name,
 )
@@ -150,6 +152,15 @@ JSON_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     },
 }
 
+ReleaseHeader = Annotated[
+    str | None,
+    Header(
+        alias=topics.HEADER_RELEASE,
+        pattern=RELEASE_PATTERN,
+        description="The specification release the records are written to (r1 or r2). Default: the release in "
+        "force for each record's reporting period (or the source's configured release).",
+    ),
+]
 OptOutHeader = Annotated[
     str | None,
     Header(
@@ -372,6 +383,7 @@ def create_app(settings: IngestSettings, *, tenants: Registry | None = None) -> 
         idempotency_key: IdemHeader = None,
         x_cld_event_id: EventIdHeader = None,
         cld_opt_out: OptOutHeader = None,
+        cld_release: ReleaseHeader = None,
     ) -> RecordAccepted:
         """Submit one record (JSON object of spec fields by snake_case name; dates dd/mm/yyyy or yyyy-mm-dd)."""
         values: dict[str, str | None] = record.model_dump()
@@ -385,6 +397,7 @@ def create_app(settings: IngestSettings, *, tenants: Registry | None = None) -> 
             received_at=datetime.now(UTC),
             channel="http",
             opt_out=opt_out_value(cld_opt_out),
+            release=release_value(cld_release),
         )
         claim_key(env.headers[topics.HEADER_SOURCE], RECORDS_PATH, idempotency_key or x_cld_event_id, [env])
         await raw.send_all([env], channel="http")
@@ -399,6 +412,7 @@ def create_app(settings: IngestSettings, *, tenants: Registry | None = None) -> 
         idempotency_key: IdemHeader = None,
         x_cld_event_id: EventIdHeader = None,
         cld_opt_out: OptOutHeader = None,
+        cld_release: ReleaseHeader = None,
     ) -> BatchAccepted:
         """Submit a list of records: all are checked (and authorised for their LA) first, then all published,
         or none. A ``cld-opt-out`` header applies to every record of the batch."""
@@ -410,6 +424,7 @@ def create_app(settings: IngestSettings, *, tenants: Registry | None = None) -> 
         base = idempotency_key or x_cld_event_id
         stamped = source_id(request, source)
         opt_out = opt_out_value(cld_opt_out)
+        release = release_value(cld_release)
         envelopes = []
         for i, record in enumerate(records):
             values: dict[str, str | None] = record.model_dump()
@@ -428,6 +443,7 @@ def create_app(settings: IngestSettings, *, tenants: Registry | None = None) -> 
                     received_at=now,
                     channel="http",
                     opt_out=opt_out,
+                    release=release,
                 )
             )
         claim_key(stamped, BATCH_PATH, base, envelopes)
@@ -460,6 +476,7 @@ def create_app(settings: IngestSettings, *, tenants: Registry | None = None) -> 
         la: Annotated[str, Query(pattern=LA_CODE_PATTERN, description="The LA whose file this is.")],
         source: CallerDep,
         cld_opt_out: OptOutHeader = None,
+        cld_release: ReleaseHeader = None,
     ) -> UploadAccepted:
         """Upload an LA's CSV file (spec column headers on the first line). Each row is one raw event whose
         event id is derived from the LA code and the row, so uploading the same file again is idempotent.
@@ -468,6 +485,7 @@ def create_app(settings: IngestSettings, *, tenants: Registry | None = None) -> 
         authorise(source, la)
         stamped = source_id(request, source)
         opt_out = opt_out_value(cld_opt_out)
+        release = release_value(cld_release)
         with tempfile.SpooledTemporaryFile(max_size=settings.upload_spool_bytes) as spool:
             await _receive_file(request, spool)
             upload_id = str(uuid.uuid4())
@@ -486,6 +504,7 @@ def create_app(settings: IngestSettings, *, tenants: Registry | None = None) -> 
                         received_at=now,
                         channel="csv",
                         opt_out=opt_out,
+                        release=release,
                     )
                 )
                 if len(batch) >= settings.publish_window:

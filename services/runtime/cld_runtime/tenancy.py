@@ -59,6 +59,7 @@ from typing import Annotated, Any, Final, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cld_schemas.events import DeadLetterReason
+from cld_schemas.spec import Release
 
 REGISTRY_FORMAT: Final = "cld-tenants/1"
 API_KEY_PREFIX: Final = "cldk_"
@@ -210,6 +211,12 @@ class Source(_Frozen):
     hub_id: str | None = Field(default=None, description="For hub sources: the hub they belong to.")
     key_hash: KeyHash = Field(
         default=None, description="'sha256:' + SHA-256 hex of the API key; null when no HTTP key is issued."
+    )
+    release: Release | None = Field(
+        default=None,
+        description="The specification release this source's records are checked against (r1/r2); null: the "
+        "release in force for each record's reporting period (the spec's cut-over). An upload's cld-release "
+        "header overrides it.",
     )
 
     @field_validator("id")
@@ -545,6 +552,7 @@ def with_new_source(
     name: str = "",
     cqc_location_id: str | None = None,
     hub_id: str | None = None,
+    release: Release | None = None,
 ) -> tuple[Registry, str]:
     """Add a source with a freshly generated key. Returns the new registry and the key (show it once)."""
     if registry.source(source_id) is not None:
@@ -559,6 +567,7 @@ def with_new_source(
             cqc_location_id=cqc_location_id,
             hub_id=hub_id,
             key_hash=hash_api_key(key),
+            release=release,
         )
     except ValidationError as exc:
         raise TenancyError("; ".join(str(e["msg"]) for e in exc.errors())) from exc

@@ -16,18 +16,42 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
-from typing import Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from .identity import Kind, code_key
-from .state import StoredRecord
+from .scope import REASONS, LeftOutReason, left_out_reason
+
+if TYPE_CHECKING:  # the checks need no database: the CLI runs them on a file without loading the state module
+    from .state import HeldOut
 
 MAX_EXAMPLES: Final = 10
 SMALL_FILE_EVENTS: Final = 100
 """R-SUB-3: files with fewer events keep their stated dates."""
 MONTH_SHARE: Final = 0.02
 """R-SUB-3: months with under 2% of the file's events are dropped from the derived period."""
+
+
+class CheckedRecord(Protocol):
+    """What the dataset checks read of a record (``state.StoredRecord`` has it; so does ``file_checks``' row)."""
+
+    @property
+    def kind(self) -> Kind: ...
+    @property
+    def event_type(self) -> str | None: ...
+    @property
+    def person_key(self) -> str | None: ...
+    @property
+    def derived_end(self) -> date | None: ...
+    @property
+    def record(self) -> dict[str, str | None]: ...
+    @property
+    def findings(self) -> tuple[tuple[str, str, str], ...]: ...
+    @property
+    def failed(self) -> bool: ...
+    @property
+    def opt_out(self) -> bool: ...
 
 
 class Severity(StrEnum):
@@ -92,7 +116,7 @@ def _v(rec: dict[str, str | None], name: str) -> str:
     return value.strip() if value else ""
 
 
-def unique_event_key(r: StoredRecord) -> bytes | None:
+def unique_event_key(r: CheckedRecord) -> bytes | None:
     """DHSC's unique event for a single submission (R-DUP-1): raw values except the derived end date.
 
     LA code is implied (one LA per file); person = R-ID-1 person key; services add type, component,
@@ -128,7 +152,7 @@ def unique_event_key(r: StoredRecord) -> bytes | None:
     return _h(*parts)
 
 
-def _event_identity(r: StoredRecord) -> bytes:
+def _event_identity(r: CheckedRecord) -> bytes:
     """What makes two rows the same event regardless of their reference (for reference reuse)."""
     rec = r.record
     return _h(r.person_key or "", r.event_type or _v(rec, "event_type"), _v(rec, "event_start_date"))
@@ -201,9 +225,10 @@ class DatasetChecker:
     _failed_rows: int = 0
     _findings: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
-    def add(self, r: StoredRecord) -> None:
+    def add(self, r: CheckedRecord, *, row: int | None = None) -> None:
+        """``row``: the row number examples name (default: the count of rows added, 1 = the first)."""
         self.rows += 1
-        row = self.rows
+        row = self.rows if row is None else row
         rec = r.record
         if r.failed or r.findings:
             self._failed_rows += 1
@@ -575,3 +600,100 @@ def diff_checks(diff: Diff) -> list[CheckResult]:
             )
         )
     return out
+
+
+# -- held records left out of a period (the scope rules, with reasons) ------------------------------------
+
+
+class LeftOutGroup(BaseModel):
+    """Held records left out of the period for one reason: a count and the first references (never values)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    reason: str
+    rule: str
+    explanation: str
+    count: int
+    examples: tuple[str, ...] = Field(
+        default=(), description="Event References (R-FLD-23: never personal data), else record keys (keyed hashes)."
+    )
+
+
+class LeftOut(BaseModel):
+    """How many of the records held for the LA are not in the period's file, and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    held: int
+    in_file: int
+    left_out: int
+    by_reason: list[LeftOutGroup]
+
+
+@dataclass
+class LeftOutCounter:
+    """Feed each left-out record (``add``) with its reason; ``summary`` groups them, most frequent first."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, reason: LeftOutReason, reference: str) -> None:
+        self.counts[reason.value] += 1
+        ex = self.examples.setdefault(reason.value, [])
+        if len(ex) < MAX_EXAMPLES:
+            ex.append(reference)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def groups(self) -> list[LeftOutGroup]:
+        return [
+            LeftOutGroup(
+                reason=reason,
+                rule=REASONS[LeftOutReason(reason)].rule,
+                explanation=REASONS[LeftOutReason(reason)].explanation,
+                count=n,
+                examples=tuple(self.examples.get(reason, ())),
+            )
+            for reason, n in sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        ]
+
+    def summary(self, *, in_file: int) -> LeftOut:
+        return LeftOut(held=in_file + self.total, in_file=in_file, left_out=self.total, by_reason=self.groups())
+
+
+def left_out_check(left: LeftOut, *, rows_word: str = "held records") -> CheckResult | None:
+    """The left-out records as a dataset check (INFO: leaving them out is what the scope rules ask)."""
+    if not left.left_out:
+        return None
+    return CheckResult(
+        id="DS-LEFT-OUT",
+        severity=Severity.INFO,
+        explanation=f"{left.left_out} of {left.held} {rows_word} are outside the period by the scope rules and are "
+        "not in the file: " + "; ".join(f"{g.count} {g.explanation} ({g.rule})" for g in left.by_reason) + ".",
+        rule="R-SCOPE-1",
+        count=left.left_out,
+        details={g.reason: g.count for g in left.by_reason},
+        examples=tuple(f"{g.reason}: {ex}" for g in left.by_reason for ex in g.examples[:3]),
+    )
+
+
+def left_out_of(held_out: Iterable[HeldOut], *, in_file: int, period_start: date, period_end: date) -> LeftOut:
+    """Group the records the period's file leaves out (``StateStore.iter_left_out``) by reason."""
+    counter = LeftOutCounter()
+    for h in held_out:
+        reason = left_out_reason(
+            h.kind,
+            start=h.start,
+            derived_end=h.derived_end,
+            death=h.death,
+            period_start=period_start,
+            period_end=period_end,
+        )
+        if reason is None:
+            reason = (
+                LeftOutReason.NO_LINKED_ADULT_IN_SCOPE if h.kind is Kind.CARER_BY_ASSOCIATION else LeftOutReason.OTHER
+            )
+        counter.add(reason, h.event_reference or f"key {h.record_key}")
+    return counter.summary(in_file=in_file)

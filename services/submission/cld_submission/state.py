@@ -159,6 +159,18 @@ class StoredRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldOut:
+    """A held record the period's file leaves out: its scope facts and reference (no personal data)."""
+
+    record_key: str
+    kind: Kind
+    start: date | None
+    derived_end: date | None
+    death: date | None
+    event_reference: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Incoming:
     """A validated record with where it came from on Kafka (offsets are None outside Kafka)."""
 
@@ -562,6 +574,31 @@ class StateStore:
             sql, params = _scope_query(la_code, period_start, period_end, count=True)
             return int(conn.execute(sql, params).fetchone()[0])
 
+    def iter_left_out(
+        self, la_code: str, period_start: date, period_end: date, *, batch: int = 2000
+    ) -> Iterator[HeldOut]:
+        """The held records of the LA that are not in the period's file (``iter_in_scope``'s complement), by
+        record key, with what ``scope.left_out_reason`` needs to say why."""
+        conn = _connect(self._path)
+        try:
+            conn.execute("BEGIN")
+            sql, params = _left_out_query(la_code, period_start, period_end)
+            cur = conn.execute(sql, params)
+            while rows := cur.fetchmany(batch):
+                for key, kind, start, end, death, rec in rows:
+                    ref = json.loads(rec).get("event_reference")
+                    yield HeldOut(
+                        record_key=key,
+                        kind=Kind(kind),
+                        start=date.fromisoformat(start) if start else None,
+                        derived_end=date.fromisoformat(end) if end else None,
+                        death=date.fromisoformat(death) if death else None,
+                        event_reference=ref.strip() if isinstance(ref, str) and ref.strip() else None,
+                    )
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
     def iter_in_scope(
         self, la_code: str, period_start: date, period_end: date, *, batch: int = 2000
     ) -> Iterator[StoredRecord]:
@@ -588,6 +625,24 @@ _COLUMNS: Final = (
 
 
 def _scope_query(la_code: str, start: date, end: date, *, count: bool) -> tuple[str, dict[str, str]]:
+    body, params = _scope_body(la_code, start, end)
+    if count:
+        return f"SELECT count(*) FROM ({body})", params  # noqa: S608
+    return f"{body} ORDER BY r.record_key", params
+
+
+def _left_out_query(la_code: str, start: date, end: date) -> tuple[str, dict[str, str]]:
+    """The held (not withdrawn) records of the LA that the scope query leaves out, with their scope facts."""
+    body, params = _scope_body(la_code, start, end)
+    return (
+        "SELECT o.record_key, o.kind, o.start_date, o.der_end_date, o.death_date, o.record_json FROM records o "  # noqa: S608
+        f"WHERE o.la_code = :la AND o.withdrawn = 0 AND o.record_key NOT IN (SELECT record_key FROM ({body})) "
+        "ORDER BY o.record_key",
+        params,
+    )
+
+
+def _scope_body(la_code: str, start: date, end: date) -> tuple[str, dict[str, str]]:
     # S608 below: the SQL is built from constant fragments only; every value is a bound parameter.
     # Dates are ISO strings, so text comparison is date comparison.
     params = {"la": la_code, "ps": start.isoformat(), "pe": end.isoformat()}
@@ -616,9 +671,7 @@ def _scope_query(la_code: str, start: date, end: date, *, count: bool) -> tuple[
         f"   WHERE l.la_code = r.la_code AND l.record_key = r.record_key AND {e_alive}"
         f"   AND {active.format(t='e')}))))"
     )
-    if count:
-        return f"SELECT count(*) FROM ({body})", params  # noqa: S608
-    return f"{body} ORDER BY r.record_key", params
+    return body, params
 
 
 def _stored(row: tuple[Any, ...]) -> StoredRecord:

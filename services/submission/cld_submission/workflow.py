@@ -36,6 +36,7 @@ from .checks import (
     DatasetChecker,
     Diff,
     FindingCount,
+    LeftOut,
     ManifestEntry,
     PartialThresholds,
     Severity,
@@ -43,6 +44,8 @@ from .checks import (
     compare_with_previous,
     diff_checks,
     diff_manifests,
+    left_out_check,
+    left_out_of,
 )
 from .deadlines import DeadlineRule, covers_next_deadline, days_remaining
 from .exports import ExportResult, run_export
@@ -97,6 +100,8 @@ class DQSummary(BaseModel):
     profile: SubmissionProfile
     diff: Diff | None
     previous_submission_id: str | None
+    left_out: LeftOut | None = None
+    """Held records of the LA not in the file (outside the period by the scope rules), by reason."""
 
 
 @dataclass(frozen=True)
@@ -316,8 +321,18 @@ class SubmissionWorkflow:
                 if prev_body is not None:
                     prev_profile = DQSummary.model_validate_json(prev_body).profile
             profile = built.checker.profile()
+            left_out = await asyncio.to_thread(
+                lambda: left_out_of(
+                    self.state.iter_left_out(la_code, period_start, period_end),
+                    in_file=built.file.rows,
+                    period_start=period_start,
+                    period_end=period_end,
+                )
+            )
+            left_check = left_out_check(left_out)
             checks = [
                 *built.checker.finish(),
+                *([left_check] if left_check is not None else []),
                 *compare_with_previous(profile, prev_profile, self.settings.partial),
                 *(diff_checks(diff) if diff is not None else []),
             ]
@@ -341,6 +356,7 @@ class SubmissionWorkflow:
                 profile=profile,
                 diff=diff,
                 previous_submission_id=previous.submission_id if previous else None,
+                left_out=left_out,
             )
             self.repo.put_summary(new_id, summary.model_dump_json())
 

@@ -13,12 +13,15 @@ from typing import Any, TextIO
 
 from cld_schemas.csvfile import CLDFileError, CLDHeader, CLDRows, iter_records
 from cld_schemas.spec import FieldStatus, Release, Spec, load_spec
-from cld_validation.rules import FieldFinding, Validator
+from cld_validation.release import latest_release, release_by_period
+from cld_validation.rules import FieldFinding, RowResult, Validator
 
 
 @dataclass
 class FileSummary:
     release: Release
+    release_basis: str = "given"
+    """How the release was chosen: ``given`` (--release), else ``release.ReleaseBasis`` of the first row."""
     rows: int = 0
     rows_with_failures: int = 0
     failures: int = 0
@@ -37,6 +40,8 @@ class FileSummary:
         headers = {f.name: f.header for f in spec.fields}
         rules = {r.id: r for r in spec.rules}
         return {
+            "release": self.release.value,
+            "release_basis": self.release_basis,
             "rows": self.rows,
             "rows_with_failures": self.rows_with_failures,
             "rows_passed": self.rows - self.rows_with_failures,
@@ -78,6 +83,8 @@ def _status_rule_text(spec: Spec, rule_id: str) -> str:
 
 
 FindingSink = Callable[[int, FieldFinding], None]
+RecordHook = Callable[[int, dict[str, str | None], RowResult], None]
+"""Sees every row (its number as the sink numbers it, the record, its result): the checks across rows."""
 
 
 def required_columns(spec: Spec) -> tuple[str, ...]:
@@ -102,13 +109,17 @@ def open_file(stream: TextIO, *, spec: Spec, sparse: bool = False) -> tuple[CLDH
 def validate_stream(
     stream: TextIO,
     *,
-    release: Release,
+    release: Release | None,
     spec: Spec | None = None,
     la_code: str | None = None,
     sink: FindingSink | None = None,
     on_row: Callable[[int], None] | None = None,
+    on_record: RecordHook | None = None,
 ) -> FileSummary:
     """Validate every row of an LA file. ``sink(row_number, finding)`` gets each failure (1-based data row).
+
+    ``release`` None: the release in force for the file's reporting period (the spec's cut-over data, read from
+    the first row: a file states one period; ``release.release_by_period``).
 
     Raises CLDFileError when the file cannot be used at all.
     """
@@ -118,13 +129,19 @@ def validate_stream(
     absent = frozenset(f.name for f in spec.fields if f.name not in present and f.in_file is not True)
     if la_code is not None:
         absent = absent - {"la_code"}
-    validator = Validator(spec, release, absent=absent)
+    validator = Validator(spec, release, absent=absent) if release is not None else None
     summary = FileSummary(
-        release=release, missing_columns=header.missing_fields, unknown_columns=header.unknown_columns
+        release=release or latest_release(spec),
+        missing_columns=header.missing_fields,
+        unknown_columns=header.unknown_columns,
     )
     for n, rec in enumerate(rows, start=1):
         if la_code is not None and not rec.get("la_code"):
             rec["la_code"] = la_code
+        if validator is None:  # no --release: the release in force for the file's period (its first row's)
+            choice = release_by_period(rec, spec)
+            summary.release, summary.release_basis = choice.release, choice.basis.value
+            validator = Validator(spec, choice.release, absent=absent)
         result = validator.validate(rec)
         summary.rows = n
         if result.findings:
@@ -139,6 +156,8 @@ def validate_stream(
                     sink(n, fnd)
         for name in result.unchecked:
             summary.unchecked[name] += 1
+        if on_record is not None:
+            on_record(n, rec, result)
         if on_row is not None and n % 1000 == 0:
             on_row(n)
     summary.short_rows, summary.long_rows = rows.short_rows, rows.long_rows

@@ -44,6 +44,7 @@ from cld_schemas import topics
 from cld_schemas.events import DeadLetterReason, RecordValidated
 from cld_schemas.spec import Release
 from cld_validation.intake import Intake, Rejected, read_message
+from cld_validation.release import ReleaseChoice, parse_release, select_release
 from cld_validation.rules import FieldFinding, validate_record
 
 SERVICE = "validation"
@@ -59,7 +60,12 @@ class ValidationSettings(Settings):
         description="HTTP port (/metrics, /health).",
     )
     group_id: str = Field(default="cld-validation", description="Kafka consumer group shared by all instances.")
-    release: Release = Field(default=Release.R2, description="Specification release the records are validated against.")
+    release: Release | None = Field(
+        default=None,
+        description="A release to check every record against (r1/r2). Unset: the release in force for each "
+        "record's reporting period (the spec's cut-over data), unless the source (tenants registry) or the "
+        "upload (cld-release header) says otherwise.",
+    )
     received_at_max_future_seconds: float = Field(
         default=300.0,
         ge=0,
@@ -228,6 +234,8 @@ class RawEventsHandler:
         self._max_future = timedelta(seconds=settings.received_at_max_future_seconds)
         self._max_age = timedelta(days=settings.received_at_max_age_days)
         self.tenants = tenants
+        self.source_releases = {s.id: s.release for s in tenants.sources if s.release is not None}
+        """Sources with a configured release (the registry is fixed for the process's life)."""
         self.validated = validated
         self.deadletters = deadletters
         self.metrics = metrics
@@ -253,7 +261,7 @@ class RawEventsHandler:
                     outcome = intake
                 else:
                     channel = intake.channel
-                    outcome = validated_message(intake, msg, release=self.settings.release, now=now)
+                    outcome = validated_message(intake, msg, release=self.release_for(intake, msg).release, now=now)
             except Exception as exc:  # a bug or an unforeseen input must not stall the partition
                 self.log.exception(
                     "processing failed", extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
@@ -269,6 +277,23 @@ class RawEventsHandler:
         self.validated.count_published()
         self.accounting.batch(
             topics.RAW, {Outcome.FORWARDED: len(messages) - deadlettered, Outcome.DEADLETTERED: deadlettered}
+        )
+
+    def release_for(self, intake: Intake, msg: RawMessage) -> ReleaseChoice:
+        """The release this record is checked against: upload header, source, setting, else its period."""
+        header = msg.header(topics.HEADER_RELEASE)
+        upload = parse_release(header)
+        if header is not None and upload is None:
+            # Not a reason to lose the record: it is checked by its period, and the operator is told.
+            self.log.warning(
+                "cld-release header is not r1 or r2: ignored",
+                extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset},
+            )
+        return select_release(
+            intake.record,
+            upload=upload,
+            source=self.source_releases.get(intake.source),
+            configured=self.settings.release,
         )
 
     async def _publish(
