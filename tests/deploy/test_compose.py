@@ -212,9 +212,9 @@ def test_services_start_from_the_compose_environment(compose: dict[str, Any], mo
         assert ipaddress.ip_address(settings.http_host).is_unspecified, name
         assert settings.kafka_bootstrap_servers == "kafka:9092"
         assert settings.log_level == "INFO"
-        if name != "pseudonymisation":  # ingest, validation and submission enforce the tenants registry
-            assert settings.tenants_file is not None, f"{name}: CLD_TENANTS_FILE (or a loud CLD_TENANCY_MODE=open)"
-            assert _mounted(str(settings.tenants_file), mounts) == ("cld-tenants", True), name
+        # every service enforces the tenants registry (pseudonymisation: operator keys for GET /v1/risk)
+        assert settings.tenants_file is not None, f"{name}: CLD_TENANTS_FILE (or a loud CLD_TENANCY_MODE=open)"
+        assert _mounted(str(settings.tenants_file), mounts) == ("cld-tenants", True), name
     pseudo: Any = service_settings("pseudonymisation")
     environment_from(
         {k: str(v) for k, v in compose["services"]["pseudonymisation"]["environment"].items()}, monkeypatch

@@ -23,7 +23,7 @@ KUBERNETES_VERSION = "1.31"
 CORE_KINDS = {"Namespace", "ServiceAccount", "ConfigMap", "Secret", "Deployment", "Service", "PersistentVolumeClaim"}
 # Submission keeps single-writer state on a volume: one replica, never scaled (deploy/k8s/README.md).
 SCALED = {name: group for name, group in CONSUMER_GROUPS.items() if name != "submission"}
-TENANCY_ENFORCED = ("ingest", "validation", "submission")
+TENANCY_ENFORCED = ("ingest", "validation", "pseudonymisation", "submission")
 RETENTION_MS = {
     "cld.events.raw.v1": 14 * 86_400_000,
     "cld.records.validated.v1": 14 * 86_400_000,

@@ -1,13 +1,15 @@
 """The pseudonymisation-preview service process: ``RecordValidated`` -> ``RecordPseudonymised`` + risk gauges.
 
 Composition root: :func:`create_app`. The domain (``Pseudonymiser``, ``RiskAccumulator``) does the work;
-this module only wires Kafka, metrics and one read-only HTTP route (``GET /v1/risk``). Tenant = the record's
+this module only wires Kafka, metrics and one read-only HTTP route (``GET /v1/risk``, for operators with an
+operator key of the tenants registry, scoped to their LAs as in the submission API). Tenant = the record's
 LA code (pseudonyms differ per LA), purpose from settings. One risk accumulator per (LA, reporting period).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +45,14 @@ from cld_runtime import (
 from cld_runtime.broker import BatchPublisher
 from cld_runtime.http import json_response
 from cld_runtime.messages import RawMessage, raw_messages, undecoded, unreadable_reason
+from cld_runtime.tenancy import (
+    Operator,
+    OperatorAction,
+    Registry,
+    authenticate_operator,
+    authorise_operator,
+    sees_la,
+)
 from cld_schemas import topics
 from cld_schemas.events import DeadLetterReason, RecordPseudonymised, RecordValidated
 
@@ -260,33 +270,78 @@ class ValidatedRecordsHandler:
         self.publisher.count_published()
 
 
-def risk_route(risk: RiskBook) -> Any:
-    @get(description="Re-identification risk figures for one LA and reporting period (?la=318&period=...).")
+def _bearer_key(scope: Scope) -> str | None:
+    """The key of ``Authorization: Bearer <key>`` (None for none or another scheme)."""
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() or None if scheme.lower() == "bearer" else None
+    return None
+
+
+_UNAUTHENTICATED: Final = {"detail": "unknown_operator: send a valid operator key as 'Authorization: Bearer <key>'"}
+
+
+def risk_answer(
+    risk: RiskBook, operator: Operator | None, la: str | None, period: str | None
+) -> tuple[int, dict[str, Any]]:
+    """``GET /v1/risk`` as a pure function: (status, body).
+
+    The figures are per-LA statistics of personal data (people count, uniques, class-size histogram), so they are
+    an operator's view (``OperatorAction.VIEW``), scoped exactly as the submission API: 401 without a known
+    operator, 403 for an LA outside the operator's scope (before any look-up, so a refusal says nothing about
+    whether the LA has data), and a listing shows only the operator's LAs. Open tenancy mode's ``open`` operator
+    sees every LA.
+    """
+    if operator is None:
+        return 401, _UNAUTHENTICATED
+    if la is None:
+        available = [
+            {"la_code": k[0], "period": k[1], "people": len(acc)}
+            for k, acc in sorted(risk.accumulators.items())
+            if sees_la(operator, k[0])
+        ]
+        return 200, {"available": available}
+    decision = authorise_operator(operator, la, OperatorAction.VIEW)
+    if not decision.allowed:
+        reason = decision.reason.value if decision.reason else "refused"
+        return decision.http_status, {"detail": f"{reason}: {decision.detail}"}
+    matches = {k: acc for k, acc in risk.accumulators.items() if k[0] == la and (period is None or k[1] == period)}
+    if not matches:
+        return 404, {"detail": "no records for that LA and period"}
+    if len(matches) > 1:
+        return 400, {"detail": "several periods: give ?period=", "periods": sorted(k[1] for k in matches)}
+    [((la_code, per), acc)] = matches.items()
+    return 200, {"la_code": la_code, "period": per, **acc.figures().to_dict()}
+
+
+def risk_route(risk: RiskBook, tenants: Registry) -> Any:
+    @get(
+        description="Re-identification risk figures for one LA and reporting period (?la=318&period=...). "
+        "Operators only: 'Authorization: Bearer <operator key>' (401 without, 403 outside the operator's LAs)."
+    )
     async def risk_figures(scope: Scope) -> AsgiResponse:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         la = (query.get("la") or [None])[0]
         period = (query.get("period") or [None])[0]
-        if la is None:
-            available = [
-                {"la_code": k[0], "period": k[1], "people": len(acc)} for k, acc in sorted(risk.accumulators.items())
-            ]
-            return json_response(200, {"available": available})
-        matches = {k: acc for k, acc in risk.accumulators.items() if k[0] == la and (period is None or k[1] == period)}
-        if not matches:
-            return json_response(404, {"detail": "no records for that LA and period"})
-        if len(matches) > 1:
-            return json_response(
-                400, {"detail": "several periods: give ?period=", "periods": sorted(k[1] for k in matches)}
+        operator = authenticate_operator(tenants, _bearer_key(scope))
+        status, body = risk_answer(risk, operator, la, period)
+        if status == 401:
+            return AsgiResponse(
+                json.dumps(body).encode(),
+                401,
+                headers={"content-type": "application/json", "www-authenticate": 'Bearer realm="cld-pseudonymisation"'},
             )
-        [((la_code, per), acc)] = matches.items()
-        return json_response(200, {"la_code": la_code, "period": per, **acc.figures().to_dict()})
+        return json_response(status, body)
 
     return risk_figures
 
 
-def create_app(settings: PseudonymisationSettings) -> AsgiFastStream:
-    """Composition root of the pseudonymisation-preview process."""
+def create_app(settings: PseudonymisationSettings, *, tenants: Registry | None = None) -> AsgiFastStream:
+    """Composition root of the pseudonymisation-preview process (``tenants`` may be injected, e.g. in tests; by
+    default the registry comes from ``CLD_TENANTS_FILE`` / ``CLD_TENANCY_MODE``: it guards ``/v1/risk``)."""
     log = configure_logging(service=SERVICE, level=settings.log_level)
+    tenants = tenants if tenants is not None else settings.registry()
     registry = CollectorRegistry()
     policy = load_policy(settings.policy_file)
     lookup = PostcodeLookup.from_csv(settings.postcode_lookup_file) if settings.postcode_lookup_file else None
@@ -339,7 +394,7 @@ def create_app(settings: PseudonymisationSettings) -> AsgiFastStream:
         broker,
         settings=settings,
         registry=registry,
-        routes=[("/v1/risk", risk_route(risk))],
+        routes=[("/v1/risk", risk_route(risk, tenants))],
         on_startup=[create_topics],
         after_startup=[lag.start],
         on_shutdown=[lag.stop],
