@@ -179,3 +179,36 @@ async def test_unreadable_validated_message_is_dead_lettered(harness: Harness) -
 def test_without_a_key_the_service_refuses_to_start() -> None:
     with pytest.raises(ValueError, match="no pseudonymisation key"):
         create_app(PseudonymisationSettings(kafka_bootstrap_servers="127.0.0.1:1"), tenants=open_registry())
+
+
+def risk_series(app: Any) -> list[tuple[str, dict[str, str]]]:
+    registry = app.context.get("registry")
+    return [(s.name, s.labels) for m in registry.collect() if m.name.startswith("cld_risk_") for s in m.samples]
+
+
+async def test_made_up_periods_do_not_add_series_or_accumulators(harness: Harness) -> None:
+    """Finding 7: 2,000 records with made-up reporting periods (each distinct) next to real ones: the risk series
+    and accumulators stay bounded; the made-up ones are measured under period="other"."""
+    await harness.send(validated("real-1", la_person_unique_identifier="R1"))
+    await harness.send(validated("real-2", la_person_unique_identifier="R2"))
+    baseline = len(risk_series(harness.app))
+    for i in range(2000):
+        year, day = 2000 + i // 300, 1 + i % 28
+        await harness.send(
+            validated(
+                f"made-up-{i}",
+                la_person_unique_identifier=f"M{i}",
+                reporting_period_start_date=f"{day:02d}/{1 + i % 12:02d}/{year}",
+                reporting_period_end_date=f"{day:02d}/{1 + (i + 5) % 12:02d}/{year + 1 + i % 3}",
+            )
+        )
+
+    risk = harness.app.context.get("risk")
+    assert len(harness.out.bodies) == 2002  # every record is still pseudonymised
+    assert sorted(risk.accumulators) == [("318", "2025-04-01_2026-03-31"), ("318", "other")]
+    assert len(risk.accumulators[("318", "other")]) == 2000
+    series = risk_series(harness.app)
+    assert len(series) == 2 * baseline
+    assert {labels["period"] for _, labels in series} == {"2025-04-01_2026-03-31", "other"}
+    other = await get_risk(harness.app, harness.tenancy.operator_auth("la-318"), la="318", period="other")
+    assert other.json()["people"] == 2000

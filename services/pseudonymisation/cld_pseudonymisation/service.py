@@ -3,7 +3,8 @@
 Composition root: :func:`create_app`. The domain (``Pseudonymiser``, ``RiskAccumulator``) does the work;
 this module only wires Kafka, metrics and one read-only HTTP route (``GET /v1/risk``, for operators with an
 operator key of the tenants registry, scoped to their LAs as in the submission API). Tenant = the record's
-LA code (pseudonyms differ per LA), purpose from settings. One risk accumulator per (LA, reporting period).
+LA code (pseudonyms differ per LA), purpose from settings. One risk accumulator per (LA, reporting period), where
+only the collection's periods count as periods of their own and everything else is ``other`` (``periods.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qs
@@ -29,6 +30,7 @@ from pydantic_core import to_json
 
 from cld_pseudonymisation.generalise import PostcodeLookup, parse_date
 from cld_pseudonymisation.keys import PseudonymKey
+from cld_pseudonymisation.periods import period_label
 from cld_pseudonymisation.policy import Policy, load_policy
 from cld_pseudonymisation.pseudonymiser import Pseudonymiser, person_key, qi_tuple, row_order
 from cld_pseudonymisation.risk import DEFAULT_K_THRESHOLD, DEFAULT_QI, RiskAccumulator
@@ -106,13 +108,15 @@ class PseudonymisationSettings(Settings):
         raise ValueError("no pseudonymisation key: set CLD_PSEUDO_KEY_FILE (or CLD_PSEUDO_KEY)")
 
 
-def reporting_period(record: dict[str, str | None]) -> str | None:
-    """``yyyy-mm-dd_yyyy-mm-dd`` from the record's reporting period dates (None when either is not a date)."""
-    start = parse_date(record.get("reporting_period_start_date"))
-    end = parse_date(record.get("reporting_period_end_date"))
-    if start is None or end is None:
-        return None
-    return f"{start[0]:04d}-{start[1]:02d}-{start[2]:02d}_{end[0]:04d}-{end[1]:02d}-{end[2]:02d}"
+def reporting_period(record: dict[str, str | None], *, today: date) -> str:
+    """The risk label of the record's reporting period: ``yyyy-mm-dd_yyyy-mm-dd`` for a period the collection asks
+    for (a rolling 12 months ending at a quarter end, :mod:`cld_pseudonymisation.periods`), else ``other``. The
+    dates come from the source, so the labels are bounded here, not by the input."""
+    return period_label(
+        parse_date(record.get("reporting_period_start_date")),
+        parse_date(record.get("reporting_period_end_date")),
+        today=today,
+    )
 
 
 @dataclass
@@ -233,8 +237,8 @@ class ValidatedRecordsHandler:
                 event = RecordValidated.model_validate_json(msg.value or b"")
                 record = self.pseudonymisers.for_tenant(event.la_code).pseudonymise(event.record)
                 body = self.pseudonymised_body(event, record, now=now)
-                if not event.withdrawn and (period := reporting_period(event.record)) is not None:
-                    key = self.risk.add(event.la_code, period, record)
+                if not event.withdrawn:
+                    key = self.risk.add(event.la_code, reporting_period(event.record, today=now.date()), record)
                     if key is not None:
                         touched.add(key)
             except ValidationError as exc:
