@@ -229,8 +229,8 @@ def test_rules_only_use_contract_metrics() -> None:
         "cld_deadletters_total",
         "cld_records_validated_total",
         "cld_submission_transitions_total",
-        "cld_submissions",
-        "cld_submission_deadline_days_remaining",
+        "cld_submissions_sent_by_transport",
+        "cld_submission_deadline_remaining_seconds",
         "cld_submission_approved_for_next_deadline",
     }
 

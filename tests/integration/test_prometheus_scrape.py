@@ -372,7 +372,7 @@ def test_submission_service_is_scraped_with_its_gauges(stack: Stack, prom: Prome
     acknowledged = prom.eventually('cld_mesh_acknowledged_total{job="cld-submission"}', lambda r: len(r) == 2)
     assert by("outcome", acknowledged) == {"acknowledged": 0.0, "failed": 0.0}
     days = prom.eventually(
-        f'cld_submission_deadline_days_remaining{{job="cld-submission", la_code="{LA}"}}', lambda r: len(r) == 1
+        f'cld_submission_deadline_remaining_seconds{{job="cld-submission", la_code="{LA}"}}', lambda r: len(r) == 1
     )
     assert -366 < days[0][1] < 366
     approved = prom.eventually(
