@@ -25,6 +25,7 @@ from pydantic import AliasChoices, BaseModel
 from pydantic_settings import BaseSettings
 
 from cld_runtime.settings import Settings
+from cld_runtime.topics import TOPIC_CONFIGS
 from cld_submission.transport.mesh import MeshSettings
 from tests.deploy.tools import DEPLOY, REPO, SERVICES, TOPICS, in_ci
 
@@ -278,6 +279,7 @@ def test_kafka_init_creates_every_topic_like_the_k8s_manifests(compose: dict[str
     ]
     k8s = {doc["spec"]["topicName"]: str(doc["spec"]["config"]["retention.ms"]) for doc in topics}
     assert created == k8s
+    assert created == {name: config["retention.ms"] for name, config in TOPIC_CONFIGS.items()}
     assert "--partitions 6" in script
 
 
