@@ -394,6 +394,7 @@ def create_app(settings: PseudonymisationSettings, *, tenants: Registry | None =
     lag = ConsumerLagMonitor(
         settings, group=settings.group_id, topics=[settings.topic(topics.VALIDATED)], registry=registry
     )
+    lag.watch(broker)  # refresh right after each processed batch, not only every interval
     app = make_asgi_app(
         broker,
         settings=settings,

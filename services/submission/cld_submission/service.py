@@ -364,6 +364,7 @@ def create_app(
     lag = ConsumerLagMonitor(
         settings, group=settings.group_id, topics=[settings.topic(topics.VALIDATED)], registry=registry
     )
+    lag.watch(broker)  # refresh right after each processed batch, not only every interval
     tick: asyncio.Task[None] | None = None
 
     async def ticker() -> None:
