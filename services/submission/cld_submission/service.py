@@ -29,6 +29,7 @@ from typing import Annotated, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
@@ -396,7 +397,10 @@ def create_app(
             state.close()
             repo.close()
 
-    app = FastAPI(
+    # /docs and /redoc serve Swagger UI / ReDoc from the fastapi-offline package, not a CDN (offline too)
+    app = FastAPIOffline(
+        static_url="/docs-static",
+        swagger_ui_parameters={"validatorUrl": None},  # no call to the public validator
         title="CLD submission service",
         description="Per-LA submission state, dataset checks, approval and sending to NHS England.",
         lifespan=lifespan,
