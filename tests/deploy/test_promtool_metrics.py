@@ -106,7 +106,7 @@ def test_the_deadline_gauge_is_in_seconds_and_has_a_series(metrics_text: dict[st
     lines = [ln for ln in metrics_text["submission"].splitlines() if ln.startswith("cld_submission_deadline_")]
     assert lines, "the deadline gauge has no series, so promtool would not check its name"
     assert all(ln.startswith('cld_submission_deadline_remaining_seconds{la_code="318"}') for ln in lines), lines
-    assert 0 < float(lines[0].rsplit(" ", 1)[1]) <= 93 * 86400  # a window closes at most a quarter + a month ahead
+    assert 0 < float(lines[0].rsplit(" ", 1)[1]) <= 93 * 86400  # deadlines are at most 92 days apart
 
 
 def test_promtool_catches_a_non_base_unit() -> None:
