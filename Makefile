@@ -63,7 +63,7 @@ test-deploy: install system-deps ## Deployment checks: promtool rules/tests, man
 	@bash deploy/compose/fetch-compose-schema.sh >/dev/null
 	@$(PYTEST) tests/deploy -q
 
-prometheus-up: system-deps ## Prometheus on 127.0.0.1:$${PROMETHEUS_PORT:-9090} scraping the four services
+prometheus-up: system-deps ## Prometheus on 127.0.0.1:$${PROMETHEUS_PORT:-9090} scraping the four services (ports: CLD_*_PORT, else those `make up` started)
 	@bash deploy/prometheus/prometheus.sh start
 
 prometheus-down: ## Stop that Prometheus

@@ -20,7 +20,15 @@
 #   PROMETHEUS_START_TIMEOUT [60]      seconds to wait for /-/ready
 #   PROMETHEUS_STOP_TIMEOUT [20]       seconds to wait after SIGTERM before SIGKILL
 #   CLD_TARGET_HOST [127.0.0.1]        host the services listen on
-#   INGEST_PORT [8001] VALIDATION_PORT [8002] PSEUDONYMISATION_PORT [8003] SUBMISSION_PORT [8004]
+#   CLD_INGEST_PORT CLD_VALIDATION_PORT CLD_PSEUDONYMISATION_PORT CLD_SUBMISSION_PORT
+#                                      the services' own port settings (as for `make up` and `cld serve`)
+#   INGEST_PORT VALIDATION_PORT PSEUDONYMISATION_PORT SUBMISSION_PORT
+#                                      older names, still read; refused when they disagree with CLD_*_PORT
+#   CLD_LOCAL_RUN_DIR [<repo>/.run/local]   where `make up` records each service's PID and port
+#
+# The scrape target of each service, first match wins: CLD_<SERVICE>_PORT (or <SERVICE>_PORT); else the port
+# of the instance `make up` started, if its PID is still a running `cld serve <service>`; else the default
+# (8001-8004), with a warning, since then whatever answers there is scraped. `render` logs each choice.
 #
 # The Debian package's own service (/etc/prometheus, /var/lib/prometheus, port 9090) plays no part:
 # this script runs /usr/bin/prometheus itself with its own config, storage dir and port.
@@ -51,10 +59,13 @@ is_seconds "$STOP_TIMEOUT" || die "PROMETHEUS_STOP_TIMEOUT must be whole seconds
 TARGET_HOST=${CLD_TARGET_HOST:-$DEFAULT_TARGET_HOST}
 [[ $TARGET_HOST =~ ^[A-Za-z0-9.:_-]+$ ]] || die "CLD_TARGET_HOST must be a host name or address"
 
-# job name, default port, env var: the order of prometheus.yml.
+# job name, service, default port, env vars: the order of prometheus.yml.
 JOBS=(cld-ingest cld-validation cld-pseudonymisation cld-submission)
+SERVICE_NAMES=(ingest validation pseudonymisation submission)
 DEFAULT_PORTS=(8001 8002 8003 8004)
+CLD_PORT_VARS=(CLD_INGEST_PORT CLD_VALIDATION_PORT CLD_PSEUDONYMISATION_PORT CLD_SUBMISSION_PORT)
 PORT_VARS=(INGEST_PORT VALIDATION_PORT PSEUDONYMISATION_PORT SUBMISSION_PORT)
+LOCAL_RUN_DIR=${CLD_LOCAL_RUN_DIR:-$REPO/.run/local}
 
 CONFIG="$RUN_DIR/prometheus.yml"
 DATA_DIR="$RUN_DIR/data"
@@ -66,21 +77,58 @@ URL="http://$HOST:$PROMETHEUS_PORT"
 
 sed_escape() { printf '%s' "$1" | sed -e 's/[\\|&]/\\&/g'; }
 
+# Port of the service instance `make up` started ($1: service), if its recorded PID is still that service.
+local_instance_port() {
+  local pidf="$LOCAL_RUN_DIR/$1.pid" portf="$LOCAL_RUN_DIR/$1.port" pid port
+  [[ -f $pidf && -f $portf ]] || return 1
+  pid=$(<"$pidf")
+  port=$(<"$portf")
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "serve $1" || return 1
+  is_port_number "$port" || return 1
+  printf '%s\n' "$port"
+}
+
+# Fills PORTS[i] with each service's scrape port (see the header for the order of precedence).
+declare -a PORTS=()
+resolve_ports() {
+  local i cld_var legacy_var cld legacy port from
+  for i in "${!JOBS[@]}"; do
+    cld_var=${CLD_PORT_VARS[$i]}
+    legacy_var=${PORT_VARS[$i]}
+    cld=${!cld_var:-}
+    legacy=${!legacy_var:-}
+    if [[ -n $cld && -n $legacy && $cld != "$legacy" ]]; then
+      die "$cld_var=$cld and $legacy_var=$legacy disagree: set only $cld_var"
+    fi
+    if [[ -n $cld ]]; then
+      port=$cld from=$cld_var
+    elif [[ -n $legacy ]]; then
+      port=$legacy from=$legacy_var
+    elif port=$(local_instance_port "${SERVICE_NAMES[$i]}"); then
+      from="the ${SERVICE_NAMES[$i]} instance make up started ($LOCAL_RUN_DIR)"
+    else
+      port=${DEFAULT_PORTS[$i]}
+      from="default: WARNING no $cld_var and no running make up instance, so whatever answers on $port is scraped"
+    fi
+    is_port_number "$port" || die "$from must be a port number, got '$port'"
+    PORTS[i]=$port
+    log "${JOBS[$i]} -> $TARGET_HOST:$port ($from)"
+  done
+}
+
 cmd_render() {
   local -a sed_args=()
-  local i var port
+  local i port
+  resolve_ports
   for i in "${!JOBS[@]}"; do
-    var=${PORT_VARS[$i]}
-    port=${!var:-${DEFAULT_PORTS[$i]}}
-    is_port_number "$port" || die "$var must be a port number, got '$port'"
     grep -qF -- "'$DEFAULT_TARGET_HOST:${DEFAULT_PORTS[$i]}'" "$SOURCE_CONFIG" ||
       die "$SOURCE_CONFIG has no target '$DEFAULT_TARGET_HOST:${DEFAULT_PORTS[$i]}' for ${JOBS[$i]}"
     # Placeholders first, so that swapped ports (e.g. INGEST_PORT=8002, VALIDATION_PORT=8001) work.
     sed_args+=(-e "s|'$DEFAULT_TARGET_HOST:${DEFAULT_PORTS[$i]}'|'@TARGET_$i@'|")
   done
   for i in "${!JOBS[@]}"; do
-    var=${PORT_VARS[$i]}
-    port=${!var:-${DEFAULT_PORTS[$i]}}
+    port=${PORTS[$i]}
     sed_args+=(-e "s|'@TARGET_$i@'|'$TARGET_HOST:$port'|")
   done
   grep -qE -- '^  - alerts\.yml$' "$SOURCE_CONFIG" || die "$SOURCE_CONFIG has no rule_files entry '  - alerts.yml'"
@@ -252,8 +300,8 @@ usage: $(basename -- "$0") install|render|start|reload|stop|status|clean
   clean    stop it and delete its run dir
 
 env: PROMETHEUS_PORT PROMETHEUS_RUN_DIR PROMETHEUS_RETENTION PROMETHEUS_START_TIMEOUT
-     PROMETHEUS_STOP_TIMEOUT CLD_TARGET_HOST INGEST_PORT VALIDATION_PORT
-     PSEUDONYMISATION_PORT SUBMISSION_PORT
+     PROMETHEUS_STOP_TIMEOUT CLD_TARGET_HOST CLD_INGEST_PORT CLD_VALIDATION_PORT
+     CLD_PSEUDONYMISATION_PORT CLD_SUBMISSION_PORT (or INGEST_PORT ...) CLD_LOCAL_RUN_DIR
 EOF
 }
 

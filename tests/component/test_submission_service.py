@@ -328,7 +328,7 @@ async def test_metrics_endpoint_serves_the_contract(harness: Harness) -> None:
         "cld_submissions",
         "cld_mesh_send_total",
         "cld_mesh_acknowledged_total",
-        "cld_submission_deadline_days_remaining",
+        "cld_submission_deadline_remaining_seconds",
         "cld_submission_approved_for_next_deadline",
     ):
         assert name in text

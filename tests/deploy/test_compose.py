@@ -25,6 +25,7 @@ from pydantic import AliasChoices, BaseModel
 from pydantic_settings import BaseSettings
 
 from cld_runtime.settings import Settings
+from cld_runtime.topics import TOPIC_CONFIGS
 from cld_submission.transport.mesh import MeshSettings
 from tests.deploy.tools import DEPLOY, REPO, SERVICES, TOPICS, in_ci
 
@@ -212,9 +213,9 @@ def test_services_start_from_the_compose_environment(compose: dict[str, Any], mo
         assert ipaddress.ip_address(settings.http_host).is_unspecified, name
         assert settings.kafka_bootstrap_servers == "kafka:9092"
         assert settings.log_level == "INFO"
-        if name != "pseudonymisation":  # ingest, validation and submission enforce the tenants registry
-            assert settings.tenants_file is not None, f"{name}: CLD_TENANTS_FILE (or a loud CLD_TENANCY_MODE=open)"
-            assert _mounted(str(settings.tenants_file), mounts) == ("cld-tenants", True), name
+        # every service enforces the tenants registry (pseudonymisation: operator keys for GET /v1/risk)
+        assert settings.tenants_file is not None, f"{name}: CLD_TENANTS_FILE (or a loud CLD_TENANCY_MODE=open)"
+        assert _mounted(str(settings.tenants_file), mounts) == ("cld-tenants", True), name
     pseudo: Any = service_settings("pseudonymisation")
     environment_from(
         {k: str(v) for k, v in compose["services"]["pseudonymisation"]["environment"].items()}, monkeypatch
@@ -278,6 +279,7 @@ def test_kafka_init_creates_every_topic_like_the_k8s_manifests(compose: dict[str
     ]
     k8s = {doc["spec"]["topicName"]: str(doc["spec"]["config"]["retention.ms"]) for doc in topics}
     assert created == k8s
+    assert created == {name: config["retention.ms"] for name, config in TOPIC_CONFIGS.items()}
     assert "--partitions 6" in script
 
 

@@ -100,7 +100,7 @@ def test_dashboard_covers_the_operational_views() -> None:
         "cld_submissions",
         "cld_mesh_send_total",
         "cld_mesh_acknowledged_total",
-        "cld_submission_deadline_days_remaining",
+        "cld_submission_deadline_remaining_seconds",
         "cld_risk_min_k",
         "up",
     }

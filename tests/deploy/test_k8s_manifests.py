@@ -14,6 +14,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from cld_runtime.topics import TOPIC_CONFIGS
 from cld_submission.transport.mesh import MeshSettings
 from tests.deploy.test_compose import environment_from, service_env_names, service_settings
 from tests.deploy.tools import CONSUMER_GROUPS, DEPLOY, SERVICES, TOPICS
@@ -23,10 +24,11 @@ KUBERNETES_VERSION = "1.31"
 CORE_KINDS = {"Namespace", "ServiceAccount", "ConfigMap", "Secret", "Deployment", "Service", "PersistentVolumeClaim"}
 # Submission keeps single-writer state on a volume: one replica, never scaled (deploy/k8s/README.md).
 SCALED = {name: group for name, group in CONSUMER_GROUPS.items() if name != "submission"}
-TENANCY_ENFORCED = ("ingest", "validation", "submission")
+TENANCY_ENFORCED = ("ingest", "validation", "pseudonymisation", "submission")
 RETENTION_MS = {
     "cld.events.raw.v1": 14 * 86_400_000,
-    "cld.records.validated.v1": 14 * 86_400_000,
+    # what `rebuild-state` needs: a rolling 12 months + the submission window (issue 10, finding 12)
+    "cld.records.validated.v1": 400 * 86_400_000,
     "cld.records.pseudonymised.v1": 14 * 86_400_000,
     "cld.deadletter.v1": 30 * 86_400_000,
 }
@@ -306,6 +308,9 @@ def test_kafka_topics_partitions_and_retention() -> None:
             assert config["cleanup.policy"] == "compact" or config["retention.ms"] == -1
         else:
             assert config["retention.ms"] == RETENTION_MS[name], name
+        # the same configs the services create the topic with (cld_runtime.topics.TOPIC_CONFIGS)
+        for key, value in TOPIC_CONFIGS[name].items():
+            assert str(config[key]) == value, (name, key)
         assert doc["metadata"]["annotations"]["cld-mesh/identifiable"] in {"true", "false", "pseudonymised"}
 
 

@@ -9,6 +9,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -101,9 +102,77 @@ def test_committed_configs_pass_promtool(promtool: str, tmp_path: Path) -> None:
     assert "SUCCESS" in out
 
 
+def _script_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment without any port setting of the caller's, and an empty `make up` run dir of its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLD_") and not k.endswith("_PORT")}
+    (tmp_path / "local").mkdir(exist_ok=True)
+    return env | {"PROMETHEUS_RUN_DIR": str(tmp_path / "run"), "CLD_LOCAL_RUN_DIR": str(tmp_path / "local")} | extra
+
+
+def _render(env: dict[str, str]) -> tuple[dict[str, list[str]], str]:
+    result = subprocess.run(
+        ["bash", str(SCRIPT), "render"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return _jobs(_load(Path(result.stdout.strip().splitlines()[0]))), result.stderr
+
+
+def test_rendered_config_takes_the_services_own_port_settings(tmp_path: Path) -> None:
+    """Issue 10: `make prometheus-up` read only INGEST_PORT ..., not the CLD_*_PORT that `make up` and the
+    services read, so it scraped (and alerted on) whatever answered on 8001-8004."""
+    env = _script_env(
+        tmp_path,
+        CLD_INGEST_PORT="18101",
+        CLD_VALIDATION_PORT="18102",
+        CLD_PSEUDONYMISATION_PORT="18103",
+        CLD_SUBMISSION_PORT="18104",
+    )
+    jobs, stderr = _render(env)
+    assert jobs == {
+        "cld-ingest": ["127.0.0.1:18101"],
+        "cld-validation": ["127.0.0.1:18102"],
+        "cld-pseudonymisation": ["127.0.0.1:18103"],
+        "cld-submission": ["127.0.0.1:18104"],
+    }
+    assert "cld-ingest -> 127.0.0.1:18101 (CLD_INGEST_PORT)" in stderr
+
+
+def test_render_scrapes_the_instances_make_up_started(tmp_path: Path) -> None:
+    """Without port settings, the ports `make up` recorded for its still-running instances are the targets; a
+    stale PID file is ignored (default port, with a warning)."""
+    env = _script_env(tmp_path)
+    local = tmp_path / "local"
+    # a stand-in for `cld serve validation`: its command line names the service, as up.sh's check expects
+    fake = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()", "serve", "validation"], stdin=subprocess.PIPE
+    )
+    try:
+        (local / "validation.pid").write_text(f"{fake.pid}\n")
+        (local / "validation.port").write_text("18212\n")
+        (local / "ingest.pid").write_text("999999999\n")  # not running
+        (local / "ingest.port").write_text("18211\n")
+        jobs, stderr = _render(env)
+    finally:
+        assert fake.stdin is not None
+        fake.stdin.close()
+        fake.wait(timeout=10)
+    assert jobs["cld-validation"] == ["127.0.0.1:18212"]
+    assert jobs["cld-ingest"] == ["127.0.0.1:8001"]
+    assert "WARNING no CLD_INGEST_PORT and no running make up instance" in stderr
+    assert jobs["cld-submission"] == ["127.0.0.1:8004"]
+
+
+def test_render_refuses_port_settings_that_disagree(tmp_path: Path) -> None:
+    env = _script_env(tmp_path, CLD_SUBMISSION_PORT="18004", SUBMISSION_PORT="18005")
+    result = subprocess.run(
+        ["bash", str(SCRIPT), "render"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode != 0
+    assert "CLD_SUBMISSION_PORT=18004 and SUBMISSION_PORT=18005 disagree" in result.stderr
+
+
 def test_rendered_config_uses_ports_from_env_and_passes_promtool(promtool: str, tmp_path: Path) -> None:
-    env = os.environ | {
-        "PROMETHEUS_RUN_DIR": str(tmp_path / "run"),
+    env = _script_env(tmp_path) | {
         "INGEST_PORT": "18002",  # swapped with validation on purpose
         "VALIDATION_PORT": "18001",
         "PSEUDONYMISATION_PORT": "18003",
@@ -123,7 +192,7 @@ def test_rendered_config_uses_ports_from_env_and_passes_promtool(promtool: str, 
 
 
 def test_render_rejects_a_bad_port(tmp_path: Path) -> None:
-    env = os.environ | {"PROMETHEUS_RUN_DIR": str(tmp_path), "SUBMISSION_PORT": "80x4"}
+    env = _script_env(tmp_path, SUBMISSION_PORT="80x4")
     result = subprocess.run(
         ["bash", str(SCRIPT), "render"], env=env, capture_output=True, text=True, timeout=60, check=False
     )
@@ -229,8 +298,8 @@ def test_rules_only_use_contract_metrics() -> None:
         "cld_deadletters_total",
         "cld_records_validated_total",
         "cld_submission_transitions_total",
-        "cld_submissions",
-        "cld_submission_deadline_days_remaining",
+        "cld_submissions_sent_by_transport",
+        "cld_submission_deadline_remaining_seconds",
         "cld_submission_approved_for_next_deadline",
     }
 

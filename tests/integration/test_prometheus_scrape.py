@@ -371,10 +371,11 @@ def test_submission_service_is_scraped_with_its_gauges(stack: Stack, prom: Prome
     assert by("outcome", send) == {"success": 0.0, "retry": 0.0, "failed": 0.0}
     acknowledged = prom.eventually('cld_mesh_acknowledged_total{job="cld-submission"}', lambda r: len(r) == 2)
     assert by("outcome", acknowledged) == {"acknowledged": 0.0, "failed": 0.0}
-    days = prom.eventually(
-        f'cld_submission_deadline_days_remaining{{job="cld-submission", la_code="{LA}"}}', lambda r: len(r) == 1
+    remaining = prom.eventually(
+        f'cld_submission_deadline_remaining_seconds{{job="cld-submission", la_code="{LA}"}}', lambda r: len(r) == 1
     )
-    assert -366 < days[0][1] < 366
+    # seconds to the end of the next deadline day: deadlines are at most 92 days apart (31 Jul -> 31 Oct)
+    assert 0 < remaining[0][1] <= 93 * 86400
     approved = prom.eventually(
         f'cld_submission_approved_for_next_deadline{{job="cld-submission", la_code="{LA}"}}', lambda r: len(r) == 1
     )

@@ -41,7 +41,8 @@ async def mesh() -> AsyncIterator[Mesh]:
     ingest = create_ingest(IngestSettings(**common), tenants=tenancy.registry)  # type: ignore[arg-type]
     validation = create_validation(ValidationSettings(**common), tenants=tenancy.registry)  # type: ignore[arg-type]
     pseudo = create_pseudonymisation(
-        PseudonymisationSettings(**common, pseudo_key=SecretStr("22" * 32))  # type: ignore[arg-type]
+        PseudonymisationSettings(**common, pseudo_key=SecretStr("22" * 32)),  # type: ignore[arg-type]
+        tenants=tenancy.registry,
     )
     brokers = [ingest.state.broker, validation.broker, pseudo.broker]
     assert all(isinstance(b, KafkaBroker) for b in brokers)

@@ -9,6 +9,9 @@ LAs 318 and 319 belong to the hub ``north``, 102 too. Sources (each with a fresh
 | ``care-provider`` | provider | 318, 319 |
 | ``regional-hub`` | hub | 318, 319, 102 (the default caller of the service tests) |
 | ``kafka-only`` | la_system | 318, no HTTP key (publishes to the raw topic only) |
+
+Operators (each with a fresh operator key): ``la-318`` (la_operator of 318), ``la-319`` (la_operator of 319),
+``hub-north`` (hub_operator of the hub ``north``: 318, 319, 102).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cld_runtime.tenancy import (
+    Operator,
+    OperatorRole,
     Registry,
     Source,
     SourceKind,
@@ -35,6 +40,11 @@ DEFAULT_SOURCE = "regional-hub"
 class Tenancy:
     registry: Registry
     keys: dict[str, str] = field(default_factory=dict)
+    operator_keys: dict[str, str] = field(default_factory=dict)
+
+    def operator_auth(self, operator: str) -> dict[str, str]:
+        """Request headers authenticating as the operator ``operator``."""
+        return {"Authorization": f"Bearer {self.operator_keys[operator]}"}
 
     def auth(self, source_id: str = DEFAULT_SOURCE) -> dict[str, str]:
         """Request headers authenticating as ``source_id``."""
@@ -64,6 +74,7 @@ def _source(sid: str, kind: SourceKind, las: tuple[str, ...], key: str | None, *
 
 def make_tenancy() -> Tenancy:
     keys = {s: generate_api_key() for s in ("case-system", "other-la-system", "care-provider", "regional-hub")}
+    op_keys = {o: generate_api_key() for o in ("la-318", "la-319", "hub-north")}
     registry = Registry(
         tenants=(
             Tenant(la_code="318", name="Example Borough Council", hub_id="north"),
@@ -83,5 +94,26 @@ def make_tenancy() -> Tenancy:
             _source("regional-hub", SourceKind.HUB, ("318", "319", "102"), keys["regional-hub"], hub_id="north"),
             _source("kafka-only", SourceKind.LA_SYSTEM, ("318",), None),
         ),
+        operators=(
+            Operator(
+                name="la-318",
+                role=OperatorRole.LA_OPERATOR,
+                la_codes=("318",),
+                key_hash=hash_api_key(op_keys["la-318"]),
+            ),
+            Operator(
+                name="la-319",
+                role=OperatorRole.LA_OPERATOR,
+                la_codes=("319",),
+                key_hash=hash_api_key(op_keys["la-319"]),
+            ),
+            Operator(
+                name="hub-north",
+                role=OperatorRole.HUB_OPERATOR,
+                hub_id="north",
+                la_codes=("318", "319", "102"),
+                key_hash=hash_api_key(op_keys["hub-north"]),
+            ),
+        ),
     )
-    return Tenancy(registry, keys)
+    return Tenancy(registry, keys, op_keys)

@@ -7,10 +7,17 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from cld_schemas.events import SubmissionState
 from cld_submission.audit import AuditLog, read_audit_log, verify_audit_log
-from cld_submission.deadlines import DeadlineRule, covers_next_deadline, days_remaining, next_deadline
+from cld_submission.deadlines import (
+    DeadlineRule,
+    covers_next_deadline,
+    days_remaining,
+    next_deadline,
+    seconds_remaining,
+)
 from cld_submission.lifecycle import (
     Existing,
     NewVersion,
@@ -21,6 +28,7 @@ from cld_submission.lifecycle import (
     decide_request,
     new_submission,
 )
+from cld_submission.metrics import SubmissionMetrics
 
 S = SubmissionState
 AT = datetime(2025, 4, 20, 10, 0, tzinfo=UTC)
@@ -234,6 +242,32 @@ def test_default_deadline_is_one_month_after_quarter_end() -> None:
     assert next_deadline(date(2025, 4, 30), DeadlineRule()) == (date(2025, 4, 30), date(2025, 3, 31))
     assert next_deadline(date(2025, 11, 1), DeadlineRule()) == (date(2026, 1, 31), date(2025, 12, 31))
     assert days_remaining(date(2025, 7, 1), DeadlineRule()) == 30
+
+
+def test_seconds_remaining_run_to_the_end_of_the_deadline_day() -> None:
+    """The base unit of cld_submission_deadline_remaining_seconds: the window closes at midnight (UTC) after
+    the deadline day, so on the deadline day itself some seconds remain."""
+    assert seconds_remaining(datetime(2025, 7, 1, tzinfo=UTC), DeadlineRule()) == 31 * 86400
+    assert seconds_remaining(datetime(2025, 7, 31, 18, 0, tzinfo=UTC), DeadlineRule()) == 6 * 3600
+    assert seconds_remaining(datetime(2025, 7, 31, 18, 0), DeadlineRule()) == 6 * 3600  # naive = UTC
+
+
+def test_sent_submissions_are_counted_by_transport() -> None:
+    """Only a transport that acknowledges can leave a submission 'not acknowledged' (the alert uses mesh)."""
+    registry = CollectorRegistry()
+    metrics = SubmissionMetrics(registry)
+    sent_mesh = checked("m").model_copy(update={"state": S.SENT, "transport": "mesh"})
+    sent_file = checked("f").model_copy(update={"state": S.SENT, "transport": "file_export"})
+    metrics.set_sent(
+        [sent_mesh, sent_file, sent_file.model_copy(update={"submission_id": "f2"}), checked("c")], ["319"]
+    )
+
+    def value(la: str, transport: str) -> float | None:
+        return registry.get_sample_value("cld_submissions_sent_by_transport", {"la_code": la, "transport": transport})
+
+    assert value("318", "mesh") == 1
+    assert value("318", "file_export") == 2
+    assert value("319", "mesh") == 0
 
 
 def test_explicit_deadline_dates_replace_the_rule() -> None:

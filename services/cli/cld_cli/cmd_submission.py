@@ -386,5 +386,15 @@ def rebuild_state_cmd(
     from cld_submission.service import SubmissionSettings
 
     settings = SubmissionSettings(state_dir=state_dir)
-    applied = asyncio.run(rebuild_state(settings))
-    err.print(f"rebuilt from {applied} record(s) on {settings.topic('cld.records.validated.v1')}")
+    report = asyncio.run(rebuild_state(settings))
+    err.print(
+        f"rebuilt from {report.applied} record(s) on {report.topic} ({report.unreadable} unreadable skipped); "
+        f"period checked from {report.period_start.isoformat()}"
+    )
+    for warning in report.warnings:  # what the topic's retention no longer held (issue 10, finding 12)
+        err.print(f"WARNING: {warning}")
+    if report.warnings:
+        err.print(
+            "WARNING: the rebuilt state is INCOMPLETE for that period: ask the LA's source systems to resend "
+            "(a full snapshot file) before assembling a submission."
+        )

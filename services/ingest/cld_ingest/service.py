@@ -28,6 +28,7 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi_offline import FastAPIOffline
 from faststream.kafka.publisher import DefaultPublisher
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, Field
@@ -329,7 +330,10 @@ def create_app(settings: IngestSettings, *, tenants: Registry | None = None) -> 
         finally:
             await broker.stop()
 
-    app = FastAPI(
+    # /docs and /redoc serve Swagger UI / ReDoc from the fastapi-offline package, not a CDN (offline too)
+    app = FastAPIOffline(
+        static_url="/docs-static",
+        swagger_ui_parameters={"validatorUrl": None},  # no call to the public validator
         title="CLD ingest",
         version="1",
         description="Submit Adult Social Care Client Level Data records (one, a batch, or an LA's CSV file).",

@@ -1,17 +1,20 @@
 """The pseudonymisation-preview service process: ``RecordValidated`` -> ``RecordPseudonymised`` + risk gauges.
 
 Composition root: :func:`create_app`. The domain (``Pseudonymiser``, ``RiskAccumulator``) does the work;
-this module only wires Kafka, metrics and one read-only HTTP route (``GET /v1/risk``). Tenant = the record's
-LA code (pseudonyms differ per LA), purpose from settings. One risk accumulator per (LA, reporting period).
+this module only wires Kafka, metrics and one read-only HTTP route (``GET /v1/risk``, for operators with an
+operator key of the tenants registry, scoped to their LAs as in the submission API). Tenant = the record's
+LA code (pseudonyms differ per LA), purpose from settings. One risk accumulator per (LA, reporting period), where
+only the collection's periods count as periods of their own and everything else is ``other`` (``periods.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qs
@@ -27,6 +30,7 @@ from pydantic_core import to_json
 
 from cld_pseudonymisation.generalise import PostcodeLookup, parse_date
 from cld_pseudonymisation.keys import PseudonymKey
+from cld_pseudonymisation.periods import period_label
 from cld_pseudonymisation.policy import Policy, load_policy
 from cld_pseudonymisation.pseudonymiser import Pseudonymiser, person_key, qi_tuple, row_order
 from cld_pseudonymisation.risk import DEFAULT_K_THRESHOLD, DEFAULT_QI, RiskAccumulator
@@ -44,6 +48,14 @@ from cld_runtime.accounting import ConsumerAccounting, Outcome
 from cld_runtime.broker import BatchPublisher
 from cld_runtime.http import json_response
 from cld_runtime.messages import RawMessage, raw_messages, tolerant_parser, undecoded, unreadable_reason
+from cld_runtime.tenancy import (
+    Operator,
+    OperatorAction,
+    Registry,
+    authenticate_operator,
+    authorise_operator,
+    sees_la,
+)
 from cld_schemas import topics
 from cld_schemas.events import DeadLetterReason, RecordPseudonymised, RecordValidated
 
@@ -97,13 +109,15 @@ class PseudonymisationSettings(Settings):
         raise ValueError("no pseudonymisation key: set CLD_PSEUDO_KEY_FILE (or CLD_PSEUDO_KEY)")
 
 
-def reporting_period(record: dict[str, str | None]) -> str | None:
-    """``yyyy-mm-dd_yyyy-mm-dd`` from the record's reporting period dates (None when either is not a date)."""
-    start = parse_date(record.get("reporting_period_start_date"))
-    end = parse_date(record.get("reporting_period_end_date"))
-    if start is None or end is None:
-        return None
-    return f"{start[0]:04d}-{start[1]:02d}-{start[2]:02d}_{end[0]:04d}-{end[1]:02d}-{end[2]:02d}"
+def reporting_period(record: dict[str, str | None], *, today: date) -> str:
+    """The risk label of the record's reporting period: ``yyyy-mm-dd_yyyy-mm-dd`` for a period the collection asks
+    for (a rolling 12 months ending at a quarter end, :mod:`cld_pseudonymisation.periods`), else ``other``. The
+    dates come from the source, so the labels are bounded here, not by the input."""
+    return period_label(
+        parse_date(record.get("reporting_period_start_date")),
+        parse_date(record.get("reporting_period_end_date")),
+        today=today,
+    )
 
 
 @dataclass
@@ -236,8 +250,8 @@ class ValidatedRecordsHandler:
                 event = RecordValidated.model_validate_json(msg.value or b"")
                 record = self.pseudonymisers.for_tenant(event.la_code).pseudonymise(event.record)
                 body = self.pseudonymised_body(event, record, now=now)
-                if not event.withdrawn and (period := reporting_period(event.record)) is not None:
-                    key = self.risk.add(event.la_code, period, record)
+                if not event.withdrawn:
+                    key = self.risk.add(event.la_code, reporting_period(event.record, today=now.date()), record)
                     if key is not None:
                         touched.add(key)
             except _RefusedError as refused:
@@ -280,33 +294,78 @@ class ValidatedRecordsHandler:
         )
 
 
-def risk_route(risk: RiskBook) -> Any:
-    @get(description="Re-identification risk figures for one LA and reporting period (?la=318&period=...).")
+def _bearer_key(scope: Scope) -> str | None:
+    """The key of ``Authorization: Bearer <key>`` (None for none or another scheme)."""
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() or None if scheme.lower() == "bearer" else None
+    return None
+
+
+_UNAUTHENTICATED: Final = {"detail": "unknown_operator: send a valid operator key as 'Authorization: Bearer <key>'"}
+
+
+def risk_answer(
+    risk: RiskBook, operator: Operator | None, la: str | None, period: str | None
+) -> tuple[int, dict[str, Any]]:
+    """``GET /v1/risk`` as a pure function: (status, body).
+
+    The figures are per-LA statistics of personal data (people count, uniques, class-size histogram), so they are
+    an operator's view (``OperatorAction.VIEW``), scoped exactly as the submission API: 401 without a known
+    operator, 403 for an LA outside the operator's scope (before any look-up, so a refusal says nothing about
+    whether the LA has data), and a listing shows only the operator's LAs. Open tenancy mode's ``open`` operator
+    sees every LA.
+    """
+    if operator is None:
+        return 401, _UNAUTHENTICATED
+    if la is None:
+        available = [
+            {"la_code": k[0], "period": k[1], "people": len(acc)}
+            for k, acc in sorted(risk.accumulators.items())
+            if sees_la(operator, k[0])
+        ]
+        return 200, {"available": available}
+    decision = authorise_operator(operator, la, OperatorAction.VIEW)
+    if not decision.allowed:
+        reason = decision.reason.value if decision.reason else "refused"
+        return decision.http_status, {"detail": f"{reason}: {decision.detail}"}
+    matches = {k: acc for k, acc in risk.accumulators.items() if k[0] == la and (period is None or k[1] == period)}
+    if not matches:
+        return 404, {"detail": "no records for that LA and period"}
+    if len(matches) > 1:
+        return 400, {"detail": "several periods: give ?period=", "periods": sorted(k[1] for k in matches)}
+    [((la_code, per), acc)] = matches.items()
+    return 200, {"la_code": la_code, "period": per, **acc.figures().to_dict()}
+
+
+def risk_route(risk: RiskBook, tenants: Registry) -> Any:
+    @get(
+        description="Re-identification risk figures for one LA and reporting period (?la=318&period=...). "
+        "Operators only: 'Authorization: Bearer <operator key>' (401 without, 403 outside the operator's LAs)."
+    )
     async def risk_figures(scope: Scope) -> AsgiResponse:
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         la = (query.get("la") or [None])[0]
         period = (query.get("period") or [None])[0]
-        if la is None:
-            available = [
-                {"la_code": k[0], "period": k[1], "people": len(acc)} for k, acc in sorted(risk.accumulators.items())
-            ]
-            return json_response(200, {"available": available})
-        matches = {k: acc for k, acc in risk.accumulators.items() if k[0] == la and (period is None or k[1] == period)}
-        if not matches:
-            return json_response(404, {"detail": "no records for that LA and period"})
-        if len(matches) > 1:
-            return json_response(
-                400, {"detail": "several periods: give ?period=", "periods": sorted(k[1] for k in matches)}
+        operator = authenticate_operator(tenants, _bearer_key(scope))
+        status, body = risk_answer(risk, operator, la, period)
+        if status == 401:
+            return AsgiResponse(
+                json.dumps(body).encode(),
+                401,
+                headers={"content-type": "application/json", "www-authenticate": 'Bearer realm="cld-pseudonymisation"'},
             )
-        [((la_code, per), acc)] = matches.items()
-        return json_response(200, {"la_code": la_code, "period": per, **acc.figures().to_dict()})
+        return json_response(status, body)
 
     return risk_figures
 
 
-def create_app(settings: PseudonymisationSettings) -> AsgiFastStream:
-    """Composition root of the pseudonymisation-preview process."""
+def create_app(settings: PseudonymisationSettings, *, tenants: Registry | None = None) -> AsgiFastStream:
+    """Composition root of the pseudonymisation-preview process (``tenants`` may be injected, e.g. in tests; by
+    default the registry comes from ``CLD_TENANTS_FILE`` / ``CLD_TENANCY_MODE``: it guards ``/v1/risk``)."""
     log = configure_logging(service=SERVICE, level=settings.log_level)
+    tenants = tenants if tenants is not None else settings.registry()
     registry = CollectorRegistry()
     policy = load_policy(settings.policy_file)
     lookup = PostcodeLookup.from_csv(settings.postcode_lookup_file) if settings.postcode_lookup_file else None
@@ -360,11 +419,12 @@ def create_app(settings: PseudonymisationSettings) -> AsgiFastStream:
     lag = ConsumerLagMonitor(
         settings, group=settings.group_id, topics=[settings.topic(topics.VALIDATED)], registry=registry
     )
+    lag.watch(broker)  # refresh right after each processed batch, not only every interval
     app = make_asgi_app(
         broker,
         settings=settings,
         registry=registry,
-        routes=[("/v1/risk", risk_route(risk))],
+        routes=[("/v1/risk", risk_route(risk, tenants))],
         on_startup=[create_topics],
         after_startup=[lag.start],
         on_shutdown=[lag.stop],

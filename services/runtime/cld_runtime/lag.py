@@ -3,7 +3,14 @@
 Lag = the partition's end offset - the group's committed offset. With nothing committed yet the group starts
 at the log start (``auto_offset_reset="earliest"``), so the lag is end - log start (the whole partition when
 nothing was deleted by retention). Computed by a pure function; ``ConsumerLagMonitor`` only fetches the offset
-maps periodically.
+maps.
+
+Timeliness (issue 10: the gauge lagged far behind). The monitor refreshes (a) every
+``consumer_lag_interval_seconds`` (default 5 s, the local scrape interval), which is what shows a consumer that
+stalls or falls behind while nothing is processed, and (b) :data:`REFRESH_DELAY_SECONDS` after a consumed batch
+was processed, when ``watch(broker)`` added its middleware: the batch's commit follows the handler (FastStream's
+acknowledgement middleware is outside every broker middleware), and the delay lets it land. So a draining
+consumer's lag is current within about half a second, and a busy service refreshes at most twice a second.
 
 The monitor never takes the service down: a broker that is unreachable at start-up or during a refresh is
 logged and retried on the next interval, and ``stop()`` never raises.
@@ -19,11 +26,17 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from faststream import BaseMiddleware
 from prometheus_client import CollectorRegistry, Gauge
 
 from cld_runtime.settings import Settings
 
 log = logging.getLogger("cld.runtime.lag")
+
+REFRESH_DELAY_SECONDS = 0.5
+"""After a processed batch: the wait for its commit to land, and the shortest spacing between refreshes."""
+RETRY_FIRST_SECONDS = 0.5
+"""First retry delay after a failed refresh; doubled per further failure, capped at the interval."""
 
 
 def compute_lag(
@@ -58,6 +71,40 @@ class ConsumerLagMonitor:
             registry=registry,
         )
         self._task: asyncio.Task[None] | None = None
+        self._nudged = asyncio.Event()
+        self.refreshes = 0
+        """Completed refreshes (for tests and debugging)."""
+
+    def nudge(self) -> None:
+        """Ask for a refresh soon (a batch was just processed); cheap, callable for every message."""
+        self._nudged.set()
+
+    def watch(self, broker: Any) -> None:
+        """Add a broker middleware that nudges the monitor after each consumed message or batch."""
+        monitor = self
+
+        class LagNudge(BaseMiddleware[Any, Any]):
+            async def after_processed(
+                self, exc_type: Any = None, exc_val: Any = None, exc_tb: Any = None
+            ) -> bool | None:
+                monitor.nudge()
+                return False
+
+        broker.add_middleware(LagNudge)
+
+    def retry_delay(self, failures: int) -> float:
+        """Seconds before retrying a failed refresh: 0.5, 1, 2, ... capped at the interval (a transient error,
+        such as a group coordinator not elected yet, must not freeze the gauge for a whole interval)."""
+        return float(min(self.settings.consumer_lag_interval_seconds, RETRY_FIRST_SECONDS * 2 ** (failures - 1)))
+
+    async def _wait(self) -> None:
+        """Until the next refresh: the interval, or a nudge plus the delay that lets the batch's commit land."""
+        try:
+            await asyncio.wait_for(self._nudged.wait(), timeout=self.settings.consumer_lag_interval_seconds)
+        except TimeoutError:
+            return
+        await asyncio.sleep(REFRESH_DELAY_SECONDS)  # rate limit and commit latency, not a synchronisation
+        self._nudged.clear()
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"lag-{self.group}")
@@ -90,14 +137,22 @@ class ConsumerLagMonitor:
         try:
             await admin.start()
             await consumer.start()
+            failures = 0
             while True:
                 try:
                     await self.refresh(admin, consumer)
+                    failures = 0
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:  # a slow broker must not kill the service: try again next time
-                    log.warning("consumer lag refresh failed", extra={"error": type(exc).__name__})
-                await asyncio.sleep(self.settings.consumer_lag_interval_seconds)
+                except Exception as exc:  # a slow broker must not kill the service: try again soon
+                    failures += 1
+                    # once per streak (a broker outage must not flood the log), then retried with backoff
+                    (log.warning if failures == 1 else log.debug)(
+                        "consumer lag refresh failed", extra={"error": type(exc).__name__, "failures": failures}
+                    )
+                    await asyncio.sleep(self.retry_delay(failures))
+                    continue
+                await self._wait()
         finally:
             with contextlib.suppress(Exception):
                 await consumer.stop()
@@ -120,3 +175,4 @@ class ConsumerLagMonitor:
         starts = await consumer.beginning_offsets(uncommitted) if uncommitted else {}
         for tp, lag in compute_lag(end, {tp: committed.get(tp) for tp in partitions}, starts).items():
             self.gauge.labels(self.group, tp.topic, str(tp.partition)).set(lag)
+        self.refreshes += 1

@@ -72,7 +72,10 @@ class Settings(BaseSettings):
         default=100, ge=1, le=5000, description="How long a batch subscriber waits to fill a batch."
     )
     consumer_lag_interval_seconds: float = Field(
-        default=15.0, gt=0, description="How often cld_consumer_lag is refreshed for the service's own group."
+        default=5.0,
+        gt=0,
+        description="How often cld_consumer_lag is refreshed for the service's own group at the latest (it is also "
+        "refreshed 0.5 s after each processed batch).",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Log level of the process (logs are JSON lines on stderr)."

@@ -10,7 +10,7 @@ is the last quarter end before it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -63,6 +63,19 @@ def next_deadline(today: date, rule: DeadlineRule) -> tuple[date, date]:
 def days_remaining(today: date, rule: DeadlineRule) -> int:
     deadline, _ = next_deadline(today, rule)
     return (deadline - today).days
+
+
+def window_closes_at(deadline: date) -> datetime:
+    """The instant a deadline day's window closes: midnight (UTC) at the end of that day."""
+    return datetime.combine(deadline + timedelta(days=1), time(0), tzinfo=UTC)
+
+
+def seconds_remaining(now: datetime, rule: DeadlineRule) -> float:
+    """Seconds until the next submission window closes (the end of the deadline day, UTC); the base unit of
+    ``cld_submission_deadline_remaining_seconds``. A naive ``now`` is taken as UTC."""
+    now = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+    deadline, _ = next_deadline(now.astimezone(UTC).date(), rule)
+    return (window_closes_at(deadline) - now).total_seconds()
 
 
 def covers_next_deadline(today: date, rule: DeadlineRule, submissions: Iterable[Submission]) -> bool:

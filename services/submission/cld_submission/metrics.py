@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from cld_schemas.events import SubmissionEvent, SubmissionState
+
+from .lifecycle import Submission
+
+TRANSPORTS: Final = ("mesh", "file_export")
+"""Transport names (``Transport.name``) with a series from the start."""
 
 
 class SubmissionMetrics:
@@ -35,9 +41,17 @@ class SubmissionMetrics:
             ["outcome"],
             registry=registry,
         )
-        self.deadline_days = Gauge(
-            "cld_submission_deadline_days_remaining",
-            "Days until the next submission deadline (deadline rule in the service settings).",
+        self.sent_awaiting = Gauge(
+            "cld_submissions_sent_by_transport",
+            "Submissions in state 'sent', by LA and the transport that carried them (mesh acknowledges; "
+            "file_export never does, so only mesh can be 'not acknowledged').",
+            ["la_code", "transport"],
+            registry=registry,
+        )
+        self.deadline_remaining = Gauge(
+            "cld_submission_deadline_remaining_seconds",
+            "Seconds until the next submission window closes (end of the deadline day, UTC; deadline rule in the "
+            "service settings).",
             ["la_code"],
             registry=registry,
         )
@@ -60,3 +74,16 @@ class SubmissionMetrics:
         for la in set(la_codes) | {la for la, _ in counts}:
             for state in SubmissionState:
                 self.submissions.labels(la, state.value).set(counts.get((la, state.value), 0))
+
+    def set_sent(self, submissions: Iterable[Submission], la_codes: Iterable[str]) -> None:
+        """``cld_submissions_sent_by_transport``: one series per LA and known transport (zeros included, so a
+        transport's series does not vanish when its last submission is acknowledged)."""
+        sent: dict[tuple[str, str], int] = {}
+        for s in submissions:
+            if s.state is SubmissionState.SENT:
+                key = (s.la_code, s.transport or "unknown")
+                sent[key] = sent.get(key, 0) + 1
+        transports = set(TRANSPORTS) | {t for _, t in sent}
+        for la in set(la_codes) | {la for la, _ in sent}:
+            for transport in transports:
+                self.sent_awaiting.labels(la, transport).set(sent.get((la, transport), 0))

@@ -29,6 +29,7 @@ from typing import Annotated, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
@@ -383,6 +384,7 @@ def create_app(
     lag = ConsumerLagMonitor(
         settings, group=settings.group_id, topics=[settings.topic(topics.VALIDATED)], registry=registry
     )
+    lag.watch(broker)  # refresh right after each processed batch, not only every interval
     tick: asyncio.Task[None] | None = None
 
     async def ticker() -> None:
@@ -414,7 +416,10 @@ def create_app(
             state.close()
             repo.close()
 
-    app = FastAPI(
+    # /docs and /redoc serve Swagger UI / ReDoc from the fastapi-offline package, not a CDN (offline too)
+    app = FastAPIOffline(
+        static_url="/docs-static",
+        swagger_ui_parameters={"validatorUrl": None},  # no call to the public validator
         title="CLD submission service",
         description="Per-LA submission state, dataset checks, approval and sending to NHS England.",
         lifespan=lifespan,

@@ -47,7 +47,7 @@ from .checks import (
     left_out_check,
     left_out_of,
 )
-from .deadlines import DeadlineRule, covers_next_deadline, days_remaining
+from .deadlines import DeadlineRule, covers_next_deadline, seconds_remaining
 from .exports import ExportResult, run_export
 from .identity import Kind
 from .lifecycle import (
@@ -684,9 +684,11 @@ class SubmissionWorkflow:
         history = self.repo.history()
         la_codes |= {s.la_code for s in history}
         self.metrics.set_counts(self.repo.counts(), la_codes)
-        today = self._clock().date()
-        days = days_remaining(today, self.settings.deadline_rule)
+        self.metrics.set_sent(history, la_codes)
+        now = self._clock()
+        today = now.date()
+        remaining = seconds_remaining(now, self.settings.deadline_rule)
         for la in la_codes:
-            self.metrics.deadline_days.labels(la).set(days)
+            self.metrics.deadline_remaining.labels(la).set(remaining)
             covered = covers_next_deadline(today, self.settings.deadline_rule, (s for s in history if s.la_code == la))
             self.metrics.approved_for_next.labels(la).set(1 if covered else 0)

@@ -386,6 +386,7 @@ def create_app(settings: ValidationSettings, *, tenants: Registry | None = None)
         await ensure_topics(settings, [settings.topic(t) for t in (topics.RAW, topics.VALIDATED, topics.DEADLETTER)])
 
     lag = ConsumerLagMonitor(settings, group=settings.group_id, topics=[settings.topic(topics.RAW)], registry=registry)
+    lag.watch(broker)  # refresh right after each processed batch, not only every interval
     app = make_asgi_app(
         broker,
         settings=settings,
