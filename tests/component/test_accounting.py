@@ -96,7 +96,8 @@ async def test_validation_accounts_for_every_record() -> None:
 
 async def test_pseudonymisation_accounts_for_every_record() -> None:
     app = pseudonymisation_app(
-        PseudonymisationSettings(kafka_bootstrap_servers="127.0.0.1:1", log_level="WARNING", pseudo_key=TEST_KEY)
+        PseudonymisationSettings(kafka_bootstrap_servers="127.0.0.1:1", log_level="WARNING", pseudo_key=TEST_KEY),
+        tenants=make_tenancy().registry,
     )
     broker = app.broker
     assert isinstance(broker, KafkaBroker)

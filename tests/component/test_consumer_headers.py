@@ -141,7 +141,8 @@ async def test_pseudonymisation_a_bad_header_loses_nothing_else_of_its_batch(
     bad: Headers, reason: DeadLetterReason
 ) -> None:
     app = pseudonymisation_app(
-        PseudonymisationSettings(kafka_bootstrap_servers="127.0.0.1:1", log_level="WARNING", pseudo_key=TEST_KEY)
+        PseudonymisationSettings(kafka_bootstrap_servers="127.0.0.1:1", log_level="WARNING", pseudo_key=TEST_KEY),
+        tenants=make_tenancy().registry,
     )
     broker = app.broker
     assert isinstance(broker, KafkaBroker)
