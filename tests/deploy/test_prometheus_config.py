@@ -235,6 +235,7 @@ def test_rules_unit_tests_can_fail(promtool: str, tmp_path: Path) -> None:
 EXPECTED_ALERTS = {
     "CLDServiceDown",
     "CLDConsumerLagGrowing",
+    "CLDConsumerAccountingMismatch",
     "CLDDeadLettersAppearing",
     "CLDDataQualityFailureShareHigh",
     "CLDDataQualityFailureShareJump",
