@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from cld_schemas.csvfile import CLDFileError, CLDHeader, CLDRows, iter_records
 from cld_schemas.spec import FieldStatus, Release, Spec, load_spec
+from cld_validation.profile import Profile
 from cld_validation.rules import FieldFinding, Validator
 
 
@@ -32,6 +33,8 @@ class FileSummary:
     short_rows: int = 0
     long_rows: int = 0
     ragged_lines: tuple[int, ...] = ()
+    profile: Profile | None = None
+    """The DQ profile (status x validity per field and event type, completeness, invalid values)."""
 
     def to_json(self, spec: Spec) -> dict[str, Any]:
         headers = {f.name: f.header for f in spec.fields}
@@ -66,6 +69,7 @@ class FileSummary:
             "first_ragged_lines": list(self.ragged_lines),
             "missing_columns": list(self.missing_columns),
             "unknown_columns": list(self.unknown_columns),
+            "profile": self.profile.to_json() if self.profile is not None else None,
         }
 
 
@@ -78,6 +82,9 @@ def _status_rule_text(spec: Spec, rule_id: str) -> str:
 
 
 FindingSink = Callable[[int, FieldFinding], None]
+_CODE_RULES = frozenset({"CLD002", "CLD003", "CLD004"})
+LocatedSink = Callable[[int, str | None, FieldFinding], None]
+"""(1-based data row, the row's Event Reference or None, finding): what an analyst needs to find the cell."""
 
 
 def required_columns(spec: Spec) -> tuple[str, ...]:
@@ -107,8 +114,10 @@ def validate_stream(
     la_code: str | None = None,
     sink: FindingSink | None = None,
     on_row: Callable[[int], None] | None = None,
+    located_sink: LocatedSink | None = None,
 ) -> FileSummary:
-    """Validate every row of an LA file. ``sink(row_number, finding)`` gets each failure (1-based data row).
+    """Validate every row of an LA file. ``sink(row_number, finding)`` gets each failure (1-based data row);
+    ``located_sink(row_number, event_reference, finding)`` too, with the row's Event Reference.
 
     Raises CLDFileError when the file cannot be used at all.
     """
@@ -119,17 +128,37 @@ def validate_stream(
     if la_code is not None:
         absent = absent - {"la_code"}
     validator = Validator(spec, release, absent=absent)
+    event_code = validator.codes.get("event_type")
+    profile = Profile(validator.fields, frozenset(event_code.exact) if event_code else frozenset())
     summary = FileSummary(
-        release=release, missing_columns=header.missing_fields, unknown_columns=header.unknown_columns
+        release=release,
+        missing_columns=header.missing_fields,
+        unknown_columns=header.unknown_columns,
+        profile=profile,
     )
+    coded = frozenset(validator.codes)
     for n, rec in enumerate(rows, start=1):
         if la_code is not None and not rec.get("la_code"):
             rec["la_code"] = la_code
         result = validator.validate(rec)
         summary.rows = n
+        profile.add(
+            profile.event_label(rec.get("event_type")), result.plan_statuses, result.validities, result.unchecked
+        )
         if result.findings:
             summary.rows_with_failures += 1
+            start = validator.parse_date(rec.get("event_start_date") or "-")
+            profile.add_failed_row(
+                start.strftime("%Y-%m") if not isinstance(start, str) else None, len(result.findings)
+            )
+            ref = rec.get("event_reference")
             for fnd in result.findings:
+                if fnd.rule in _CODE_RULES and fnd.name in coded:
+                    value = rec.get(fnd.name)
+                    if value:
+                        profile.add_value(fnd.name, value)
+                if located_sink is not None:
+                    located_sink(n, ref, fnd)
                 summary.failures += 1
                 summary.by_field[fnd.header] += 1
                 summary.by_rule[fnd.rule] += 1
@@ -139,6 +168,8 @@ def validate_stream(
                     sink(n, fnd)
         for name in result.unchecked:
             summary.unchecked[name] += 1
+            if name in coded:
+                profile.add_value(name, rec.get(name) or "")
         if on_row is not None and n % 1000 == 0:
             on_row(n)
     summary.short_rows, summary.long_rows = rows.short_rows, rows.long_rows
