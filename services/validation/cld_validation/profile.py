@@ -1,9 +1,10 @@
 """The central DQ report's profile of a file: per field and event type, status x validity counts (passes
 included), completeness, and the invalid/unchecked values of non-personal coded fields. Pure, no I/O.
 
-Counting is cheap: a row adds one key (its event type, its status plan, its validities as a tuple of small
-integers) to a counter; the counts per field are derived only when the profile is read (``fold``). When a file
-has very many distinct combinations the counter is folded early, so memory stays bounded.
+Counting is cheap: a row adds a few keys (its event type, its status plan, and the validities of a block of
+fields as a tuple of object ids, never a Finding per passing cell) to a counter; the counts per field are derived
+only when the profile is read (``_fold``). Blocks of fields keep the number of distinct keys small even when
+rows differ a lot; when a file still has very many, the counter is folded early, so memory stays bounded.
 
 Personal fields (the spec's PII flag) never show values: their value lists read 'N/A - PID'.
 """
@@ -28,7 +29,9 @@ _FOLD_AT: Final = 20_000
 
 _VALIDITIES: Final = tuple(Validity)
 _STATUSES: Final = tuple(FieldStatus)
-_VALIDITY_INDEX: Final = {id(v): i for i, v in enumerate(_VALIDITIES)}
+_VALIDITY_BY_ID: Final = {id(v): v for v in _VALIDITIES}
+_BLOCK: Final = 25
+"""Fields per counting block."""
 _BLANK: Final = frozenset({Validity.BLANK_MANDATORY, Validity.BLANK_NOT_MANDATORY})
 
 
@@ -43,9 +46,9 @@ class Profile:
 
     fields: Sequence[SpecField]
     defined_event_types: frozenset[str]
-    _combos: Counter[tuple[str, int, tuple[int, ...]]] = field(default_factory=Counter)
+    _combos: Counter[tuple[str, int, int, tuple[int, ...]]] = field(default_factory=Counter)
     _plans: dict[int, tuple[FieldStatus, ...]] = field(default_factory=dict)
-    _folded: dict[str, list[Counter[tuple[int, int]]]] = field(default_factory=dict)
+    _folded: dict[str, list[Counter[tuple[FieldStatus, Validity]]]] = field(default_factory=dict)
     rows_by_event: Counter[str] = field(default_factory=Counter)
     unchecked_cells: dict[str, Counter[str]] = field(default_factory=dict)
     values: dict[str, Counter[str]] = field(default_factory=dict)
@@ -56,6 +59,8 @@ class Profile:
 
     def __post_init__(self) -> None:
         self._coded_public = frozenset(f.name for f in self.fields if f.format == "code" and not f.pii)
+        n = len(self.fields)
+        self._blocks = tuple((b, a, min(a + _BLOCK, n)) for b, a in enumerate(range(0, n, _BLOCK)))
 
     def event_label(self, value: str | None) -> str:
         if not value:
@@ -72,19 +77,26 @@ class Profile:
         pid = id(plan_statuses)
         if pid not in self._plans:
             self._plans[pid] = plan_statuses  # held, so the id stays that tuple's
-        self._combos[(event, pid, tuple(_VALIDITY_INDEX[id(v)] for v in validities))] += 1
+        ids = tuple(map(id, validities))
+        combos = self._combos
+        for b, lo, hi in self._blocks:
+            combos[(event, pid, b, ids[lo:hi])] += 1
         self.rows_by_event[event] += 1
         if unchecked:
-            cu = self.unchecked_cells.setdefault(event, Counter())
+            cu = self.unchecked_cells.get(event)
+            if cu is None:
+                cu = self.unchecked_cells[event] = Counter()
             cu.update(unchecked)
         if len(self._combos) > _FOLD_AT:
             self._fold()
 
     def add_value(self, name: str, value: str) -> None:
         """An invalid or unchecked value of a field: kept only for non-personal coded fields."""
-        if name not in self._coded_public:
-            return
-        c = self.values.setdefault(name, Counter())
+        c = self.values.get(name)
+        if c is None:
+            if name not in self._coded_public:
+                return
+            c = self.values[name] = Counter()
         if value in c or len(c) < MAX_VALUES_PER_FIELD:
             c[value] += 1
         else:
@@ -96,23 +108,23 @@ class Profile:
         self.rows_failed_by_month[month] += 1
 
     def _fold(self) -> None:
-        status_index = {s: i for i, s in enumerate(_STATUSES)}
         n_fields = len(self.fields)
-        for (event, pid, vkey), n in self._combos.items():
+        by_id = _VALIDITY_BY_ID
+        for (event, pid, b, vkey), n in self._combos.items():
             statuses = self._plans[pid]
-            per = self._folded.setdefault(event, [Counter() for _ in range(n_fields)])
-            for i in range(n_fields):
-                per[i][(status_index[statuses[i]], vkey[i])] += n
+            per = self._folded.get(event)
+            if per is None:
+                per = self._folded[event] = [Counter() for _ in range(n_fields)]
+            lo = b * _BLOCK
+            for j, vid in enumerate(vkey):
+                per[lo + j][(statuses[lo + j], by_id[vid])] += n
         self._combos.clear()
         self._plans.clear()
 
     def cells(self) -> dict[str, list[Counter[tuple[FieldStatus, Validity]]]]:
         """Per event type, per field (in ``fields`` order): counts of (status, validity)."""
         self._fold()
-        out: dict[str, list[Counter[tuple[FieldStatus, Validity]]]] = {}
-        for event, per in self._folded.items():
-            out[event] = [Counter({(_STATUSES[s], _VALIDITIES[v]): n for (s, v), n in c.items()}) for c in per]
-        return out
+        return {event: [Counter(c) for c in per] for event, per in self._folded.items()}
 
     def to_json(self) -> dict[str, Any]:
         cells = self.cells()
