@@ -199,6 +199,8 @@ def blank_mandatory_fix(f: SpecField, case: StatusCase, *, event_type: str | Non
         return f"Event End Date is required for {what}: add it, or leave the event out until it ends."
     if f.name in ("nhs_number",):
         return "Add the NHS Number from the person's record (PDS); it is Mandatory here."
+    if case.why.startswith("Mandatory"):
+        return f"Fill in {f.header}: {case.why[0].lower()}{case.why[1:]}."
     return f"Fill in {f.header}: it is Mandatory here ({case.why})."
 
 
