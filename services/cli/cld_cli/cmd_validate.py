@@ -10,6 +10,7 @@ cannot be written.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -45,7 +46,8 @@ def write_report(path: Path, data: bytes) -> None:
             fh.write(data)
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise ReportWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
