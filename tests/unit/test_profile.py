@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
+from datetime import date
 
 import pytest
 
-from cld_schemas.spec import Release, load_spec
+from cld_cli.synth import generate_rows
+from cld_schemas.spec import FieldStatus, Release, Validity, load_spec
 from cld_validation import profile as profile_module
 from cld_validation.profile import ALL_EVENTS, PID
 from cld_validation.report import validate_stream
+from cld_validation.rules import Validator
 from tests.support.builders import Row, a_request_row, a_service_row
 
 SPEC = load_spec()
@@ -72,10 +76,58 @@ def test_personal_fields_never_show_values() -> None:
     assert "QZ99" not in text
 
 
-def test_folding_early_gives_the_same_profile(monkeypatch: pytest.MonkeyPatch) -> None:
-    rows = [a_service_row(Release.R2), a_service_row(Release.R2, gender="female"), a_request_row(Release.R2)] * 3
-    late = validate_stream(_csv(rows), release=Release.R2, la_code="318").to_json(SPEC)["profile"]
-    monkeypatch.setattr(profile_module, "_FOLD_AT", 1)  # fold after every row, as a huge varied file would
-    early = validate_stream(_csv(rows), release=Release.R2, la_code="318").to_json(SPEC)["profile"]
-    assert early == late
-    assert late["fields"][0]["by_event_type"][ALL_EVENTS]["rows"] == 9
+def test_the_profile_state_does_not_grow_with_rows() -> None:
+    rows = [a_service_row(Release.R2), a_service_row(Release.R2, gender="female"), a_request_row(Release.R2)]
+    once = validate_stream(_csv(rows), release=Release.R2, la_code="318").profile
+    five = validate_stream(_csv(rows * 5), release=Release.R2, la_code="318").profile
+    assert once is not None
+    assert five is not None
+    assert len(five._rows) == len(once._rows)
+    assert len(five._present) == len(once._present)
+    assert len(five._corrections) == len(once._corrections)
+    gender = SPEC.field("gender").order
+    assert five.cells()["Service"][gender] == Counter({k: 5 * n for k, n in once.cells()["Service"][gender].items()})
+
+
+@pytest.mark.parametrize(("seed", "error_rate"), [(3, 0.0), (11, 0.2), (29, 0.5)])
+def test_the_aggregate_profile_equals_counting_every_cell(seed: int, error_rate: float) -> None:
+    """The profile's shortcut (validity from status and blankness, corrected by failures) against the
+    validator's own per-cell validities, on varied synthetic files with injected errors."""
+    rows = [
+        row
+        for row, _ in generate_rows(
+            people=120, seed=seed, period_end=date(2026, 3, 31), release=Release.R2, error_rate=error_rate
+        )
+    ]
+    summary = validate_stream(_csv(rows), release=Release.R2, la_code="318")
+    assert summary.profile is not None
+    got = {
+        (event, i, st, va): n
+        for event, per in summary.profile.cells().items()
+        for i, c in enumerate(per)
+        for (st, va), n in c.items()
+    }
+    validator = Validator(SPEC, Release.R2)
+    want: Counter[tuple[str, int, FieldStatus, Validity]] = Counter()
+    for row in rows:
+        rec = {BY_HEADER[h]: (row.get(BY_HEADER[h]) or "").strip() or None for h in HEADERS}
+        rec["la_code"] = rec.get("la_code") or "318"
+        result = validator.validate(rec)
+        event = summary.profile.event_label(rec.get("event_type"))
+        for i, (st, va) in enumerate(zip(result.statuses, result.validities, strict=True)):
+            want[(event, i, st, va)] += 1
+    assert got == dict(want)
+    if error_rate:
+        assert any(va.failed for (_, _, _, va) in got), "the file was meant to have failures"
+
+
+def test_unchecked_values_are_counted_and_capped_per_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(profile_module, "MAX_VALUES_PER_FIELD", 2)
+    monkeypatch.setattr(profile_module, "_TRIM_AT", 3)  # trim while reading, as a long file would
+    values = ["Yes", "Yes", "Yes", "No", "No", "Maybe", "Perhaps"]
+    rows = [a_service_row(Release.R2, visual_impairment=v) for v in values]
+    prof = _profile(rows)["Visual Impairment"]
+    assert prof["by_event_type"][ALL_EVENTS]["unchecked"] == len(values)
+    assert prof["by_event_type"]["Service"]["unchecked"] == len(values)
+    assert prof["invalid_and_unchecked_values"] == {"Yes": 3, "No": 2}
+    assert prof["other_values_not_listed"] == 2

@@ -143,7 +143,11 @@ def validate_stream(
         result = validator.validate(rec)
         summary.rows = n
         profile.add(
-            profile.event_label(rec.get("event_type")), result.plan_statuses, result.validities, result.unchecked
+            profile.event_label(rec.get("event_type")),
+            result.plan_statuses,
+            rec,
+            result.unchecked,
+            [(f.name, f.validity) for f in result.findings] if result.findings else (),
         )
         if result.findings:
             summary.rows_with_failures += 1
@@ -166,10 +170,8 @@ def validate_stream(
                 summary.by_field_rule[(fnd.header, fnd.rule, fnd.validity.value)] += 1
                 if sink is not None:
                     sink(n, fnd)
-        for name in result.unchecked:
-            summary.unchecked[name] += 1
-            if name in coded:
-                profile.add_value(name, rec.get(name) or "")
+        if result.unchecked:
+            summary.unchecked.update(result.unchecked)
         if on_row is not None and n % 1000 == 0:
             on_row(n)
     summary.short_rows, summary.long_rows = rows.short_rows, rows.long_rows
