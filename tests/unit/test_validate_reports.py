@@ -222,3 +222,15 @@ def test_cld_version_prints_the_installed_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.output.startswith(f"cld {version('cld-mesh')} (spec data {SPEC.data_version})")
+
+
+def test_reports_that_would_overwrite_each_other_or_the_input_exit_2(tmp_path: Path) -> None:
+    src = _write(tmp_path / "la-file.csv", _rows())
+    same = tmp_path / "r.out"
+    result = runner.invoke(app, ["validate", str(src), "--xlsx", str(same), "--html", str(same)])
+    assert result.exit_code == 2
+    assert "same file" in result.output
+    result = runner.invoke(app, ["validate", str(src), "--json", str(src)])
+    assert result.exit_code == 2
+    assert "overwrite the file being validated" in " ".join(result.output.split())
+    assert src.read_text(encoding="utf-8").startswith(HEADERS[0])

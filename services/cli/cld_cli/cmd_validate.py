@@ -123,8 +123,12 @@ def validate(
         if problem:
             err.print(f"[red]error:[/] cannot write the report: {problem}")
             raise typer.Exit(EXIT_UNUSABLE)
-    if xlsx_report is not None and html_report is not None and xlsx_report.resolve() == html_report.resolve():
-        err.print("[red]error:[/] --xlsx and --html name the same file")
+    targets = [t.resolve() for t in (json_report, xlsx_report, html_report) if t is not None and t != STDOUT]
+    if len(set(targets)) < len(targets):
+        err.print("[red]error:[/] two reports (--json, --xlsx, --html) name the same file")
+        raise typer.Exit(EXIT_UNUSABLE)
+    if file.resolve() in targets:
+        err.print("[red]error:[/] a report would overwrite the file being validated")
         raise typer.Exit(EXIT_UNUSABLE)
     try:
         spec = load_spec_with_overrides(codelists)
