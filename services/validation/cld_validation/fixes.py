@@ -185,7 +185,10 @@ def code_fix(
     if 0 < len(values) <= 8:
         return "Use one of: " + ", ".join(_q(v) for v in values) + "."
     if values:
-        return f"Use a {release_label} value of {f.header}: `cld spec` lists all {len(values)}."
+        rel = "r1" if release_label.endswith("1") else "r2"
+        return (
+            f"Use a {release_label} value of {f.header}: `cld spec codelists --release {rel}` lists all {len(values)}."
+        )
     return NO_AUTOMATIC_FIX
 
 
