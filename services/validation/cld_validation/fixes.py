@@ -159,6 +159,7 @@ def code_fix(
     rule: str,
     *,
     release_label: str,
+    release_id: str = "r2",
     defined: Iterable[str],
     folded_match: str | None = None,
     other_release_label: str | None = None,
@@ -185,9 +186,9 @@ def code_fix(
     if 0 < len(values) <= 8:
         return "Use one of: " + ", ".join(_q(v) for v in values) + "."
     if values:
-        rel = "r1" if release_label.endswith("1") else "r2"
         return (
-            f"Use a {release_label} value of {f.header}: `cld spec codelists --release {rel}` lists all {len(values)}."
+            f"Use a {release_label} value of {f.header}: `cld spec codelists --release {release_id}` lists all "
+            f"{len(values)}."
         )
     return NO_AUTOMATIC_FIX
 

@@ -547,6 +547,7 @@ class Validator:
                 value,
                 rule,
                 release_label=self.release_label,
+                release_id=self.release.value,
                 defined=code.exact,
                 folded_match=folded[2] if folded else None,
                 other_release_label=self.spec.releases[other].label,
