@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
+from cld_cli.synth import generate_rows
 from cld_schemas.spec import Release, load_spec
 from cld_validation.fixes import NO_AUTOMATIC_FIX, quotable
 from cld_validation.rules import FieldFinding, validate_record
@@ -65,6 +68,9 @@ def test_an_unknown_code_suggests_the_closest_value_without_quoting_the_input() 
         ({"unit_cost": "1,234.50"}, "unit_cost", "'1234.50'"),
         ({"unit_cost": "12.345"}, "unit_cost", "'12.35'"),
         ({"event_start_date": "31/02/2025"}, "event_start_date", "does not exist"),
+        ({"event_start_date": "01/10/2025 00:00:00"}, "event_start_date", "Remove the time: write '01/10/2025'"),
+        ({"date_of_birth": "13/02/1961 00:00:00"}, "date_of_birth", "Remove the time after the date"),
+        ({"event_start_date": "1/10/2025"}, "event_start_date", "Write 01/10/2025"),
         ({"event_start_date": "12/13/2025"}, "event_start_date", "swapped"),
         ({"provider_cqc_location_id": "123456789"}, "provider_cqc_location_id", "'1-123456789'"),
     ],
@@ -87,3 +93,20 @@ def test_personal_and_free_text_fields_are_never_quotable() -> None:
     assert {"nhs_number", "first_name", "last_name", "date_of_birth", "date_of_death", "postcode"} <= never
     assert {"event_description", "la_person_unique_identifier", "gp_practice_name"} <= never
     assert "gender" not in never
+
+
+@pytest.mark.parametrize("release", list(Release))
+def test_every_injected_error_gets_a_fix_that_quotes_no_personal_value(release: Release) -> None:
+    personal = {f.name for f in SPEC.fields if not quotable(f)}
+    seen_rules: set[str] = set()
+    for row, _errors in generate_rows(
+        people=150, seed=21, period_end=date(2026, 3, 31), release=release, error_rate=0.6
+    ):
+        for fnd in validate_record(row, release=release).findings:
+            seen_rules.add(fnd.rule)
+            assert fnd.fix, f"{fnd.rule} on {fnd.name} has no fix"
+            for name in personal:
+                value = row.get(name)
+                if value and len(value) >= 4:
+                    assert value not in fnd.fix, f"{name} value quoted in a {fnd.rule} fix"
+    assert {"CLD010", "CLD011", "CLD021", "CLD030"} <= seen_rules  # the file exercised the date/NHS/postcode fixes

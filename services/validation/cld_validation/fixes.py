@@ -23,6 +23,7 @@ _NEVER_QUOTED_FORMATS: Final = frozenset({"nhs_number", "postcode", "text", "ide
 _PERSONAL_DATES: Final = frozenset({"date_of_birth", "date_of_death"})
 _ISO_RE: Final = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ].*)?", re.ASCII)
 _DMY_LOOSE_RE: Final = re.compile(r"(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2}|\d{4})", re.ASCII)
+_DMY_TIME_RE: Final = re.compile(r"(\d{2}/\d{2}/\d{4})[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?", re.ASCII)
 _DIGITS_SEPARATED_RE: Final = re.compile(r"[\d\s\-]+", re.ASCII)
 _THOUSANDS_RE: Final = re.compile(r"-?\d{1,3}(,\d{3})+(\.\d+)?", re.ASCII)
 _MAX_QUOTE: Final = 60
@@ -49,6 +50,11 @@ def date_fix(f: SpecField, value: str, rule: str) -> str:
             if show:
                 return f"Write {d:02d}/{m:02d}/{y:04d} (dd/mm/yyyy), not {_q(value)}."
             return "Write the date as dd/mm/yyyy: it is written year-first (yyyy-mm-dd); swap it round."
+    timed = _DMY_TIME_RE.fullmatch(v)
+    if rule == "CLD010" and timed:
+        if show:
+            return f"Remove the time: write {_q(timed[1])} (dd/mm/yyyy), not {_q(value)}."
+        return "Remove the time after the date: write dd/mm/yyyy only (in Excel, format the column as 'dd/mm/yyyy')."
     loose = _DMY_LOOSE_RE.fullmatch(v)
     if rule == "CLD010" and loose:
         d, m, yy = int(loose[1]), int(loose[2]), loose[3]
