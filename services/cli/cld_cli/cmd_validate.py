@@ -141,80 +141,80 @@ def validate(
     size = file.stat().st_size
     show_progress = sys.stderr.isatty() if progress is None else progress
 
-    writer: _FindingWriter | None = _FindingWriter(release) if json_report else None
-    workbook: Any = None
-    if xlsx_report is not None:
-        from cld_validation.reports.xlsx import WorkbookReport
-
-        workbook = WorkbookReport(file.name)
-    on_page: list[LocatedFinding] = []
-    examples: list[tuple[int, str, str, str, str]] = []
-
-    def sink(row: int, ref: str | None, fnd: Any) -> None:
+    with contextlib.ExitStack() as cleanup:  # the spooled JSON and the workbook's temp files, whatever happens
+        writer: _FindingWriter | None = _FindingWriter(release) if json_report else None
         if writer is not None:
-            writer.add(row, ref, fnd)
-        if workbook is not None or (html_report is not None and len(on_page) < MAX_FINDINGS_ON_PAGE):
-            located = LocatedFinding.of(row, ref, fnd)
-            if workbook is not None:
-                workbook.add(located)
-            if html_report is not None and len(on_page) < MAX_FINDINGS_ON_PAGE:
-                on_page.append(located)
-        if len(examples) < show * 3:
-            examples.append((row, fnd.header, fnd.validity.value, fnd.rule, fnd.fix))
+            cleanup.callback(writer.abort)
+        workbook: Any = None
+        if xlsx_report is not None:
+            from cld_validation.reports.xlsx import WorkbookReport
 
-    raw: BinaryIO = file.open("rb")
-    summary: FileSummary
-    try:
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
-        with _Progress(show_progress, size, err) as update:
-            summary = validate_stream(
-                text,
-                release=release,
-                spec=spec,
-                la_code=la,
-                located_sink=sink,
-                on_row=lambda n: update(raw.tell(), n),
+            workbook = WorkbookReport(file.name)
+            cleanup.callback(workbook.close)
+        on_page: list[LocatedFinding] = []
+        examples: list[tuple[int, str, str, str, str]] = []
+
+        def sink(row: int, ref: str | None, fnd: Any) -> None:
+            if writer is not None:
+                writer.add(row, ref, fnd)
+            if workbook is not None or (html_report is not None and len(on_page) < MAX_FINDINGS_ON_PAGE):
+                located = LocatedFinding.of(row, ref, fnd)
+                if workbook is not None:
+                    workbook.add(located)
+                if html_report is not None and len(on_page) < MAX_FINDINGS_ON_PAGE:
+                    on_page.append(located)
+            if len(examples) < show * 3:
+                examples.append((row, fnd.header, fnd.validity.value, fnd.rule, fnd.fix))
+
+        raw: BinaryIO = file.open("rb")
+        summary: FileSummary
+        try:
+            text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
+            with _Progress(show_progress, size, err) as update:
+                summary = validate_stream(
+                    text,
+                    release=release,
+                    spec=spec,
+                    la_code=la,
+                    located_sink=sink,
+                    on_row=lambda n: update(raw.tell(), n),
+                )
+        except CLDFileError as exc:
+            err.print(f"[red]error:[/] {file.name}: {exc}")
+            raise typer.Exit(EXIT_UNUSABLE) from None
+        except UnicodeDecodeError as exc:
+            where = raw.tell() - len(exc.object) + exc.start
+            err.print(
+                f"[red]error:[/] {file.name} is not UTF-8 text (bad byte near byte {where}). "
+                "Save it as UTF-8 (with or without BOM) and try again."
             )
-    except CLDFileError as exc:
-        if writer is not None:
-            writer.abort()
-        err.print(f"[red]error:[/] {file.name}: {exc}")
-        raise typer.Exit(EXIT_UNUSABLE) from None
-    except UnicodeDecodeError as exc:
-        if writer is not None:
-            writer.abort()
-        where = raw.tell() - len(exc.object) + exc.start
-        err.print(
-            f"[red]error:[/] {file.name} is not UTF-8 text (bad byte near byte {where}). "
-            "Save it as UTF-8 (with or without BOM) and try again."
-        )
-        raise typer.Exit(EXIT_UNUSABLE) from None
-    finally:
-        raw.close()
+            raise typer.Exit(EXIT_UNUSABLE) from None
+        finally:
+            raw.close()
 
-    report = summary.to_json(spec)
-    _print_summary(console, file, summary, report, examples[:show])
-    try:
-        if writer is not None and json_report is not None:
-            data = writer.finish(summary.rows, report)
-            if to_stdout:
-                _write_stdout(data)
-            else:
-                write_report(json_report, data)
-        if workbook is not None and xlsx_report is not None:
-            write_report(xlsx_report, workbook.finish(report, release=release.value))
-        if html_report is not None:
-            from cld_validation.reports.html import render_html
+        report = summary.to_json(spec)
+        _print_summary(console, file, summary, report, examples[:show])
+        try:
+            if writer is not None and json_report is not None:
+                data = writer.finish(summary.rows, report)
+                if to_stdout:
+                    _write_stdout(data)
+                else:
+                    write_report(json_report, data)
+            if workbook is not None and xlsx_report is not None:
+                write_report(xlsx_report, workbook.finish(report, release=release.value))
+            if html_report is not None:
+                from cld_validation.reports.html import render_html
 
-            page = render_html(report, on_page, source_name=file.name, release=release.value)
-            write_report(html_report, page)
-    except ReportWriteError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(EXIT_UNUSABLE) from None
-    for label, target in (("JSON", json_report), ("workbook", xlsx_report), ("page", html_report)):
-        if target is not None and target != STDOUT:
-            err.print(f"{label} report: {target}")
-    raise typer.Exit(EXIT_FAILURES if summary.rows_with_failures else EXIT_OK)
+                page = render_html(report, on_page, source_name=file.name, release=release.value)
+                write_report(html_report, page)
+        except ReportWriteError as exc:
+            err.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(EXIT_UNUSABLE) from None
+        for label, target in (("JSON", json_report), ("workbook", xlsx_report), ("page", html_report)):
+            if target is not None and target != STDOUT:
+                err.print(f"{label} report: {target}")
+        raise typer.Exit(EXIT_FAILURES if summary.rows_with_failures else EXIT_OK)
 
 
 def _write_stdout(data: bytes) -> None:

@@ -13,7 +13,14 @@ from typing import Any, Final
 
 from cld_schemas.spec import FieldStatus, Validity
 from cld_validation.profile import ALL_EVENTS, NO_START_MONTH, PID
-from cld_validation.reports import FINDING_COLUMNS, LocatedFinding
+from cld_validation.reports import (
+    DATASET_CHECK_COLUMNS,
+    FINDING_COLUMNS,
+    WARNING_COLUMNS,
+    LocatedFinding,
+    dataset_check_rows,
+    warning_rows,
+)
 
 MAX_FINDINGS_ON_PAGE: Final = 5000
 """More findings than this are counted on the page and listed in full in the workbook / JSON report."""
@@ -79,7 +86,7 @@ def render_html(
         ),
         _section("Failures by event start month", "chart-failures-by-month", _by_month(profile)),
         _section("Findings", "findings", _findings_table(findings, total)),
-        _section("Dataset checks (across rows)", "dataset-checks", _dataset_checks(dataset_checks)),
+        _section("Dataset checks (across rows)", "dataset-checks", _dataset_checks(report, dataset_checks)),
         _section("DQ profile: per field and event type", "profile", _profile_table(profile)),
         '<p class="note">Row is the row number Excel shows (the header is row 1). Personal fields never show '
         f"values ({PID}). Synthetic or real, this page holds no value of a personal field.</p>",
@@ -228,17 +235,38 @@ def _findings_table(findings: Sequence[LocatedFinding], total: int) -> str:
     )
 
 
-def _dataset_checks(checks: Sequence[Mapping[str, Any]] | None) -> str:
+def _dataset_checks(report: Mapping[str, Any], explicit: Sequence[Mapping[str, Any]] | None) -> str:
+    checks = dataset_check_rows(report, explicit)
     if checks is None:
-        return '<p class="note">Not run by this version of cld validate.</p>'
-    if not checks:
-        return '<p class="note">No dataset check found anything.</p>'
-    rows = "".join(
-        f"<tr><td>{escape(str(c.get('check', '')))}</td><td>{escape(str(c.get('rows', '')))}</td>"
-        f"<td>{escape(str(c.get('rule', '')))}</td><td>{escape(str(c.get('detail', '')))}</td></tr>"
-        for c in checks
-    )
-    return f"<table><thead><tr><th>Check</th><th>Rows</th><th>Rule</th><th>Detail</th></tr></thead>{rows}</table>"
+        body = '<p class="note">Not run by this version of cld validate.</p>'
+    elif not checks:
+        body = '<p class="note">No dataset check found anything.</p>'
+    else:
+        head = "".join(f"<th>{escape(c)}</th>" for c in DATASET_CHECK_COLUMNS)
+        rows = "".join(
+            "<tr>"
+            + "".join(
+                f'<td class="n">{v:,}</td>' if isinstance(v, int) else f"<td>{escape(v or '')}</td>"
+                for v in (sev, check, count, rule, shown, expl)
+            )
+            + "</tr>"
+            for sev, check, count, rule, shown, expl in checks
+        )
+        body = f'<table id="dataset-checks-table"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
+    warnings = warning_rows(report)
+    if warnings:
+        head = "".join(f"<th>{escape(c)}</th>" for c in WARNING_COLUMNS)
+        rows = "".join(
+            f'<tr><td class="n">{"" if r is None else r}</td><td>{escape(fld)}</td><td>{escape(rule)}</td>'
+            f"<td>{escape(msg)}</td></tr>"
+            for r, fld, rule, msg in warnings[:MAX_FINDINGS_ON_PAGE]
+        )
+        body += (
+            f"<h2>Identity warnings (not failures): {len(warnings):,}</h2>"
+            f'<div class="scroll"><table id="warnings-table"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>'
+            "</table></div>"
+        )
+    return body
 
 
 def _profile_table(profile: Mapping[str, Any]) -> str:

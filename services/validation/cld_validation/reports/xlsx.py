@@ -21,7 +21,14 @@ from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 from cld_schemas.spec import FieldStatus, Validity
 from cld_validation.profile import PID
-from cld_validation.reports import FINDING_COLUMNS, LocatedFinding
+from cld_validation.reports import (
+    DATASET_CHECK_COLUMNS,
+    FINDING_COLUMNS,
+    WARNING_COLUMNS,
+    LocatedFinding,
+    dataset_check_rows,
+    warning_rows,
+)
 
 EXCEL_MAX_ROWS: Final = 1_048_576
 _MAX_CELL: Final = 32_767
@@ -31,8 +38,9 @@ _HEAD_FILL: Final = PatternFill("solid", fgColor="DDEBF7")
 _FORMULA_START: Final = ("=", "+", "-", "@")
 
 DatasetChecks = Sequence[Mapping[str, Any]] | None
-"""Hook for the dataset checks (duplicates, person conflicts, period) when they land: each a mapping with at
-least ``check``, ``rows`` and ``rule``; ``None`` says they were not run."""
+"""The dataset checks (duplicates, person conflicts, period) if not in the report's ``dataset_checks``: each a
+mapping with ``id``, ``severity``, ``count``, ``rule``, ``examples``, ``explanation`` (the shape ``cld validate``
+writes); ``None`` and no ``dataset_checks`` in the report says they were not run."""
 
 
 class WorkbookReport:
@@ -86,6 +94,10 @@ class WorkbookReport:
         )
         self.written += 1
 
+    def close(self) -> None:
+        """Release the write-only sheets' temporary files (after ``finish``, or instead of it)."""
+        self.wb.close()
+
     def finish(self, report: Mapping[str, Any], *, release: str, dataset_checks: DatasetChecks = None) -> bytes:
         self.findings.auto_filter.ref = f"A1:{get_column_letter(len(FINDING_COLUMNS))}{self.written + 1}"
         self._write_summary(report, release, dataset_checks)
@@ -126,21 +138,30 @@ class WorkbookReport:
         for item in report.get("failures_by_field_and_rule", []):
             ws.append([item["field"], item["validity"], item["rule"], item["count"]])
         ws.append([])
-        self._section(ws, "Dataset checks (across rows)", ("Check", "Rows", "Rule", "Detail"))
-        if dataset_checks is None:
+        self._section(ws, "Dataset checks (across rows)", DATASET_CHECK_COLUMNS)
+        checks = dataset_check_rows(report, dataset_checks)
+        if checks is None:
             ws.append(["Not run by this version of cld validate."])
-        elif not dataset_checks:
+        elif not checks:
             ws.append(["No dataset check found anything."])
         else:
-            for chk in dataset_checks:
+            for sev, check, count, rule, rows, expl in checks:
                 ws.append(
                     [
-                        self._text(ws, str(chk.get("check", ""))),
-                        self._text(ws, _rows_text(chk.get("rows"))),
-                        self._text(ws, str(chk.get("rule", ""))),
-                        self._text(ws, str(chk.get("detail", ""))),
+                        sev,
+                        self._text(ws, check),
+                        count,
+                        self._text(ws, rule),
+                        self._text(ws, rows),
+                        self._text(ws, expl),
                     ]
                 )
+        warnings = warning_rows(report)
+        if warnings:
+            ws.append([])
+            self._section(ws, "Identity warnings (not failures)", WARNING_COLUMNS)
+            for row, fld, rule, message in warnings[: EXCEL_MAX_ROWS // 4]:
+                ws.append([row, self._text(ws, fld), self._text(ws, rule), self._text(ws, message)])
         ws.append([])
         profile = report.get("profile")
         if not profile:
@@ -200,9 +221,3 @@ def _values_text(values: Any, limit: int = 10) -> str:
     items = list(values.items())
     text = "; ".join(f"{v} ({n})" for v, n in items[:limit])
     return text + (f"; ... {len(items) - limit} more (Values sheet)" if len(items) > limit else "")
-
-
-def _rows_text(rows: Any) -> str:
-    if isinstance(rows, list | tuple):
-        return ", ".join(str(r) for r in rows[:50]) + (" ..." if len(rows) > 50 else "")
-    return "" if rows is None else str(rows)
