@@ -55,7 +55,21 @@ def _run(tmp_path: Path, *extra: str) -> tuple[Path, Path, Path, dict[str, Any]]
     xlsx, page, js = tmp_path / "r.xlsx", tmp_path / "r.html", tmp_path / "r.json"
     result = runner.invoke(
         app,
-        ["validate", str(src), "--la", "318", "--xlsx", str(xlsx), "--html", str(page), "--json", str(js), *extra],
+        [
+            "validate",
+            str(src),
+            "--release",
+            "r2",
+            "--la",
+            "318",
+            "--xlsx",
+            str(xlsx),
+            "--html",
+            str(page),
+            "--json",
+            str(js),
+            *extra,
+        ],
     )
     assert "Traceback" not in result.output
     assert result.exit_code == 1, result.output
@@ -105,7 +119,7 @@ def test_the_workbook_summary_shows_the_profile_and_hides_personal_values(tmp_pa
     assert "Passed: Valid" in cells
     assert "Completeness %" in cells
     assert "N/A - PID" in cells
-    assert "Not run by this version of cld validate." in cells  # the dataset-checks hook
+    assert "Dataset checks (across rows)" in cells  # the checks across rows' section (run or 'not run')
     values = list(wb["Values"].iter_rows(values_only=True))
     assert ("Gender", "female", 1) in values
     everything = " ".join(
@@ -169,7 +183,7 @@ def test_json_dash_writes_the_report_to_stdout_and_the_summary_to_stderr(tmp_pat
     src = _write(tmp_path / "la-file.csv", _rows())
     cld = Path(sys.executable).with_name("cld")
     proc = subprocess.run(
-        [str(cld), "validate", str(src), "--la", "318", "--json", "-", "--no-progress"],
+        [str(cld), "validate", str(src), "--release", "r2", "--la", "318", "--json", "-", "--no-progress"],
         capture_output=True,
         check=False,
         env={**os.environ, "COLUMNS": "200"},
