@@ -16,7 +16,8 @@ export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
 export UV_PYTHON := $(PYTHON)
 
 .PHONY: help install system-deps lint format test test-fast test-unit test-component test-mesh test-deploy \
-        test-integration up down run bench clean asyncapi prometheus-up prometheus-down postgres-up postgres-down
+        test-integration test-browser dq-report-png up down run bench clean asyncapi prometheus-up prometheus-down \
+        postgres-up postgres-down
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -32,7 +33,7 @@ $(VENV)/.installed: $(UV) pyproject.toml uv.lock
 
 install: $(VENV)/.installed ## Install the project and dev tools into .venv (from uv.lock)
 
-system-deps: ## Install system tools the tests use (kcat, promtool/prometheus, postgresql) when missing
+system-deps: ## Install system tools the tests use (kcat, chromium + chromedriver, promtool/prometheus, postgresql) when missing
 	@bash deploy/install-system-deps.sh
 	@bash deploy/prometheus/install.sh
 	@bash deploy/postgres/postgres.sh install
@@ -80,9 +81,15 @@ test-integration: install system-deps ## Integration tier: real Kafka (started h
 	@bash deploy/mesh/mesh-sandbox.sh install
 	@$(PYTEST) tests/integration -q -m integration
 
-test: install system-deps lint ## Every tier: lint, unit, component, mesh, deploy, integration
+test-browser: install system-deps ## Browser tier: the DQ report page in a real headless Chromium (Selenium)
+	@$(PYTEST) tests/browser -q
+
+dq-report-png: install system-deps ## Regenerate docs/images/dq-report.png (the DQ report page of synthetic data)
+	@$(PY) -m tests.browser.screenshot docs/images/dq-report.png
+
+test: install system-deps lint ## Every tier: lint, unit, component, mesh, deploy, browser, integration
 	@bash deploy/compose/fetch-compose-schema.sh >/dev/null
-	@$(PYTEST) tests/unit tests/component tests/mesh tests/deploy -q
+	@$(PYTEST) tests/unit tests/component tests/mesh tests/deploy tests/browser -q
 	@bash deploy/kafka/kafka.sh fetch
 	@bash deploy/mesh/mesh-sandbox.sh install
 	@$(PYTEST) tests/integration -q -m integration

@@ -6,9 +6,12 @@ Rows carry distinctive synthetic values that fail in every way the validator kno
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from cld_schemas.spec import Release, load_spec
+from cld_validation.fixes import quotable
 from cld_validation.rules import MAX_TEXT_LENGTH, FieldFinding, validate_record
 from tests.support.builders import Row, a_ckba_row, a_review_row, a_service_row
 
@@ -18,16 +21,27 @@ SPEC_CODE_VALUES = {v.value for f in SPEC.fields for cl in (f.code_lists or {}).
 """The specification's own code values are not personal data: messages may quote them."""
 
 
+SPEC_CODE_VALUES_FOLDED = {" ".join(v.casefold().split()) for v in SPEC_CODE_VALUES}
+QUOTABLE = {f.name for f in SPEC.fields if quotable(f)}
+"""Fields whose non-personal values a fix may quote (a date to rewrite, 'female' -> 'Female')."""
+
+
 def _assert_clean(row: Row, result_findings: list[FieldFinding]) -> None:
     assert result_findings, "the row was meant to fail"
     for finding in result_findings:
-        text = repr(finding)
+        text = repr(dataclasses.replace(finding, fix=""))
+        assert finding.fix, f"{finding.rule} finding has no fix text"
         for name, value in row.items():
             if not value or len(value) < 4 or value in SPEC_CODE_VALUES:
                 continue
             assert value not in text, f"{name} value leaked into a {finding.rule} finding"
             if name in PII_FIELDS:
                 assert value.casefold() not in text.casefold(), f"{name} value leaked (case-folded)"
+                assert value.casefold() not in finding.fix.casefold(), f"{name} value leaked into a fix"
+            fmt = SPEC.field(name).format
+            spec_like = " ".join(value.casefold().split()) in SPEC_CODE_VALUES_FOLDED
+            if name not in QUOTABLE or (fmt == "code" and not spec_like):
+                assert value not in finding.fix, f"{name} value leaked into a {finding.rule} fix"
 
 
 FAILING_PERSON_VALUES: list[dict[str, str | None]] = [

@@ -1,16 +1,23 @@
 """``cld validate FILE.csv``: the central DQ report's findings, in seconds, before the file is sent.
 
-Exit codes: 0 no row has a failure; 1 some row has a failure; 2 the input cannot be used at all.
+Reports: ``--json FILE`` (``-`` for standard output; the summary then goes to standard error), ``--xlsx FILE``
+(the workbook: summary and profile, findings with Excel row and fix, values) and ``--html FILE`` (one
+self-contained page with charts). Every report is written through ``write_report`` (bytes -> path).
+
+Exit codes: 0 no row has a failure; 1 some row has a failure; 2 the input cannot be used at all, or a report
+cannot be written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO
+from typing import IO, Annotated, Any, BinaryIO
 
 import typer
 from rich.console import Console
@@ -21,6 +28,43 @@ from cld_schemas.csvfile import CLDFileError
 from cld_schemas.spec import CodeListError, Release, Spec, load_code_list_override, load_spec
 
 EXIT_OK, EXIT_FAILURES, EXIT_UNUSABLE = 0, 1, 2
+STDOUT = Path("-")
+
+
+class ReportWriteError(Exception):
+    """A report could not be written; the message names the path and the reason, never a row's value."""
+
+
+def write_report(path: Path, data: bytes) -> None:
+    """Write one report file whole or not at all (a temporary file beside it, renamed into place).
+
+    The one place the command writes files: the shared safe writer replaces this body when it lands.
+    """
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        with tmp.open("wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise ReportWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _check_writable(path: Path) -> str | None:
+    """Why a report could not be written there (checked before the work starts), or None."""
+    if path == STDOUT:
+        return None
+    parent = path.parent
+    if path.is_dir():
+        return f"{path} is a directory"
+    if not parent.is_dir():
+        return f"the folder {parent} does not exist"
+    if not os.access(parent, os.W_OK):
+        return f"the folder {parent} is not writable"
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"{path} is not writable"
+    return None
 
 
 def register(app: typer.Typer) -> None:
@@ -46,7 +90,18 @@ def validate(
         ),
     ] = None,
     json_report: Annotated[
-        Path | None, typer.Option("--json", help="Write the full report (every finding) as JSON here.")
+        Path | None,
+        typer.Option("--json", help="Write the full report (every finding) as JSON here ('-': standard output)."),
+    ] = None,
+    xlsx_report: Annotated[
+        Path | None,
+        typer.Option(
+            "--xlsx", help="Write the Excel workbook here: summary and DQ profile, every finding with its Excel row."
+        ),
+    ] = None,
+    html_report: Annotated[
+        Path | None,
+        typer.Option("--html", help="Write the report as one self-contained HTML page with charts here."),
     ] = None,
     codelists: Annotated[
         Path | None,
@@ -70,9 +125,24 @@ def validate(
 ) -> None:
     """Check an LA's CLD file against the specification, row by row and field by field."""
     from cld_validation.report import FileSummary, validate_stream  # import late: keeps `cld --help` fast
+    from cld_validation.reports import LocatedFinding
+    from cld_validation.reports.html import MAX_FINDINGS_ON_PAGE
 
-    console = Console(stderr=False)
+    to_stdout = json_report == STDOUT
+    console = Console(stderr=to_stdout)
     err = Console(stderr=True)
+    for target in (json_report, xlsx_report, html_report):
+        problem = _check_writable(target) if target is not None else None
+        if problem:
+            err.print(f"[red]error:[/] cannot write the report: {problem}")
+            raise typer.Exit(EXIT_UNUSABLE)
+    targets = [t.resolve() for t in (json_report, xlsx_report, html_report) if t is not None and t != STDOUT]
+    if len(set(targets)) < len(targets):
+        err.print("[red]error:[/] two reports (--json, --xlsx, --html) name the same file")
+        raise typer.Exit(EXIT_UNUSABLE)
+    if file.resolve() in targets:
+        err.print("[red]error:[/] a report would overwrite the file being validated")
+        raise typer.Exit(EXIT_UNUSABLE)
     try:
         spec = load_spec_with_overrides(codelists)
     except CodeListError as exc:
@@ -85,53 +155,92 @@ def validate(
     show_progress = sys.stderr.isatty() if progress is None else progress
 
     across = _across_rows(spec, la, previous, err)
-    writer: _FindingWriter | None = _FindingWriter(json_report) if json_report else None
-    examples: list[tuple[int, str, str, str]] = []
-
-    def sink(row: int, fnd: Any) -> None:
+    with contextlib.ExitStack() as cleanup:  # the spooled JSON and the workbook's temp files, whatever happens
+        writer: _FindingWriter | None = _FindingWriter() if json_report else None
         if writer is not None:
-            writer.add(row, fnd)
-        if len(examples) < show * 3:
-            examples.append((row, fnd.header, fnd.validity.value, fnd.rule))
+            cleanup.callback(writer.abort)
+        workbook: Any = None
+        if xlsx_report is not None:
+            from cld_validation.reports.xlsx import WorkbookReport
 
-    raw: BinaryIO = file.open("rb")
-    summary: FileSummary
-    try:
-        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
-        with _Progress(show_progress, size, err) as update:
-            summary = validate_stream(
-                text,
-                release=release,
-                spec=spec,
-                la_code=la,
-                sink=sink,
-                on_row=lambda n: update(raw.tell(), n),
-                on_record=across.add,
+            workbook = WorkbookReport(file.name)
+            cleanup.callback(workbook.close)
+        on_page: list[LocatedFinding] = []
+        examples: list[tuple[int, str, str, str, str]] = []
+
+        def sink(row: int, ref: str | None, fnd: Any) -> None:
+            if writer is not None:
+                writer.add(row, ref, fnd)
+            if workbook is not None or (html_report is not None and len(on_page) < MAX_FINDINGS_ON_PAGE):
+                located = LocatedFinding.of(row, ref, fnd)
+                if workbook is not None:
+                    workbook.add(located)
+                if html_report is not None and len(on_page) < MAX_FINDINGS_ON_PAGE:
+                    on_page.append(located)
+            if len(examples) < show * 3:
+                examples.append((row, fnd.header, fnd.validity.value, fnd.rule, fnd.fix))
+
+        raw: BinaryIO = file.open("rb")
+        summary: FileSummary
+        try:
+            text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
+            with _Progress(show_progress, size, err) as update:
+                summary = validate_stream(
+                    text,
+                    release=release,
+                    spec=spec,
+                    la_code=la,
+                    located_sink=sink,
+                    on_row=lambda n: update(raw.tell(), n),
+                    on_record=across.add,
+                )
+        except CLDFileError as exc:
+            err.print(f"[red]error:[/] {file.name}: {exc}")
+            raise typer.Exit(EXIT_UNUSABLE) from None
+        except UnicodeDecodeError as exc:
+            where = raw.tell() - len(exc.object) + exc.start
+            err.print(
+                f"[red]error:[/] {file.name} is not UTF-8 text (bad byte near byte {where}). "
+                "Save it as UTF-8 (with or without BOM) and try again."
             )
-    except CLDFileError as exc:
-        if writer is not None:
-            writer.abort()
-        err.print(f"[red]error:[/] {file.name}: {exc}")
-        raise typer.Exit(EXIT_UNUSABLE) from None
-    except UnicodeDecodeError as exc:
-        if writer is not None:
-            writer.abort()
-        where = raw.tell() - len(exc.object) + exc.start
-        err.print(
-            f"[red]error:[/] {file.name} is not UTF-8 text (bad byte near byte {where}). "
-            "Save it as UTF-8 (with or without BOM) and try again."
-        )
-        raise typer.Exit(EXIT_UNUSABLE) from None
-    finally:
-        raw.close()
+            raise typer.Exit(EXIT_UNUSABLE) from None
+        finally:
+            raw.close()
 
-    report = summary.to_json(spec)
-    report.update(across.to_json(summary.release))
-    if writer is not None:
-        writer.finish(summary.release, summary.rows, report)
-    _print_summary(console, file, summary, report, examples[:show])
-    _print_across_rows(console, report)
-    raise typer.Exit(EXIT_FAILURES if summary.rows_with_failures else EXIT_OK)
+        report = summary.to_json(spec)
+        report.update(across.to_json(summary.release))
+        _print_summary(console, file, summary, report, examples[:show])
+        _print_across_rows(console, report)
+        try:
+            if writer is not None and json_report is not None:
+                data = writer.finish(summary.release, summary.rows, report)
+                if to_stdout:
+                    _write_stdout(data)
+                else:
+                    write_report(json_report, data)
+            if workbook is not None and xlsx_report is not None:
+                write_report(xlsx_report, workbook.finish(report, release=summary.release.value))
+            if html_report is not None:
+                from cld_validation.reports.html import render_html
+
+                page = render_html(report, on_page, source_name=file.name, release=summary.release.value)
+                write_report(html_report, page)
+        except ReportWriteError as exc:
+            err.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(EXIT_UNUSABLE) from None
+        for label, target in (("JSON", json_report), ("workbook", xlsx_report), ("page", html_report)):
+            if target is not None and target != STDOUT:
+                err.print(f"{label} report: {target}")
+        raise typer.Exit(EXIT_FAILURES if summary.rows_with_failures else EXIT_OK)
+
+
+def _write_stdout(data: bytes) -> None:
+    try:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    except (OSError, ValueError) as exc:  # a closed pipe: say so, no traceback
+        raise ReportWriteError(f"cannot write to standard output: {exc}") from None
 
 
 def _across_rows(spec: Spec, la: str | None, previous: Path | None, err: Console) -> Any:
@@ -153,38 +262,43 @@ def _print_across_rows(console: Console, report: dict[str, Any]) -> None:
 
 
 class _FindingWriter:
-    """Streams findings into the JSON report so memory stays flat; renamed into place only on success."""
+    """Streams findings into a spooled temporary file (memory while small, disk when large); ``finish`` returns
+    the whole JSON report as bytes for ``write_report``. Nothing reaches the target until then."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.tmp = path.with_name(f".{path.name}.partial")
-        self.fh = self.tmp.open("w", encoding="utf-8")
-        self.fh.write('{"findings": [')
+    def __init__(self) -> None:
+        self.fh: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)  # noqa: SIM115
+        self.fh.write(b'{"findings": [')
         self.first = True
 
-    def add(self, row: int, fnd: Any) -> None:
+    def add(self, row: int, ref: str | None, fnd: Any) -> None:
         item = {
             "row": row,
+            "excel_row": row + 1,
+            "event_reference": ref,
             "field": fnd.header,
             "status": fnd.status.value,
             "validity": fnd.validity.value,
             "rule": fnd.rule,
             "message": fnd.message,
+            "fix": fnd.fix,
         }
-        self.fh.write(("\n" if self.first else ",\n") + json.dumps(item, ensure_ascii=False))
+        self.fh.write((("\n" if self.first else ",\n") + json.dumps(item, ensure_ascii=False)).encode())
         self.first = False
 
-    def finish(self, release: Release, rows: int, summary: dict[str, Any]) -> None:
+    def finish(self, release: Release, rows: int, summary: dict[str, Any]) -> bytes:
         self.fh.write(
-            f'\n], "release": {json.dumps(release.value)}, "rows": {rows}, '
-            f'"summary": {json.dumps(summary, ensure_ascii=False)}}}\n'
+            (
+                f'\n], "release": {json.dumps(release.value)}, "rows": {rows}, '
+                f'"summary": {json.dumps(summary, ensure_ascii=False)}}}\n'
+            ).encode()
         )
+        self.fh.seek(0)
+        data = self.fh.read()
         self.fh.close()
-        os.replace(self.tmp, self.path)
+        return data
 
     def abort(self) -> None:
         self.fh.close()
-        self.tmp.unlink(missing_ok=True)
 
 
 class _Progress:
@@ -225,7 +339,11 @@ def _release_basis_note(basis: str) -> str:
 
 
 def _print_summary(
-    console: Console, file: Path, summary: Any, report: dict[str, Any], examples: list[tuple[int, str, str, str]]
+    console: Console,
+    file: Path,
+    summary: Any,
+    report: dict[str, Any],
+    examples: list[tuple[int, str, str, str, str]],
 ) -> None:
     console.print(
         f"[bold]{file.name}[/]: {summary.rows:,} rows, "
@@ -256,9 +374,10 @@ def _print_summary(
             if info["explanation"]:
                 console.print(f"  [bold]{rid}[/]: {info['explanation']}")
     if examples:
-        console.print("First failing rows (row = data row, header not counted):")
-        for row, header, validity, rule in examples:
-            console.print(f"  row {row}: {header} - {validity} [{rule}]")
+        console.print("First failing rows (Row as Excel shows it: the header is row 1):")
+        for row, header, validity, rule, fix in examples:
+            console.print(f"  Row {row + 1}: {header} - {validity} [{rule}]", markup=False, highlight=False)
+            console.print(f"    fix: {fix}", markup=False, highlight=False)
     if report["unchecked_values"]:
         console.print("[yellow]Values that could not be checked[/] (code list not fully known for this release):")
         for header, info in report["unchecked_values"].items():

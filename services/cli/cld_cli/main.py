@@ -6,6 +6,7 @@ Each command module registers itself on ``app``; heavy imports stay inside comma
 from __future__ import annotations
 
 import importlib
+from typing import Annotated
 
 import typer
 
@@ -17,8 +18,34 @@ app = typer.Typer(
 )
 
 
+def version_text() -> str:
+    """``cld <version> (spec data <version>)``: the installed package's version and the spec data's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("cld-mesh")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree that is not installed
+        ours = "unknown"
+    from cld_schemas.spec import load_spec
+
+    return f"cld {ours} (spec data {load_spec().data_version})"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(version_text())
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version of cld and its spec data."
+        ),
+    ] = False,
+) -> None:
     """Adult Social Care Client Level Data (CLD) tools. Run `cld COMMAND --help` for each command."""
 
 

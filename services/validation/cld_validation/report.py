@@ -13,6 +13,7 @@ from typing import Any, TextIO
 
 from cld_schemas.csvfile import CLDFileError, CLDHeader, CLDRows, iter_records
 from cld_schemas.spec import FieldStatus, Release, Spec, load_spec
+from cld_validation.profile import Profile
 from cld_validation.release import latest_release, release_by_period
 from cld_validation.rules import FieldFinding, RowResult, Validator
 
@@ -35,6 +36,8 @@ class FileSummary:
     short_rows: int = 0
     long_rows: int = 0
     ragged_lines: tuple[int, ...] = ()
+    profile: Profile | None = None
+    """The DQ profile (status x validity per field and event type, completeness, invalid values)."""
 
     def to_json(self, spec: Spec) -> dict[str, Any]:
         headers = {f.name: f.header for f in spec.fields}
@@ -71,6 +74,7 @@ class FileSummary:
             "first_ragged_lines": list(self.ragged_lines),
             "missing_columns": list(self.missing_columns),
             "unknown_columns": list(self.unknown_columns),
+            "profile": self.profile.to_json() if self.profile is not None else None,
         }
 
 
@@ -85,6 +89,9 @@ def _status_rule_text(spec: Spec, rule_id: str) -> str:
 FindingSink = Callable[[int, FieldFinding], None]
 RecordHook = Callable[[int, dict[str, str | None], RowResult], None]
 """Sees every row (its number as the sink numbers it, the record, its result): the checks across rows."""
+_CODE_RULES = frozenset({"CLD002", "CLD003", "CLD004"})
+LocatedSink = Callable[[int, str | None, FieldFinding], None]
+"""(1-based data row, the row's Event Reference or None, finding): what an analyst needs to find the cell."""
 
 
 def required_columns(spec: Spec) -> tuple[str, ...]:
@@ -115,8 +122,10 @@ def validate_stream(
     sink: FindingSink | None = None,
     on_row: Callable[[int], None] | None = None,
     on_record: RecordHook | None = None,
+    located_sink: LocatedSink | None = None,
 ) -> FileSummary:
-    """Validate every row of an LA file. ``sink(row_number, finding)`` gets each failure (1-based data row).
+    """Validate every row of an LA file. ``sink(row_number, finding)`` gets each failure (1-based data row);
+    ``located_sink(row_number, event_reference, finding)`` too, with the row's Event Reference.
 
     ``release`` None: the release in force for the file's reporting period (the spec's cut-over data, read from
     the first row: a file states one period; ``release.release_by_period``).
@@ -135,6 +144,8 @@ def validate_stream(
         missing_columns=header.missing_fields,
         unknown_columns=header.unknown_columns,
     )
+    profile: Profile | None = None
+    coded: frozenset[str] = frozenset()
     for n, rec in enumerate(rows, start=1):
         if la_code is not None and not rec.get("la_code"):
             rec["la_code"] = la_code
@@ -142,11 +153,34 @@ def validate_stream(
             choice = release_by_period(rec, spec)
             summary.release, summary.release_basis = choice.release, choice.basis.value
             validator = Validator(spec, choice.release, absent=absent)
+        if profile is None:  # the profile follows the validator's fields and Event Type codes
+            event_code = validator.codes.get("event_type")
+            profile = Profile(validator.fields, frozenset(event_code.exact) if event_code else frozenset())
+            summary.profile = profile
+            coded = frozenset(validator.codes)
         result = validator.validate(rec)
         summary.rows = n
+        profile.add(
+            profile.event_label(rec.get("event_type")),
+            result.plan_statuses,
+            rec,
+            result.unchecked,
+            [(f.name, f.validity) for f in result.findings] if result.findings else (),
+        )
         if result.findings:
             summary.rows_with_failures += 1
+            start = validator.parse_date(rec.get("event_start_date") or "-")
+            profile.add_failed_row(
+                start.strftime("%Y-%m") if not isinstance(start, str) else None, len(result.findings)
+            )
+            ref = rec.get("event_reference")
             for fnd in result.findings:
+                if fnd.rule in _CODE_RULES and fnd.name in coded:
+                    value = rec.get(fnd.name)
+                    if value:
+                        profile.add_value(fnd.name, value)
+                if located_sink is not None:
+                    located_sink(n, ref, fnd)
                 summary.failures += 1
                 summary.by_field[fnd.header] += 1
                 summary.by_rule[fnd.rule] += 1
@@ -154,8 +188,8 @@ def validate_stream(
                 summary.by_field_rule[(fnd.header, fnd.rule, fnd.validity.value)] += 1
                 if sink is not None:
                     sink(n, fnd)
-        for name in result.unchecked:
-            summary.unchecked[name] += 1
+        if result.unchecked:
+            summary.unchecked.update(result.unchecked)
         if on_record is not None:
             on_record(n, rec, result)
         if on_row is not None and n % 1000 == 0:

@@ -28,6 +28,7 @@ from cld_schemas.spec import (
     Validity,
     load_spec,
 )
+from cld_validation import fixes
 
 MAX_TEXT_LENGTH: Final = 4096
 """Longest value accepted in any field (the spec's own maximum lengths are unknown: sources.md question 7)."""
@@ -56,6 +57,8 @@ class FieldFinding:
     validity: Validity
     rule: str
     message: str
+    fix: str = ""
+    """How to fix it, in the analyst's words (never quoting a personal value), or an honest 'no fix known'."""
 
 
 @dataclass(slots=True)
@@ -65,6 +68,8 @@ class RowResult:
     findings: list[FieldFinding] = field(default_factory=list)
     unchecked: list[str] = field(default_factory=list)
     """Names of fields whose non-blank value could not be checked against a complete code list."""
+    plan_statuses: tuple[FieldStatus, ...] = ()
+    """The same tuple object for every row of the same status plan (lets callers count statuses cheaply)."""
 
     @property
     def failed(self) -> bool:
@@ -362,7 +367,7 @@ class Validator:
         plan = self._plan(facts)
         statuses = list(plan.statuses)
         validities = list(plan.blank_validities)
-        result = RowResult(statuses=statuses, validities=validities)
+        result = RowResult(statuses=statuses, validities=validities, plan_statuses=plan.statuses)
         findings = result.findings
         info = self._quick
         fields = self.fields
@@ -387,7 +392,11 @@ class Validator:
             validity, rule, message = self._check_value(fields[i], value, result)
             validities[i] = validity
             if rule is not None:
-                findings.append(FieldFinding(name, fields[i].header, statuses[i], validity, rule, message))
+                findings.append(
+                    FieldFinding(
+                        name, fields[i].header, statuses[i], validity, rule, message, self._fix(fields[i], rule, value)
+                    )
+                )
         for i, case in plan.mandatory.items():
             name = self.names[i]
             if not rec.get(name) and i not in self._absent:
@@ -400,6 +409,7 @@ class Validator:
                         Validity.BLANK_MANDATORY,
                         case.id,
                         f"{f.header} is blank but Mandatory here: {case.why} ({case.cites}).",
+                        fixes.blank_mandatory_fix(f, case, event_type=self._event_label(rec)),
                     )
                 )
         if len(findings) > 1:
@@ -516,6 +526,52 @@ class Validator:
             result.unchecked.append(f.name)
         return Validity.VALID, None, ""
 
+    def _event_label(self, rec: Mapping[str, str | None]) -> str | None:
+        """The row's Event Type when it is exactly a defined value (so never personal), else None."""
+        v = rec.get("event_type")
+        code = self.codes.get("event_type")
+        return v if v and code is not None and v in code.exact else None
+
+    def _fix(self, f: SpecField, rule: str, value: str) -> str:
+        """The fix for a failed value (computed only for failures, so passing rows pay nothing)."""
+        fmt = f.format
+        if rule == "CLD053":
+            return fixes.too_long_fix(f, MAX_TEXT_LENGTH)
+        if fmt == "code":
+            code = self.codes[f.name]
+            folded = code.folded.get(_fold(value))
+            other = Release.R1 if self.release is Release.R2 else Release.R2
+            same: str | None = None
+            m = code.other_exact.get(value) or code.other_folded.get(_fold(value))
+            if m is not None:
+                same = next((v for v, (key, _g) in code.exact.items() if key == m[0]), None)
+            return fixes.code_fix(
+                f,
+                value,
+                rule,
+                release_label=self.release_label,
+                release_id=self.release.value,
+                defined=code.exact,
+                folded_match=folded[2] if folded else None,
+                other_release_label=self.spec.releases[other].label,
+                same_meaning=same,
+            )
+        if fmt == "date":
+            return fixes.date_fix(f, value, rule)
+        if fmt == "nhs_number":
+            return fixes.nhs_fix(value, rule)
+        if fmt == "postcode":
+            return fixes.postcode_fix(value)
+        if fmt in ("decimal_2dp", "integer"):
+            return fixes.number_fix(f, value, rule)
+        if fmt == "la_code":
+            return fixes.la_code_fix(value)
+        if fmt == "ods_gp_practice_code":
+            return fixes.ods_fix(value)
+        if fmt == "cqc_location_id":
+            return fixes.cqc_fix(value)
+        return fixes.NO_AUTOMATIC_FIX
+
     def _check_code(self, f: SpecField, value: str, result: RowResult) -> tuple[Validity, str | None, str]:
         code = self.codes[f.name]
         if value in code.exact:
@@ -554,7 +610,15 @@ class Validator:
                 return  # one failure per field: the field's own check already speaks for it
             result.validities[i] = Validity.INVALID
             result.findings.append(
-                FieldFinding(name, self.fields[i].header, result.statuses[i], Validity.INVALID, rule, message)
+                FieldFinding(
+                    name,
+                    self.fields[i].header,
+                    result.statuses[i],
+                    Validity.INVALID,
+                    rule,
+                    message,
+                    fixes.cross_field_fix(rule),
+                )
             )
 
         client = facts.meaning("client_type")
