@@ -96,7 +96,14 @@ def _not_utf8(rng: random.Random) -> bytes:
     body = rng.randbytes(rng.randint(0, 12))
     bad = rng.choice([b"\xff", b"\xfe", b"\x80", b"\xc3\x28", b"\xed\xa0\x80"])
     at = rng.randint(0, len(body))
-    return body[:at] + bad + body[at:]
+    candidate = body[:at] + bad + body[at:]
+    try:
+        candidate.decode("utf-8")
+    except UnicodeDecodeError:
+        return candidate
+    # A random byte before a lone continuation byte can make a valid sequence (b"\xc7" + b"\x80" is U+01C0):
+    # then 0xFF, which never occurs in UTF-8, makes sure.
+    return candidate + b"\xff"
 
 
 def _header_name(rng: random.Random) -> str:
