@@ -113,6 +113,8 @@ class DeadLetterReason(StrEnum):
     """A header value that is not UTF-8 text."""
     AMBIGUOUS_HEADER = "ambiguous_header"
     """A ``cld-*`` header given twice with different values (never "last wins")."""
+    UNKNOWN_ACTION = "unknown_action"
+    """A ``cld-action`` other than ``upsert`` or ``withdraw`` (never guessed to be an upsert)."""
 
 
 class DeadLetter(_Event):

@@ -4,6 +4,7 @@ a number in a numeric field is read as its text, and the partition moves on."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -44,3 +45,26 @@ async def test_numbers_in_numeric_fields_are_read_as_their_text(harness: Harness
     [body] = harness.validated.bodies
     record = RecordValidated.model_validate(body).record
     assert (record["unit_cost"], record["planned_units_per_week"]) == ("20.5", "10")
+
+
+async def test_an_unknown_cld_action_is_dead_lettered_never_taken_for_an_upsert() -> None:
+    from cld_runtime.messages import RawMessage
+    from cld_validation.intake import Rejected, read_message
+
+    value = json.dumps(service_record(la_code=None)).encode()
+    for action in (b"delete", b"WITHDRAWN", b"upsert "):
+        msg = RawMessage(
+            value=value,
+            key=b"318",
+            headers={"cld-source": b"case-system", "cld-event-id": b"ev-1", "cld-action": action},
+            topic="cld.events.raw.v1",
+            partition=0,
+            offset=1,
+        )
+        outcome = read_message(msg, max_bytes=256 * 1024, tenants=None)
+        if action.strip() == b"upsert":
+            assert not isinstance(outcome, Rejected)  # surrounding spaces are trimmed, as every header
+            continue
+        assert isinstance(outcome, Rejected), action
+        assert outcome.reason is DeadLetterReason.UNKNOWN_ACTION
+        assert "delete" not in outcome.detail.lower()

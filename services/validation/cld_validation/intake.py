@@ -207,6 +207,9 @@ def read_message(
     record["la_code"] = la_code
 
     action = (msg.header(topics.HEADER_ACTION) or UPSERT).lower()
+    if action not in (UPSERT, WITHDRAW):
+        # Never guessed: a source that meant "delete" must not have its record kept as an upsert.
+        return Rejected(DeadLetterReason.UNKNOWN_ACTION, "the cld-action header is neither upsert nor withdraw")
     source = claim or ("invalid" if msg.header(topics.HEADER_SOURCE) else "unknown")
     event_id = msg.header(topics.HEADER_EVENT_ID)
     if event_id is None or not _TOKEN.fullmatch(event_id):
