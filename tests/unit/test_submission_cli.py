@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -108,3 +110,72 @@ def test_no_command_takes_a_key_on_the_command_line() -> None:
     command = typer.main.get_command(app())
     for sub in command.commands["submission"].commands.values():  # type: ignore[attr-defined]
         assert not {p.name for p in sub.params} & {"key", "operator_key", "token"}
+
+
+# -- `cld submission export --out` writes safely (issue 10, finding 5) ------------------------------------
+
+
+def export_to_path(out: Path) -> Any:
+    return CliRunner().invoke(app(), ["submission", "export", "s-1", "--out", str(out)], env={"CLD_OPERATOR_KEY": KEY})
+
+
+def assert_clean_refusal(result: Any, *words: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    text = " ".join(result.output.split())
+    for w in words:
+        assert w in text, text
+
+
+def test_export_writes_a_private_file(seen: list[httpx.Request], tmp_path: Path) -> None:
+    out = tmp_path / "sub.csv"
+    result = export_to_path(out)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_bytes()) == SUB
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub.csv"]
+
+
+def test_export_does_not_follow_a_planted_part_symlink(seen: list[httpx.Request], tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / ".sub.csv.part").symlink_to(victim)
+    result = export_to_path(tmp_path / "sub.csv")
+    assert result.exit_code == 0, result.output
+    assert victim.read_text() == "precious"
+    assert (tmp_path / "sub.csv").is_file()
+    assert not (tmp_path / "sub.csv").is_symlink()
+
+
+def test_export_refuses_a_symlink_target(seen: list[httpx.Request], tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / "sub.csv").symlink_to(victim)
+    assert_clean_refusal(export_to_path(tmp_path / "sub.csv"), "symbolic link")
+    assert victim.read_text() == "precious"
+    assert (tmp_path / "sub.csv").is_symlink()
+
+
+def test_export_refuses_a_fifo(seen: list[httpx.Request], tmp_path: Path) -> None:
+    fifo = tmp_path / "sub.csv"
+    os.mkfifo(fifo)
+    assert_clean_refusal(export_to_path(fifo), "not a regular file")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_export_refuses_a_device_node(seen: list[httpx.Request]) -> None:
+    assert_clean_refusal(export_to_path(Path("/dev/null")), "not a regular file")
+    assert stat.S_ISCHR(os.lstat("/dev/null").st_mode)
+
+
+def test_export_to_a_directory_is_a_clear_error(seen: list[httpx.Request], tmp_path: Path) -> None:
+    assert_clean_refusal(export_to_path(tmp_path), "it is a folder")
+
+
+def test_export_to_a_missing_folder_is_a_clear_error(seen: list[httpx.Request], tmp_path: Path) -> None:
+    assert_clean_refusal(export_to_path(tmp_path / "missing" / "sub.csv"), "folder does not exist")
+
+
+def test_export_to_an_unwritable_place_is_a_clear_error(seen: list[httpx.Request]) -> None:
+    assert_clean_refusal(export_to_path(Path("/proc/cld-test-sub.csv")), "cannot write /proc/cld-test-sub.csv")

@@ -39,7 +39,13 @@ def asyncapi(
     if out is None:
         typer.echo(text)
     else:
-        out.write_text(text, encoding="utf-8")
+        from cld_runtime.files import FileWriteError, write_text
+
+        try:
+            write_text(out, text)
+        except FileWriteError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
 
 
 def load_service(name: str, *, port: int | None = None, host: str | None = None) -> tuple[Any, Any]:

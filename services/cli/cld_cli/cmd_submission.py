@@ -14,12 +14,15 @@ import hashlib
 import os
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from cld_runtime.files import AtomicFile
 
 DEFAULT_URL = "http://127.0.0.1:8004"
 EXIT_REFUSED = 1
@@ -70,6 +73,16 @@ def _operator_key(key_file: Path | None) -> str | None:
 def _auth(key_file: Path | None) -> dict[str, str]:
     key = _operator_key(key_file)
     return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _open_out(path: Path) -> AtomicFile:
+    """The safe writer of ``--out`` (``cld_runtime.files``), or a clear error and exit 2."""
+    from cld_runtime.files import AtomicFile, FileWriteError
+
+    try:
+        return AtomicFile(path, binary=True)
+    except FileWriteError as exc:
+        _fail(str(exc), EXIT_USAGE)
 
 
 def _call(
@@ -296,8 +309,10 @@ def export(
 ) -> None:
     """Write exactly the file that was (or would be) sent, and check its SHA-256."""
     sub = _call("GET", url, f"/v1/submissions/{submission_id}/status", key_file=key_file).json()
+    from cld_runtime.files import FileWriteError, os_reason
+
     digest = hashlib.sha256()
-    tmp = out_path.with_name(f".{out_path.name}.part")
+    target = _open_out(out_path)  # refused before downloading: a symlink, FIFO, folder or missing folder
     try:
         with (
             httpx.Client(base_url=url, timeout=httpx.Timeout(600.0, connect=5.0), headers=_auth(key_file)) as client,
@@ -305,17 +320,20 @@ def export(
         ):
             if response.status_code != 200:
                 _fail(f"the file is not available (HTTP {response.status_code})", EXIT_REFUSED)
-            with tmp.open("wb") as f:
-                for block in response.iter_bytes():
-                    digest.update(block)
-                    f.write(block)
+            for block in response.iter_bytes():
+                digest.update(block)
+                target.file.write(block)
+        if sub.get("file_sha256") and digest.hexdigest() != sub["file_sha256"]:
+            _fail("the downloaded file does not match the submission's SHA-256", EXIT_UNREACHABLE)
+        target.commit()
     except httpx.HTTPError as exc:
-        tmp.unlink(missing_ok=True)
         _fail(f"downloading the file failed ({type(exc).__name__})", EXIT_UNREACHABLE)
-    if sub.get("file_sha256") and digest.hexdigest() != sub["file_sha256"]:
-        tmp.unlink(missing_ok=True)
-        _fail("the downloaded file does not match the submission's SHA-256", EXIT_UNREACHABLE)
-    tmp.replace(out_path)
+    except OSError as exc:
+        _fail(f"cannot write {out_path}: {os_reason(exc)}", EXIT_USAGE)
+    except FileWriteError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    finally:
+        target.abort()  # a no-op after commit
     err.print(f"wrote {out_path} ({sub.get('rows')} rows, sha256 {digest.hexdigest()})")
 
 
@@ -347,11 +365,12 @@ def export_to(
     expected = response.headers.get("x-content-sha256", "")
     if expected and hashlib.sha256(data).hexdigest() != expected:
         _fail("the downloaded export does not match its SHA-256", EXIT_UNREACHABLE)
-    tmp = out_path.with_name(f".{out_path.name}.part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    tmp.replace(out_path)
+    from cld_runtime.files import FileWriteError, write_bytes
+
+    try:
+        write_bytes(out_path, data)
+    except FileWriteError as exc:
+        _fail(str(exc), EXIT_USAGE)
     h = response.headers
     err.print(
         f"wrote {out_path}: {h.get('x-records-included')} of {h.get('x-records-considered')} rows, "

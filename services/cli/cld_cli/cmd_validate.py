@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO
@@ -71,7 +70,13 @@ def validate(
     size = file.stat().st_size
     show_progress = sys.stderr.isatty() if progress is None else progress
 
-    writer: _FindingWriter | None = _FindingWriter(json_report, release) if json_report else None
+    from cld_runtime.files import FileWriteError
+
+    try:
+        writer: _FindingWriter | None = _FindingWriter(json_report, release) if json_report else None
+    except FileWriteError as exc:
+        err.print(f"[red]error:[/] --json: {exc}")
+        raise typer.Exit(EXIT_UNUSABLE) from None
     examples: list[tuple[int, str, str, str]] = []
 
     def sink(row: int, fnd: Any) -> None:
@@ -107,12 +112,24 @@ def validate(
             "Save it as UTF-8 (with or without BOM) and try again."
         )
         raise typer.Exit(EXIT_UNUSABLE) from None
+    except OSError as exc:  # reading the input or writing --json failed (disk full, I/O error)
+        if writer is not None:
+            writer.abort()
+        from cld_runtime.files import os_reason
+
+        err.print(f"[red]error:[/] reading {file.name} or writing the report failed: {os_reason(exc)}")
+        raise typer.Exit(EXIT_UNUSABLE) from None
     finally:
         raw.close()
 
     report = summary.to_json(spec)
     if writer is not None:
-        writer.finish(summary.rows, report)
+        try:
+            writer.finish(summary.rows, report)
+        except (FileWriteError, OSError) as exc:
+            writer.abort()
+            err.print(f"[red]error:[/] --json: {exc if isinstance(exc, FileWriteError) else type(exc).__name__}")
+            raise typer.Exit(EXIT_UNUSABLE) from None
     _print_summary(console, file, summary, report, examples[:show])
     raise typer.Exit(EXIT_FAILURES if summary.rows_with_failures else EXIT_OK)
 
@@ -121,9 +138,11 @@ class _FindingWriter:
     """Streams findings into the JSON report so memory stays flat; renamed into place only on success."""
 
     def __init__(self, path: Path, release: Release) -> None:
+        from cld_runtime.files import AtomicFile  # a private temporary file, created exclusively, never followed
+
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.partial")
-        self.fh = self.tmp.open("w", encoding="utf-8")
+        self.target = AtomicFile(path)
+        self.fh = self.target.file
         self.fh.write(f'{{"release": {json.dumps(release.value)}, "findings": [')
         self.first = True
 
@@ -141,12 +160,10 @@ class _FindingWriter:
 
     def finish(self, rows: int, summary: dict[str, Any]) -> None:
         self.fh.write(f'\n], "rows": {rows}, "summary": {json.dumps(summary, ensure_ascii=False)}}}\n')
-        self.fh.close()
-        os.replace(self.tmp, self.path)
+        self.target.commit()
 
     def abort(self) -> None:
-        self.fh.close()
-        self.tmp.unlink(missing_ok=True)
+        self.target.abort()
 
 
 class _Progress:
