@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.middlewares import AckPolicy
@@ -42,10 +43,11 @@ from cld_runtime import (
     Settings,
     configure_logging,
     dead_letter_for,
-    health_body,
     make_broker,
     metrics_body,
 )
+from cld_runtime.files import private_dir, private_umask
+from cld_runtime.http import add_health_routes
 from cld_runtime.messages import RawMessage, raw_messages, undecoded, unreadable_reason
 from cld_runtime.sharing import Form, SharingPolicy, load_policy
 from cld_runtime.tenancy import (
@@ -67,6 +69,7 @@ from .lifecycle import Submission, TransitionRefusedError
 from .metrics import SubmissionMetrics
 from .repository import Repository
 from .state import Incoming, StateStore
+from .storage import StorageUnavailableError, fault_cause, folder_problem
 from .transport import FileExportTransport, MeshSettings, MeshTransport, Transport
 from .workflow import DQSummary, SubmissionNotFoundError, SubmissionWorkflow, WorkflowSettings
 
@@ -229,6 +232,7 @@ def create_app(
     e.g. in tests; by default the tenants registry comes from ``CLD_TENANTS_FILE`` / ``CLD_TENANCY_MODE`` and the
     sharing policy from ``CLD_SHARING_POLICY_FILE`` or the packaged default)."""
     log = configure_logging(service=SERVICE, level=settings.log_level)
+    private_umask()  # state, submission files and exports: 0600 files in 0700 folders (issue 10)
     tenants = tenants if tenants is not None else settings.registry()
     if tenants.open_mode:
         log.warning(
@@ -240,8 +244,7 @@ def create_app(
     registry = CollectorRegistry()
     broker: KafkaBroker = make_broker(settings, registry=registry)
     metrics = SubmissionMetrics(registry)
-    state = StateStore.open(settings.state_dir)
-    repo = Repository(settings.state_dir)
+    state, repo = _open_storage(settings.state_dir)
     audit = AuditLog(settings.state_dir / "audit.jsonl")
     chosen = transport or build_transport(settings, metrics)
     submissions_out = broker.publisher(
@@ -404,8 +407,26 @@ def create_app(
     app.state.workflow = workflow
     app.state.registry = registry
     app.state.tenants = tenants
+    readiness = add_health_routes(app, broker, settings=settings)
+    readiness.add("state_store", workflow.storage.check)
+    app.state.readiness = readiness
     _routes(app, workflow, broker, settings, tenants)
     return app
+
+
+def _open_storage(state_dir: Path) -> tuple[StateStore, Repository]:
+    """The record state and the submissions database, or one clear error (read-only, permission, full)."""
+    try:
+        private_dir(state_dir)
+        state = StateStore.open(state_dir)
+    except (sqlite3.Error, OSError) as exc:
+        raise StorageUnavailableError(state_dir, folder_problem(state_dir) or fault_cause(exc)) from None
+    try:
+        repo = Repository(state_dir)
+    except (sqlite3.Error, OSError) as exc:
+        state.close()
+        raise StorageUnavailableError(state_dir, folder_problem(state_dir) or fault_cause(exc)) from None
+    return state, repo
 
 
 def _bearer_key(request: Request) -> str | None:
@@ -577,11 +598,6 @@ def _routes(
     async def metrics() -> Response:
         body, content_type = metrics_body(app.state.registry)
         return Response(body, media_type=content_type)
-
-    @app.get("/health", include_in_schema=False)
-    async def health() -> JSONResponse:
-        code, body = await health_body(broker, service=SERVICE, wait_seconds=settings.health_timeout_seconds)
-        return JSONResponse(body, status_code=code)
 
 
 def run(settings: SubmissionSettings | None = None) -> None:  # pragma: no cover - process entry point

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from cld_runtime.files import private_dir
 from cld_runtime.sharing import Form, SharingPolicy, default_policy
 from cld_schemas.events import RecordPseudonymised, SubmissionEvent, SubmissionState
 
@@ -59,6 +59,7 @@ from .lifecycle import (
 from .metrics import SubmissionMetrics
 from .repository import ManifestWriter, Repository
 from .state import Applied, Incoming, StateStore, StoredRecord
+from .storage import StorageHealth, is_storage_fault
 from .transport import (
     DeliveryState,
     FileExportTransport,
@@ -129,16 +130,16 @@ def _now() -> datetime:
 
 
 _Item = TypeVar("_Item")
+_T = TypeVar("_T")
 _Msg = TypeVar("_Msg")
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether a storage error may pass on a retry (the database is locked or busy, disk I/O, out of memory, a
-    damaged or unreadable database file) rather than being caused by the record: then nothing is dead-lettered
-    and the batch is retried. IntegrityError, ValueError and the like are the record's own."""
-    return isinstance(exc, sqlite3.OperationalError | sqlite3.InternalError | OSError | MemoryError) or (
-        type(exc) is sqlite3.DatabaseError  # 'database disk image is malformed', 'file is not a database'
-    )
+    """Whether a storage error may pass on a retry (the database is locked or busy, the disk full or read-only,
+    disk I/O, out of memory, a damaged or unreadable database file) rather than being caused by the record: then
+    nothing is dead-lettered and the batch is retried (``storage.is_storage_fault``). IntegrityError, ValueError
+    and the like are the record's own."""
+    return is_storage_fault(exc)
 
 
 async def store_or_split(
@@ -202,7 +203,28 @@ class SubmissionWorkflow:
         self._lock = asyncio.Lock()
         self._outbox_lock = asyncio.Lock()
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        settings.files_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.files_dir)
+        self.storage = StorageHealth(settings.state_dir, log=self.log, on_fault=self._release_storage)
+        """Readiness of the state storage; the consumers report each write's outcome to it (``_stored``)."""
+
+    def _release_storage(self) -> None:
+        """After a storage fault: close both databases, so that no file stays open on a full or read-only file
+        system (and a file system can be remounted); the next write opens them again."""
+        self.state.release()
+        self.repo.release()
+
+    async def _stored(self, write: Awaitable[_T]) -> _T:
+        """Run a consumer's write and report its outcome to ``storage``: after a storage fault, wait (bounded
+        backoff) and re-raise, so the batch is not acknowledged and Kafka hands it back; nothing is lost."""
+        try:
+            result = await write
+        except Exception as exc:
+            if is_storage_fault(exc):
+                self.storage.failed(exc)
+                await self.storage.backoff()
+            raise
+        self.storage.ok()
+        return result
 
     # -- records in -----------------------------------------------------------------------------------
 
@@ -221,7 +243,7 @@ class SubmissionWorkflow:
         async def rejected(pair: tuple[_Msg, Incoming], exc: Exception) -> None:
             await reject(pair[0], exc)
 
-        return [m for m, _ in await store_or_split(items, store, rejected)]
+        return [m for m, _ in await self._stored(store_or_split(items, store, rejected))]
 
     async def on_pseudonymised_or_split(
         self,
@@ -237,7 +259,7 @@ class SubmissionWorkflow:
         async def rejected(pair: tuple[_Msg, RecordPseudonymised], exc: Exception) -> None:
             await reject(pair[0], exc)
 
-        return [m for m, _ in await store_or_split(items, store, rejected)]
+        return [m for m, _ in await self._stored(store_or_split(items, store, rejected))]
 
     # -- queries --------------------------------------------------------------------------------------
 
