@@ -25,7 +25,7 @@ from typing import Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from cld_runtime.files import private_dir
+from cld_runtime.files import private_dir, tighten
 from cld_runtime.sharing import Form, SharingPolicy, default_policy
 from cld_schemas.events import RecordPseudonymised, SubmissionEvent, SubmissionState
 
@@ -204,6 +204,8 @@ class SubmissionWorkflow:
         self._outbox_lock = asyncio.Lock()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         private_dir(settings.files_dir)
+        for old in settings.files_dir.iterdir():  # submission files written by an earlier version (0644)
+            tighten(old)
         self.storage = StorageHealth(settings.state_dir, log=self.log, on_fault=self._release_storage)
         """Readiness of the state storage; the consumers report each write's outcome to it (``_stored``)."""
 
