@@ -65,7 +65,7 @@ from .audit import AuditLog
 from .checks import PartialThresholds
 from .deadlines import DeadlineRule
 from .exports import ExportRefusedError, ExportUnavailableError, NotAnExportRecipientError
-from .lifecycle import Submission, TransitionRefusedError
+from .lifecycle import PeriodError, Submission, TransitionRefusedError
 from .metrics import SubmissionMetrics
 from .repository import Repository
 from .state import Incoming, StateStore
@@ -502,6 +502,8 @@ def _routes(
                 period_end=body.period_end,
                 requested_by=who,
             )
+        except PeriodError as exc:
+            raise HTTPException(status_code=422, detail=f"period: {exc}") from None
         except TransitionRefusedError as exc:
             raise refused(exc) from None
         if not created:

@@ -53,6 +53,7 @@ from .lifecycle import (
     TransitionRefusedError,
     advance,
     approve,
+    check_period,
     decide_request,
     new_submission,
 )
@@ -292,8 +293,7 @@ class SubmissionWorkflow:
         """Assemble, check and record a submission; returns (submission, created). Idempotent by content."""
         if not requested_by.strip():
             raise TransitionRefusedError("a submission must name who requested it")
-        if period_end < period_start:
-            raise TransitionRefusedError("the period ends before it starts")
+        check_period(period_start, period_end, today=self._clock().date())  # PeriodError: 422
         async with self._lock:
             new_id = self._new_id()
             path = self.settings.files_dir / f"{new_id}.csv"
