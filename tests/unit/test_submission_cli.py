@@ -179,3 +179,22 @@ def test_export_to_a_missing_folder_is_a_clear_error(seen: list[httpx.Request], 
 
 def test_export_to_an_unwritable_place_is_a_clear_error(seen: list[httpx.Request]) -> None:
     assert_clean_refusal(export_to_path(Path("/proc/cld-test-sub.csv")), "cannot write /proc/cld-test-sub.csv")
+
+
+def test_status_shows_the_last_transport_error_and_the_next_retry(
+    seen: list[httpx.Request], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    problem = {
+        "error": "upload: MeshHttpError (HTTP 503)",
+        "at": "2026-12-03T13:00:00Z",
+        "next_retry_at": "2026-12-03T13:00:30Z",
+        "attempts": 3,
+    }
+    monkeypatch.setitem(SUB, "delivery_problem", problem)
+    monkeypatch.setitem(SUB, "state", "approved")
+    result = CliRunner().invoke(app(), ["submission", "status", "s-1"], env={"CLD_OPERATOR_KEY": KEY, "COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "last transport error" in result.output
+    assert "upload: MeshHttpError (HTTP 503)" in result.output
+    assert "next retry" in result.output
+    assert "2026-12-03T13:00:30Z" in result.output

@@ -154,6 +154,11 @@ def _submission_table(sub: dict[str, Any], title: str) -> Table:
         value = sub.get(key)
         if value is not None:
             t.add_row(key, str(value))
+    problem = sub.get("delivery_problem")
+    if problem:  # a transport outage (e.g. MESH down) while delivering: visible here, not only in the log
+        t.add_row("last transport error", f"{problem.get('error')} at {problem.get('at')}")
+        t.add_row("failed attempts", str(problem.get("attempts")))
+        t.add_row("next retry", str(problem.get("next_retry_at") or "none (the delivery has failed)"))
     return t
 
 

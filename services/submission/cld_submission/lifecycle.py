@@ -79,6 +79,19 @@ class TransitionRefusedError(Exception):
     """A step the state machine does not allow. The message is safe to show (no personal data)."""
 
 
+class DeliveryProblem(BaseModel):
+    """The last transport error of a submission being delivered, and when the next attempt is due. Kept in
+    memory by the running service (not stored, not an event): ``cld submission status`` shows it, so a MESH
+    outage is visible without reading logs. No personal data: an operation, an error type, MESH's status."""
+
+    model_config = ConfigDict(frozen=True)
+
+    error: str = Field(description="What failed, e.g. 'upload: MeshHttpError (HTTP 503 ...)'.")
+    at: datetime
+    next_retry_at: datetime | None = Field(default=None, description="When the next attempt is due.")
+    attempts: int = Field(default=1, ge=1, description="Failed attempts so far.")
+
+
 class Submission(BaseModel):
     """The current state of one submission (a version of one LA's file for one period)."""
 
@@ -104,6 +117,11 @@ class Submission(BaseModel):
     transport: str | None = None
     updated_at: datetime
     detail: str | None = Field(default=None, description="Last step's reason in words; never personal data.")
+    delivery_problem: DeliveryProblem | None = Field(
+        default=None,
+        description="While delivering: the last transport error and the next retry (from the running service's "
+        "memory, filled in by the status call; not stored).",
+    )
 
     @property
     def local_id(self) -> str:

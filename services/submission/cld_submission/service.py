@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -71,6 +71,7 @@ from .repository import Repository
 from .state import Incoming, StateStore
 from .storage import StorageUnavailableError, fault_cause, folder_problem
 from .transport import FileExportTransport, MeshSettings, MeshTransport, Transport
+from .transport.retry import OnRetry
 from .workflow import DQSummary, SubmissionNotFoundError, SubmissionWorkflow, WorkflowSettings
 
 SERVICE = "submission"
@@ -211,11 +212,17 @@ class SubmissionDetail(BaseModel):
 # -- composition root ---------------------------------------------------------------------------------
 
 
-def build_transport(settings: SubmissionSettings, metrics: SubmissionMetrics) -> Transport:
+def build_transport(
+    settings: SubmissionSettings, metrics: SubmissionMetrics, retry_hooks: Sequence[OnRetry] = ()
+) -> Transport:
+    """The configured transport; ``retry_hooks`` hear of every retried transport call (the workflow keeps the
+    last error and the next retry for ``cld submission status``)."""
     if settings.transport == "mesh":
 
-        def on_retry(_op: str, _attempt: int, _delay: float, _exc: BaseException) -> None:
+        def on_retry(op: str, attempt: int, delay: float, exc: BaseException) -> None:
             metrics.mesh_send.labels("retry").inc()
+            for hook in retry_hooks:
+                hook(op, attempt, delay, exc)
 
         return MeshTransport(MeshSettings(), on_retry=on_retry)  # fields from CLD_MESH_*
     return FileExportTransport(settings.export_dir or settings.state_dir / "export")
@@ -246,7 +253,8 @@ def create_app(
     metrics = SubmissionMetrics(registry)
     state, repo = _open_storage(settings.state_dir)
     audit = AuditLog(settings.state_dir / "audit.jsonl")
-    chosen = transport or build_transport(settings, metrics)
+    retry_hooks: list[OnRetry] = []
+    chosen = transport or build_transport(settings, metrics, retry_hooks)
     submissions_out = broker.publisher(
         settings.topic(topics.SUBMISSIONS),
         schema=SubmissionEvent,
@@ -272,6 +280,7 @@ def create_app(
         log=log,
         policy=policy,
     )
+    retry_hooks.append(workflow.on_transport_retry)
     deadletters = DeadLetterPublisher(
         broker, topic=settings.topic(topics.DEADLETTER), service=SERVICE, registry=registry
     )
@@ -529,7 +538,9 @@ def _routes(
 
     @app.get("/v1/submissions/{submission_id}/status", response_model=Submission)
     async def status(submission_id: str, op: Caller) -> Submission:
-        return load(submission_id, op, OperatorAction.VIEW)
+        """The submission's state; while it is being delivered, also the last transport error and the next
+        retry (``delivery_problem``), so an outage of MESH shows here, not only in the log."""
+        return wf.with_delivery(load(submission_id, op, OperatorAction.VIEW))
 
     @app.post("/v1/submissions/{submission_id}/approve", response_model=Submission)
     async def approve(submission_id: str, body: ApproveSubmission, op: Caller) -> Submission:

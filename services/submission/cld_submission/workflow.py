@@ -18,6 +18,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -48,6 +49,7 @@ from .deadlines import DeadlineRule, covers_next_deadline, days_remaining
 from .exports import ExportResult, run_export
 from .identity import Kind
 from .lifecycle import (
+    DeliveryProblem,
     Existing,
     Submission,
     TransitionRefusedError,
@@ -70,6 +72,18 @@ from .transport import (
 
 S = SubmissionState
 SERVICE_ACTOR: Final = "cld-submission"
+_DELIVERING: ContextVar[str | None] = ContextVar("cld_submission_delivering", default=None)
+"""The submission a delivery task works on (the transport's retry callback does not know it)."""
+
+
+def describe_transport_error(operation: str, exc: BaseException) -> str:
+    """A transport error in a few words: the operation, the error type and, for our transport errors (MESH's
+    HTTP status and reason, fixed texts), the message. Never a file's content."""
+    text = f"{operation}: {type(exc).__name__}"
+    if isinstance(exc, TransportError) and str(exc):
+        text += f" ({str(exc)[:200]})"
+    return text
+
 
 Publish = Callable[[SubmissionEvent], Awaitable[None]]
 
@@ -204,6 +218,7 @@ class SubmissionWorkflow:
         self._lock = asyncio.Lock()
         self._outbox_lock = asyncio.Lock()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._problems: dict[str, DeliveryProblem] = {}
         private_dir(settings.files_dir)
         for old in settings.files_dir.iterdir():  # submission files written by an earlier version (0644)
             tighten(old)
@@ -271,6 +286,28 @@ class SubmissionWorkflow:
         if sub is None:
             raise SubmissionNotFoundError(submission_id)
         return sub
+
+    def with_delivery(self, sub: Submission) -> Submission:
+        """``sub`` with its delivery problem (the last transport error and the next retry), if it has one."""
+        problem = self._problems.get(sub.submission_id)
+        return sub if problem is None else sub.model_copy(update={"delivery_problem": problem})
+
+    def on_transport_retry(self, operation: str, attempt: int, delay: float, exc: BaseException) -> None:
+        """The transport's retry callback (``MeshTransport(on_retry=...)``): remember the error and when the next
+        attempt is due, for the submission whose delivery task is running."""
+        submission_id = _DELIVERING.get()
+        if submission_id is not None:
+            self._note_problem(submission_id, describe_transport_error(operation, exc), delay)
+
+    def _note_problem(self, submission_id: str, error: str, delay: float | None) -> None:
+        now = self._clock()
+        previous = self._problems.get(submission_id)
+        self._problems[submission_id] = DeliveryProblem(
+            error=error,
+            at=now,
+            next_retry_at=now + timedelta(seconds=delay) if delay is not None else None,
+            attempts=previous.attempts + 1 if previous is not None else 1,
+        )
 
     def summary(self, submission_id: str) -> DQSummary:
         self.get(submission_id)
@@ -593,6 +630,7 @@ class SubmissionWorkflow:
         return new
 
     async def _deliver(self, submission_id: str) -> None:
+        _DELIVERING.set(submission_id)  # this task's own context
         try:
             sub = self.get(submission_id)
             if sub.state is S.APPROVED:
@@ -619,7 +657,9 @@ class SubmissionWorkflow:
             )
         except TransportError as exc:
             self.metrics.mesh_send.labels("failed").inc()
+            self._note_problem(sub.submission_id, describe_transport_error("send", exc), None)  # no more retries
             return await self._step(sub, S.FAILED, audit_action="send_failed", detail=str(exc)[:500])
+        self._problems.pop(sub.submission_id, None)
         self.metrics.mesh_send.labels("success").inc()
         return await self._step(
             sub,
@@ -645,7 +685,11 @@ class SubmissionWorkflow:
                     "delivery status not available",
                     extra={"submission_id": sub.submission_id, "error": type(exc).__name__},
                 )
+                self._note_problem(
+                    sub.submission_id, describe_transport_error("status", exc), self.settings.ack_poll_interval
+                )
             else:
+                self._problems.pop(sub.submission_id, None)
                 if status.state is DeliveryState.ACKNOWLEDGED:
                     self.metrics.mesh_acknowledged.labels("acknowledged").inc()
                     await self._step(sub, S.ACKNOWLEDGED, audit_action="acknowledged", detail=status.detail[:300])
