@@ -16,6 +16,7 @@ from cld_cli.main import app
 from tests.unit.test_preview_cli import _csv, _key
 
 Target = Callable[[Path], Path]
+EXAMPLE_TENANTS = Path(__file__).resolve().parents[2] / "deploy" / "config" / "tenants.example.json"
 
 
 def _generate_in(tmp: Path) -> Path:
@@ -134,3 +135,27 @@ def test_a_missing_folder_is_a_clear_error(tmp_path: Path, name: str) -> None:
 def test_an_unwritable_place_is_a_clear_error(tmp_path: Path, name: str) -> None:
     cmds = commands(tmp_path)
     _refused(*_run(cmds[name](Path("/proc/cld-test-out.json"))), "cannot write /proc/cld-test-out.json")
+
+
+def test_tenants_keys_are_not_written_through_a_planted_symlink(tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    keys = tmp_path / "keys.json"
+    keys.symlink_to(victim)
+    result = CliRunner().invoke(
+        app,
+        [
+            "tenants",
+            "init",
+            "--registry",
+            str(tmp_path / "tenants.json"),
+            "--from",
+            str(EXAMPLE_TENANTS),
+            "--keys-out",
+            str(keys),
+            "--force",
+        ],
+    )
+    _refused(result.exit_code, result.output, result.exception, "symbolic link")
+    assert victim.read_text() == "precious"
+    assert not (tmp_path / "tenants.json").exists()  # refused before any key was issued
