@@ -324,3 +324,19 @@ async def test_a_storage_fault_makes_the_service_not_ready_until_a_write_succeed
     await harness.broker.publish_batch(*batch, topic=topics.VALIDATED)
     assert harness.stored() == {"a-0", "full", "a-1"}
     assert (await harness.client.get("/health/ready")).json()["state_store"] == "writable"
+
+
+async def test_every_handler_call_is_reported_to_consumer_progress(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The readiness middleware sees the consumers' calls: a failing batch starts a failure streak, the next
+    good one ends it (``cld_runtime.http.ConsumerProgress``)."""
+    progress = harness.client._transport.app.state.readiness.progress  # type: ignore[attr-defined]
+    harness.fail_storing(monkeypatch, "x", lambda: sqlite3.OperationalError("disk I/O error"))
+    with pytest.raises(sqlite3.OperationalError):
+        await harness.broker.publish_batch(a_validated("x", "RX"), topic=topics.VALIDATED)
+    assert progress._failures == 1
+    monkeypatch.undo()
+    await harness.broker.publish_batch(a_validated("x", "RX"), topic=topics.VALIDATED)
+    assert progress._failures == 0
+    assert progress._last_ok is not None

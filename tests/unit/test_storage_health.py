@@ -117,3 +117,18 @@ async def test_a_broken_check_is_a_failing_check() -> None:
     assert ready is False
     assert failing == ["thing"]
     assert body["thing"] == "check failed (RuntimeError)"
+
+
+async def test_a_handler_call_that_hangs_makes_the_consumers_stuck() -> None:
+    clock = Clock()
+    progress = ConsumerProgress(stall_seconds=60, clock=clock)
+    token = progress.started()
+    clock.now += 59
+    assert progress.check()[0] is True
+    clock.now += 2
+    ready, body = progress.check()
+    assert ready is False
+    assert body["consumers"] == "stuck"
+    assert body["consumer_busy_seconds"] == 61.0
+    progress.finished(token)
+    assert progress.check()[0] is True

@@ -46,8 +46,9 @@ def metrics_body(registry: CollectorRegistry) -> tuple[bytes, str]:
 
 class ConsumerProgress:
     """Whether the process's consumers make progress: not ready once handling has failed continuously (no
-    batch handled, so no offset committed, while messages wait) for ``stall_seconds``. Fed by
-    ``middleware()`` (a FastStream broker middleware) around every handler call."""
+    batch handled, so no offset committed, while messages wait) for ``stall_seconds``, or one handler call has
+    been running that long (hung). Fed by ``middleware()`` (a FastStream broker middleware) around every
+    handler call."""
 
     def __init__(self, *, stall_seconds: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.stall_seconds = stall_seconds
@@ -56,6 +57,18 @@ class ConsumerProgress:
         self._failing_since: float | None = None
         self._failures = 0
         self._last_ok: float | None = None
+        self._inflight: dict[int, float] = {}
+        self._next_token = 0
+
+    def started(self) -> int:
+        with self._lock:
+            self._next_token += 1
+            self._inflight[self._next_token] = self._clock()
+            return self._next_token
+
+    def finished(self, token: int) -> None:
+        with self._lock:
+            self._inflight.pop(token, None)
 
     def handled(self) -> None:
         with self._lock:
@@ -70,12 +83,17 @@ class ConsumerProgress:
     def check(self) -> CheckResult:
         with self._lock:
             since, failures = self._failing_since, self._failures
-        stuck = since is not None and self._clock() - since >= self.stall_seconds
-        body: dict[str, Any] = {"consumers": "stuck" if stuck else "progressing"}
+            oldest = min(self._inflight.values(), default=None)
+        now = self._clock()
+        failing = since is not None and now - since >= self.stall_seconds
+        hung = oldest is not None and now - oldest >= self.stall_seconds
+        body: dict[str, Any] = {"consumers": "stuck" if failing or hung else "progressing"}
         if since is not None:
-            body["consumer_failing_seconds"] = round(self._clock() - since, 1)
+            body["consumer_failing_seconds"] = round(now - since, 1)
             body["consumer_failed_batches"] = failures
-        return not stuck, body
+        if hung and oldest is not None:
+            body["consumer_busy_seconds"] = round(now - oldest, 1)
+        return not (failing or hung), body
 
     def middleware(self) -> type[BaseMiddleware[Any, Any]]:
         """A broker middleware class reporting each handler call's outcome here (``broker.add_middleware``)."""
@@ -83,11 +101,14 @@ class ConsumerProgress:
 
         class _Progress(BaseMiddleware[Any, Any]):
             async def consume_scope(self, call_next: Callable[[Any], Awaitable[Any]], msg: Any) -> Any:
+                token = progress.started()
                 try:
                     result = await call_next(msg)
                 except Exception:
                     progress.failed()
                     raise
+                finally:
+                    progress.finished(token)
                 progress.handled()
                 return result
 
