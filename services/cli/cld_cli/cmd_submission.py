@@ -390,10 +390,15 @@ def rebuild_state_cmd(
 ) -> None:
     """Rebuild the record state from the validated topic's beginning (run while the service is stopped)."""
     import asyncio
+    import sqlite3
 
     from cld_submission.rebuild import rebuild_state  # local: only this command needs the service package
     from cld_submission.service import SubmissionSettings
+    from cld_submission.storage import fault_cause, folder_problem
 
     settings = SubmissionSettings(state_dir=state_dir)
-    applied = asyncio.run(rebuild_state(settings))
+    try:
+        applied = asyncio.run(rebuild_state(settings))
+    except (sqlite3.Error, OSError) as exc:  # e.g. a read-only or full state directory: one line, no traceback
+        _fail(f"the state directory {state_dir} cannot be written: {folder_problem(state_dir) or fault_cause(exc)}", 2)
     err.print(f"rebuilt from {applied} record(s) on {settings.topic('cld.records.validated.v1')}")
