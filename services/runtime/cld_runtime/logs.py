@@ -69,10 +69,11 @@ class RateLimitFilter(logging.Filter):
     """The same message from a noisy framework logger at most once per ``interval`` seconds.
 
     A broker outage makes aiokafka and FastStream repeat one error many times a second (a 15 s broker stop
-    wrote ~2,400 ERROR lines, issue 10), which buries the one line that matters. Records of loggers under
-    ``prefixes`` are keyed by (logger, level, message template): the first passes, repeats within the interval
-    are dropped and counted, and the first one after the interval carries ``suppressed_repeats`` (how many were
-    dropped since the last one written). Other loggers (``cld.*``: they log once per change) pass untouched.
+    wrote ~2,400 ERROR lines, issue 10), which buries the one line that matters. WARNING and ERROR records of
+    loggers under ``prefixes`` are keyed by (logger, level, message template): the first passes, repeats
+    within the interval are dropped and counted, and the first one after the interval carries
+    ``suppressed_repeats`` (how many were dropped since the last one written). Other loggers (``cld.*``: they
+    log once per change) and DEBUG/INFO lines pass untouched.
     At most ``max_keys`` distinct messages are tracked (the oldest are forgotten).
     """
 
@@ -93,8 +94,8 @@ class RateLimitFilter(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not record.name.startswith(self.prefixes):
-            return True
+        if record.levelno < logging.WARNING or not record.name.startswith(self.prefixes):
+            return True  # per-message DEBUG/INFO lines (when asked for) are not what floods an outage
         key = (record.name, record.levelno, str(record.msg)[:300])
         now = self._clock()
         with self._lock:
