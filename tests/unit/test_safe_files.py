@@ -71,9 +71,22 @@ def test_refuses_a_fifo_target(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
 
 
+def device_node(folder: Path) -> Path:
+    """A character device of our own (a copy of /dev/null's numbers) in ``folder``: never the system's, which a
+    broken writer running as root would replace. Skips where creating device nodes is not permitted."""
+    node = folder / "out.csv"
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("creating a device node needs root")
+    return node
+
+
 def test_refuses_a_device_node_target(tmp_path: Path) -> None:
+    node = device_node(tmp_path)
     with pytest.raises(FileWriteError, match="not a regular file"):
-        write_text(Path("/dev/null"), "x")
+        write_text(node, "x")
+    assert stat.S_ISCHR(os.lstat(node).st_mode)
 
 
 def test_refuses_a_directory_target(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 from cld_cli import cmd_submission
+from tests.unit.test_safe_files import device_node
 
 KEY = "cldk_" + "k" * 43
 SUB = {"submission_id": "s-1", "state": "checked", "rows": 3, "version": 1, "file_sha256": None}
@@ -164,9 +165,10 @@ def test_export_refuses_a_fifo(seen: list[httpx.Request], tmp_path: Path) -> Non
     assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
 
 
-def test_export_refuses_a_device_node(seen: list[httpx.Request]) -> None:
-    assert_clean_refusal(export_to_path(Path("/dev/null")), "not a regular file")
-    assert stat.S_ISCHR(os.lstat("/dev/null").st_mode)
+def test_export_refuses_a_device_node(seen: list[httpx.Request], tmp_path: Path) -> None:
+    node = device_node(tmp_path)  # our own node: a broken writer running as root must not replace /dev/null
+    assert_clean_refusal(export_to_path(node), "not a regular file")
+    assert stat.S_ISCHR(os.lstat(node).st_mode)
 
 
 def test_export_to_a_directory_is_a_clear_error(seen: list[httpx.Request], tmp_path: Path) -> None:
