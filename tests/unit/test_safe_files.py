@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -183,3 +184,18 @@ def test_private_dir_and_tighten_and_umask(tmp_path: Path) -> None:
         assert mode(d / "sub") == 0o700
     finally:
         os.umask(previous)
+
+
+def test_a_read_only_file_system_is_named(tmp_path: Path) -> None:
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mnt)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        pytest.skip(f"mounting a read-only tmpfs was refused (needs root): {done.stderr.strip()}")
+    try:
+        with pytest.raises(FileWriteError, match="read-only file system"):
+            write_text(mnt / "out.csv", "x")
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
