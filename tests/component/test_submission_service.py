@@ -317,7 +317,12 @@ async def test_unknown_submission_and_bad_input(harness: Harness) -> None:
     bad = await harness.client.post("/v1/submissions", json={**PERIOD, "la_code": "ABC"})
     assert bad.status_code == 422
     backwards = {**PERIOD, "period_start": "2025-04-01", "period_end": "2024-03-31"}
-    assert (await harness.client.post("/v1/submissions", json=backwards)).status_code == 409
+    assert (await harness.client.post("/v1/submissions", json=backwards)).status_code == 422
+    forever = {**PERIOD, "requested_by": ADA, "period_start": "0001-01-01", "period_end": "9999-12-31"}
+    refused = await harness.client.post("/v1/submissions", json=forever, headers=harness.auth(ADA))
+    assert refused.status_code == 422
+    assert "before CLD began" in refused.json()["detail"]
+    assert harness.workflow.history(None) == []  # nothing assembled, nothing recorded
 
 
 async def test_metrics_endpoint_serves_the_contract(harness: Harness) -> None:

@@ -293,3 +293,49 @@ async def test_an_la_operators_listing_never_contains_another_las_submission(tmp
             assert listing(OLU) == listing(OLU, OTHER_LA) == [(OTHER_LA, ids[OTHER_LA])]
             assert listing(GRACE, OTHER_LA) == listing(OLU, LA_CODE) == []
             assert sorted(listing(ADA)) == sorted([(LA_CODE, ids[LA_CODE]), (OTHER_LA, ids[OTHER_LA])])
+
+
+async def test_a_storage_fault_makes_the_service_not_ready_until_a_write_succeeds(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10, finding 3: while storing fails the service says so (readiness names the state store), it
+    stays alive, logs the real cause (not a failed ROLLBACK's), and is ready again after the next good write."""
+    ready = (await harness.client.get("/health/ready")).json()
+    assert ready["state_store"] == "writable"
+    assert "state_store" not in ready.get("failing", [])
+
+    harness.fail_storing(monkeypatch, "full", lambda: sqlite3.OperationalError("database or disk is full"))
+    batch = [a_validated("a-0", "RA0"), a_validated("full", "R-FULL"), a_validated("a-1", "RA1")]
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):  # the real error, not 'cannot rollback'
+        await harness.broker.publish_batch(*batch, topic=topics.VALIDATED)
+
+    response = await harness.client.get("/health/ready")
+    body = response.json()
+    assert response.status_code == 503
+    assert body["state_store"] == "unavailable"
+    assert "state_store" in body["failing"]
+    assert "disk is full" in body["state_store_cause"]
+    assert (await harness.client.get("/health")).json()["state_store"] == "unavailable"  # the alias
+    assert (await harness.client.get("/health/live")).status_code == 200
+    assert not harness.state._db.is_open  # its files were let go (a full or read-only disk can be fixed)
+
+    monkeypatch.undo()
+    await harness.broker.publish_batch(*batch, topic=topics.VALIDATED)
+    assert harness.stored() == {"a-0", "full", "a-1"}
+    assert (await harness.client.get("/health/ready")).json()["state_store"] == "writable"
+
+
+async def test_every_handler_call_is_reported_to_consumer_progress(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The readiness middleware sees the consumers' calls: a failing batch starts a failure streak, the next
+    good one ends it (``cld_runtime.http.ConsumerProgress``)."""
+    progress = harness.client._transport.app.state.readiness.progress  # type: ignore[attr-defined]
+    harness.fail_storing(monkeypatch, "x", lambda: sqlite3.OperationalError("disk I/O error"))
+    with pytest.raises(sqlite3.OperationalError):
+        await harness.broker.publish_batch(a_validated("x", "RX"), topic=topics.VALIDATED)
+    assert progress._failures == 1
+    monkeypatch.undo()
+    await harness.broker.publish_batch(a_validated("x", "RX"), topic=topics.VALIDATED)
+    assert progress._failures == 0
+    assert progress._last_ok is not None

@@ -165,7 +165,7 @@ def test_cld_services_share_one_image_and_their_settings(compose: dict[str, Any]
         assert env[f"CLD_{name.upper()}_PORT"] == str(port)
         assert "CLD_HTTP_PORT" not in env, "every service honours CLD_HTTP_PORT: they would share one port"
         assert service["ports"] == [f"127.0.0.1:{port}:{port}"]
-        assert f"{port}/health" in " ".join(service["healthcheck"]["test"])
+        assert f"{port}/health/ready'" in " ".join(service["healthcheck"]["test"])  # healthy = ready (issue 10)
         assert service["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
 
 

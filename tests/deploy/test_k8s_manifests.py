@@ -110,8 +110,14 @@ def test_deployments_probes_resources_and_metrics_annotations() -> None:
         (container,) = pod["spec"]["containers"]
         assert container["args"] == ["serve", name]
         assert container["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}]
-        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
-            assert container[probe]["httpGet"] == {"path": "/health", "port": "http"}, (name, probe)
+        # Liveness (and start-up) ask "does the process answer?" (a restart helps); readiness asks "can it work
+        # now?" (broker, state store, registry, consumers: no traffic, no restart) (issue 10).
+        for probe, path in (
+            ("startupProbe", "/health/live"),
+            ("livenessProbe", "/health/live"),
+            ("readinessProbe", "/health/ready"),
+        ):
+            assert container[probe]["httpGet"] == {"path": path, "port": "http"}, (name, probe)
         for section in ("requests", "limits"):
             assert set(container["resources"][section]) == {"cpu", "memory"}, name
         assert {"configMapRef": {"name": "cld-settings"}} in container["envFrom"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 from cld_cli import cmd_submission
+from tests.unit.test_safe_files import device_node
 
 KEY = "cldk_" + "k" * 43
 SUB = {"submission_id": "s-1", "state": "checked", "rows": 3, "version": 1, "file_sha256": None}
@@ -108,3 +111,92 @@ def test_no_command_takes_a_key_on_the_command_line() -> None:
     command = typer.main.get_command(app())
     for sub in command.commands["submission"].commands.values():  # type: ignore[attr-defined]
         assert not {p.name for p in sub.params} & {"key", "operator_key", "token"}
+
+
+# -- `cld submission export --out` writes safely (issue 10, finding 5) ------------------------------------
+
+
+def export_to_path(out: Path) -> Any:
+    return CliRunner().invoke(app(), ["submission", "export", "s-1", "--out", str(out)], env={"CLD_OPERATOR_KEY": KEY})
+
+
+def assert_clean_refusal(result: Any, *words: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    text = " ".join(result.output.split())
+    for w in words:
+        assert w in text, text
+
+
+def test_export_writes_a_private_file(seen: list[httpx.Request], tmp_path: Path) -> None:
+    out = tmp_path / "sub.csv"
+    result = export_to_path(out)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_bytes()) == SUB
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub.csv"]
+
+
+def test_export_does_not_follow_a_planted_part_symlink(seen: list[httpx.Request], tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / ".sub.csv.part").symlink_to(victim)
+    result = export_to_path(tmp_path / "sub.csv")
+    assert result.exit_code == 0, result.output
+    assert victim.read_text() == "precious"
+    assert (tmp_path / "sub.csv").is_file()
+    assert not (tmp_path / "sub.csv").is_symlink()
+
+
+def test_export_refuses_a_symlink_target(seen: list[httpx.Request], tmp_path: Path) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / "sub.csv").symlink_to(victim)
+    assert_clean_refusal(export_to_path(tmp_path / "sub.csv"), "symbolic link")
+    assert victim.read_text() == "precious"
+    assert (tmp_path / "sub.csv").is_symlink()
+
+
+def test_export_refuses_a_fifo(seen: list[httpx.Request], tmp_path: Path) -> None:
+    fifo = tmp_path / "sub.csv"
+    os.mkfifo(fifo)
+    assert_clean_refusal(export_to_path(fifo), "not a regular file")
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+
+
+def test_export_refuses_a_device_node(seen: list[httpx.Request], tmp_path: Path) -> None:
+    node = device_node(tmp_path)  # our own node: a broken writer running as root must not replace /dev/null
+    assert_clean_refusal(export_to_path(node), "not a regular file")
+    assert stat.S_ISCHR(os.lstat(node).st_mode)
+
+
+def test_export_to_a_directory_is_a_clear_error(seen: list[httpx.Request], tmp_path: Path) -> None:
+    assert_clean_refusal(export_to_path(tmp_path), "it is a folder")
+
+
+def test_export_to_a_missing_folder_is_a_clear_error(seen: list[httpx.Request], tmp_path: Path) -> None:
+    assert_clean_refusal(export_to_path(tmp_path / "missing" / "sub.csv"), "folder does not exist")
+
+
+def test_export_to_an_unwritable_place_is_a_clear_error(seen: list[httpx.Request]) -> None:
+    assert_clean_refusal(export_to_path(Path("/proc/cld-test-sub.csv")), "cannot write /proc/cld-test-sub.csv")
+
+
+def test_status_shows_the_last_transport_error_and_the_next_retry(
+    seen: list[httpx.Request], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    problem = {
+        "error": "upload: MeshHttpError (HTTP 503)",
+        "at": "2026-12-03T13:00:00Z",
+        "next_retry_at": "2026-12-03T13:00:30Z",
+        "attempts": 3,
+    }
+    monkeypatch.setitem(SUB, "delivery_problem", problem)
+    monkeypatch.setitem(SUB, "state", "approved")
+    result = CliRunner().invoke(app(), ["submission", "status", "s-1"], env={"CLD_OPERATOR_KEY": KEY, "COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "last transport error" in result.output
+    assert "upload: MeshHttpError (HTTP 503)" in result.output
+    assert "next retry" in result.output
+    assert "2026-12-03T13:00:30Z" in result.output

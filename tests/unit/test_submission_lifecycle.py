@@ -21,10 +21,12 @@ from cld_submission.deadlines import (
 from cld_submission.lifecycle import (
     Existing,
     NewVersion,
+    PeriodError,
     Submission,
     TransitionRefusedError,
     advance,
     approve,
+    check_period,
     decide_request,
     new_submission,
 )
@@ -282,3 +284,35 @@ def test_an_approved_submission_reaching_the_quarter_end_covers_the_deadline() -
     assert covers_next_deadline(today, DeadlineRule(), [sub.model_copy(update={"state": S.APPROVED})])
     short = sub.model_copy(update={"state": S.SENT, "period_end": date(2024, 12, 31)})
     assert not covers_next_deadline(today, DeadlineRule(), [short])
+
+
+# -- reporting period bounds (issue 10, finding 11) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "why"),
+    [
+        (date(1, 1, 1), date(9999, 12, 31), "before CLD began"),
+        (date(2024, 4, 1), date(9999, 12, 31), "not over yet"),
+        (date(2025, 4, 1), date(2024, 3, 31), "before it starts"),
+        (date(2024, 4, 2), date(2025, 4, 1), "first day of a month"),
+        (date(2024, 4, 1), date(2025, 4, 30), "rolling 12 months: from 2024-04-01 it ends 2025-03-31"),
+        (date(2024, 4, 1), date(2024, 6, 30), "rolling 12 months"),
+        (date(2020, 4, 1), date(2021, 3, 31), "before CLD began"),
+    ],
+)
+def test_implausible_periods_are_refused_with_the_reason(start: date, end: date, why: str) -> None:
+    with pytest.raises(PeriodError, match=why):
+        check_period(start, end, today=date(2026, 12, 3))
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        (date(2024, 4, 1), date(2025, 3, 31)),
+        (date(2025, 12, 1), date(2026, 11, 30)),
+        (date(2023, 4, 1), date(2024, 3, 31)),
+    ],
+)
+def test_rolling_twelve_month_periods_are_accepted(start: date, end: date) -> None:
+    check_period(start, end, today=date(2026, 12, 3))

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import IO, Annotated
 
 import typer
 from rich.console import Console
@@ -89,12 +89,17 @@ def generate(
     pick = operator.itemgetter(*columns)
     show_progress = sys.stderr.isatty() if progress is None else progress
 
+    from cld_runtime.files import AtomicFile, FileWriteError, os_reason
+
     started = time.perf_counter()
     rows = errors = 0
-    truth_sink = _TruthWriter(truth) if truth is not None else None
+    truth_sink: _TruthWriter | None = None
+    target: AtomicFile | None = None
     try:
-        with out.open("w", encoding="utf-8", newline="") as fh, _progress(show_progress, people, err) as advance:
-            writer = csv.writer(fh)
+        target = AtomicFile(out, newline="")  # private, exclusive, never through a symlink (cld_runtime.files)
+        truth_sink = _TruthWriter(truth) if truth is not None else None
+        with _progress(show_progress, people, err) as advance:
+            writer = csv.writer(target.file)
             writer.writerow(headers)
             for done, person_rows in enumerate(
                 synth.generate_people(
@@ -113,9 +118,20 @@ def generate(
                 if done % _PROGRESS_EVERY == 0:
                     advance(_PROGRESS_EVERY)
             advance(people % _PROGRESS_EVERY)
-    finally:
         if truth_sink is not None:
             truth_sink.close()
+        target.commit()
+    except FileWriteError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    except OSError as exc:  # disk full or an I/O error while writing
+        err.print(f"[red]error:[/] writing {out} failed: {os_reason(exc)}")
+        raise typer.Exit(2) from None
+    finally:
+        if target is not None:
+            target.abort()  # a no-op after commit
+        if truth_sink is not None:
+            truth_sink.abort()
     seconds = time.perf_counter() - started
     rate = rows / seconds if seconds > 0 else 0.0
     truth_note = f", truth {truth}" if truth is not None else ""
@@ -130,8 +146,11 @@ class _TruthWriter:
     """Streams the injected errors as CSV or as a JSON array (memory stays flat)."""
 
     def __init__(self, path: Path) -> None:
+        from cld_runtime.files import AtomicFile
+
         self.json = path.suffix.lower() == ".json"
-        self.fh: TextIO = path.open("w", encoding="utf-8", newline="")
+        self.target = AtomicFile(path, newline="")
+        self.fh: IO[str] = self.target.file
         self.first = True
         if self.json:
             self.fh.write("[")
@@ -151,7 +170,10 @@ class _TruthWriter:
     def close(self) -> None:
         if self.json:
             self.fh.write("\n]\n")
-        self.fh.close()
+        self.target.commit()
+
+    def abort(self) -> None:
+        self.target.abort()
 
 
 class _progress:  # noqa: N801 - used like a function in a with statement

@@ -40,10 +40,6 @@ def _fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _private_opener(path: str, flags: int) -> int:
-    return os.open(path, flags, 0o600)
-
-
 def register(app: typer.Typer) -> None:
     app.command("preview")(preview)
 
@@ -168,8 +164,9 @@ def _run(
         raise _UsageError("the input file does not exist") from None
     except OSError as exc:
         raise _UsageError(f"the input file cannot be read ({type(exc).__name__})") from None
+    from cld_runtime.files import AtomicFile, FileWriteError, os_reason, write_text
+
     out_csv = out / OUTPUT_CSV
-    tmp_csv = out / f".{OUTPUT_CSV}.partial"
     with raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
         try:
             _header, records = iter_records(text)
@@ -196,12 +193,11 @@ def _run(
         columns = ps.output_fields
         pick = itemgetter(*columns)
         n = 0
+        target: AtomicFile | None = None
         try:
-            with (
-                open(tmp_csv, "w", encoding="utf-8", newline="", opener=_private_opener) as fh,
-                _progress(size) as advance,
-            ):
-                writer = csv.writer(fh)
+            target = AtomicFile(out_csv, newline="")  # private, exclusive, never through a symlink
+            with _progress(size) as advance:
+                writer = csv.writer(target.file)
                 writer.writerow((*columns, KEY_ID_COLUMN))
                 key_id = ps.key_id
                 pseudonymise, add, qis = ps.pseudonymise, acc.add, qi_getter(qi_names)
@@ -212,13 +208,18 @@ def _run(
                     n += 1
                     if n % _PROGRESS_EVERY == 0:
                         advance(raw.tell())
-            os.replace(tmp_csv, out_csv)
+            target.commit()
         except CLDFileError as exc:
             raise _UsageError(f"input file: {exc}") from None
         except UnicodeDecodeError:
             raise _UsageError(f"input file: not UTF-8 text (after row {n})") from None
+        except FileWriteError as exc:
+            raise _UsageError(f"--out: {exc}") from None
+        except OSError as exc:
+            raise _UsageError(f"--out: writing {out_csv} failed: {os_reason(exc)}") from None
         finally:
-            tmp_csv.unlink(missing_ok=True)
+            if target is not None:
+                target.abort()  # a no-op after commit
 
     figures = acc.figures()
     ctx = ReportContext(
@@ -237,11 +238,11 @@ def _run(
         "lookup_used": lookup is not None,
         **figures.to_dict(),
     }
-    with open(out / OUTPUT_RISK, "w", encoding="utf-8", opener=_private_opener) as fh:
-        json.dump(risk, fh, indent=2)
-        fh.write("\n")
-    with open(out / OUTPUT_REPORT, "w", encoding="utf-8", opener=_private_opener) as fh:
-        fh.write(render_report(policy, figures, ctx))
+    try:
+        write_text(out / OUTPUT_RISK, json.dumps(risk, indent=2) + "\n")
+        write_text(out / OUTPUT_REPORT, render_report(policy, figures, ctx))
+    except FileWriteError as exc:
+        raise _UsageError(f"--out: {exc}") from None
 
     typer.echo(
         f"{n} rows, {figures.people} people; minimum k {figures.min_k}; {figures.uniques} unique "

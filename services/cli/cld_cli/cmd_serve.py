@@ -39,7 +39,13 @@ def asyncapi(
     if out is None:
         typer.echo(text)
     else:
-        out.write_text(text, encoding="utf-8")
+        from cld_runtime.files import FileWriteError, write_text
+
+        try:
+            write_text(out, text)
+        except FileWriteError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
 
 
 def load_service(name: str, *, port: int | None = None, host: str | None = None) -> tuple[Any, Any]:
@@ -64,7 +70,15 @@ def serve(
     """Run one CLD service (its Kafka consumers/producers and its HTTP endpoints) until SIGINT/SIGTERM."""
     import uvicorn
 
-    app, settings = load_service(service.value, port=port, host=host)
+    from cld_runtime.files import private_umask
+    from cld_runtime.settings import StartupError
+
+    private_umask()  # every file a service writes is 0600, every folder 0700 (issue 10)
+    try:
+        app, settings = load_service(service.value, port=port, host=host)
+    except StartupError as exc:  # one clear line and a non-zero exit, never a traceback
+        typer.echo(f"cld serve {service.value}: cannot start: {exc}", err=True)
+        raise typer.Exit(1) from None
     uvicorn.run(
         app,
         host=settings.http_host,

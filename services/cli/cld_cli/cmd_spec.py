@@ -88,9 +88,13 @@ def codelists(
     Correct or complete it from the official specification workbook, then pass it to
     `cld validate --codelists FILE`: each field named in the file is replaced whole and treated as complete.
     """
+    from cld_runtime.files import AtomicFile, FileWriteError
+
     spec = load_spec()
-    fh = out.open("w", encoding="utf-8", newline="") if out else sys.stdout
+    target: AtomicFile | None = None
     try:
+        target = AtomicFile(out, newline="") if out else None  # private, exclusive, never through a symlink
+        fh = target.file if target else sys.stdout
         w = csv.writer(fh)
         w.writerow(["field", "release", "value", "key", "group", "completeness"])
         for f in spec.fields:
@@ -101,6 +105,16 @@ def codelists(
                 w.writerow([f.header, release.value, "", "", "", cl.completeness.value])
             for v in cl.values:
                 w.writerow([f.header, release.value, v.value, v.key, v.group or "", cl.completeness.value])
+        if target is not None:
+            target.commit()
+    except FileWriteError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        from cld_runtime.files import os_reason
+
+        typer.echo(f"error: writing {out or 'standard output'} failed: {os_reason(exc)}", err=True)
+        raise typer.Exit(2) from None
     finally:
-        if out:
-            fh.close()
+        if target is not None:
+            target.abort()  # a no-op after commit

@@ -14,12 +14,15 @@ import hashlib
 import os
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from cld_runtime.files import AtomicFile
 
 DEFAULT_URL = "http://127.0.0.1:8004"
 EXIT_REFUSED = 1
@@ -70,6 +73,16 @@ def _operator_key(key_file: Path | None) -> str | None:
 def _auth(key_file: Path | None) -> dict[str, str]:
     key = _operator_key(key_file)
     return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def _open_out(path: Path) -> AtomicFile:
+    """The safe writer of ``--out`` (``cld_runtime.files``), or a clear error and exit 2."""
+    from cld_runtime.files import AtomicFile, FileWriteError
+
+    try:
+        return AtomicFile(path, binary=True)
+    except FileWriteError as exc:
+        _fail(str(exc), EXIT_USAGE)
 
 
 def _call(
@@ -141,6 +154,11 @@ def _submission_table(sub: dict[str, Any], title: str) -> Table:
         value = sub.get(key)
         if value is not None:
             t.add_row(key, str(value))
+    problem = sub.get("delivery_problem")
+    if problem:  # a transport outage (e.g. MESH down) while delivering: visible here, not only in the log
+        t.add_row("last transport error", f"{problem.get('error')} at {problem.get('at')}")
+        t.add_row("failed attempts", str(problem.get("attempts")))
+        t.add_row("next retry", str(problem.get("next_retry_at") or "none (the delivery has failed)"))
     return t
 
 
@@ -311,8 +329,10 @@ def export(
 ) -> None:
     """Write exactly the file that was (or would be) sent, and check its SHA-256."""
     sub = _call("GET", url, f"/v1/submissions/{submission_id}/status", key_file=key_file).json()
+    from cld_runtime.files import FileWriteError, os_reason
+
     digest = hashlib.sha256()
-    tmp = out_path.with_name(f".{out_path.name}.part")
+    target = _open_out(out_path)  # refused before downloading: a symlink, FIFO, folder or missing folder
     try:
         with (
             httpx.Client(base_url=url, timeout=httpx.Timeout(600.0, connect=5.0), headers=_auth(key_file)) as client,
@@ -320,17 +340,20 @@ def export(
         ):
             if response.status_code != 200:
                 _fail(f"the file is not available (HTTP {response.status_code})", EXIT_REFUSED)
-            with tmp.open("wb") as f:
-                for block in response.iter_bytes():
-                    digest.update(block)
-                    f.write(block)
+            for block in response.iter_bytes():
+                digest.update(block)
+                target.file.write(block)
+        if sub.get("file_sha256") and digest.hexdigest() != sub["file_sha256"]:
+            _fail("the downloaded file does not match the submission's SHA-256", EXIT_UNREACHABLE)
+        target.commit()
     except httpx.HTTPError as exc:
-        tmp.unlink(missing_ok=True)
         _fail(f"downloading the file failed ({type(exc).__name__})", EXIT_UNREACHABLE)
-    if sub.get("file_sha256") and digest.hexdigest() != sub["file_sha256"]:
-        tmp.unlink(missing_ok=True)
-        _fail("the downloaded file does not match the submission's SHA-256", EXIT_UNREACHABLE)
-    tmp.replace(out_path)
+    except OSError as exc:
+        _fail(f"cannot write {out_path}: {os_reason(exc)}", EXIT_USAGE)
+    except FileWriteError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    finally:
+        target.abort()  # a no-op after commit
     err.print(f"wrote {out_path} ({sub.get('rows')} rows, sha256 {digest.hexdigest()})")
 
 
@@ -362,11 +385,12 @@ def export_to(
     expected = response.headers.get("x-content-sha256", "")
     if expected and hashlib.sha256(data).hexdigest() != expected:
         _fail("the downloaded export does not match its SHA-256", EXIT_UNREACHABLE)
-    tmp = out_path.with_name(f".{out_path.name}.part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    tmp.replace(out_path)
+    from cld_runtime.files import FileWriteError, write_bytes
+
+    try:
+        write_bytes(out_path, data)
+    except FileWriteError as exc:
+        _fail(str(exc), EXIT_USAGE)
     h = response.headers
     err.print(
         f"wrote {out_path}: {h.get('x-records-included')} of {h.get('x-records-considered')} rows, "
@@ -381,12 +405,17 @@ def rebuild_state_cmd(
 ) -> None:
     """Rebuild the record state from the validated topic's beginning (run while the service is stopped)."""
     import asyncio
+    import sqlite3
 
     from cld_submission.rebuild import rebuild_state  # local: only this command needs the service package
     from cld_submission.service import SubmissionSettings
+    from cld_submission.storage import fault_cause, folder_problem
 
     settings = SubmissionSettings(state_dir=state_dir)
-    report = asyncio.run(rebuild_state(settings))
+    try:
+        report = asyncio.run(rebuild_state(settings))
+    except (sqlite3.Error, OSError) as exc:  # e.g. a read-only or full state directory: one line, no traceback
+        _fail(f"the state directory {state_dir} cannot be written: {folder_problem(state_dir) or fault_cause(exc)}", 2)
     err.print(
         f"rebuilt from {report.applied} record(s) on {report.topic} ({report.unreadable} unreadable skipped); "
         f"period checked from {report.period_start.isoformat()}"

@@ -10,7 +10,6 @@ in the process list and lands in shell history).
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -52,9 +51,17 @@ def _load(path: Path, *, create: bool = False) -> Registry:
 
 
 def _save(registry: Registry, path: Path) -> None:
+    from cld_runtime.files import FileWriteError, check_target, os_reason, private_dir
     from cld_runtime.tenancy import save_registry
 
-    save_registry(registry, path)
+    try:
+        private_dir(path.parent)  # as before: the registry's folder is created (0700) when missing
+        check_target(path)  # never over a symlink, FIFO, device or folder; the folder must exist
+        save_registry(registry, path)
+    except FileWriteError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot write {path}: {os_reason(exc)}")
 
 
 @tenants_app.command("add-tenant")
@@ -296,6 +303,15 @@ def init(
     if operator_keys_out is not None:
         for op in reg.operators:
             reg, op_keys[op.name] = with_operator_key(reg, op.name)
+    from cld_runtime.files import FileWriteError, check_target
+
+    for p in (keys_out, operator_keys_out):  # refused before the registry changes: no key issued and lost
+        if p is not None:
+            try:
+                check_target(p)
+            except FileWriteError as exc:
+                if exc.reason != "the folder does not exist":  # created below, as before
+                    _fail(str(exc))
     _save(reg, registry)
     _write_private_json(keys_out, keys)
     if operator_keys_out is not None:
@@ -306,12 +322,17 @@ def init(
 
 
 def _write_private_json(path: Path, data: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
-        fh.write("\n")
-    os.chmod(path, 0o600)
+    """Keys: 0600, created exclusively next to ``path`` and renamed over it (``cld_runtime.files``), never
+    written through a symlink planted at ``path``."""
+    from cld_runtime.files import FileWriteError, os_reason, private_dir, write_text
+
+    try:
+        private_dir(path.parent)  # as before: the keys' folder is created (0700) when missing
+        write_text(path, json.dumps(data, indent=2) + "\n")
+    except FileWriteError as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"cannot write {path}: {os_reason(exc)}")
 
 
 def _problem(exc: Exception) -> str:

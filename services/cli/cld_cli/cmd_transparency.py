@@ -55,7 +55,12 @@ def transparency(
     if out is None:
         sys.stdout.write(text)
         return
-    out.write_text(text, encoding="utf-8")
+    from cld_runtime.files import FileWriteError, write_text
+
+    try:
+        write_text(out, text)  # private, exclusive, never through a symlink (cld_runtime.files)
+    except FileWriteError as exc:
+        _fail(str(exc))
     typer.echo(f"Wrote {out} ({fmt}).", err=True)
 
 

@@ -36,32 +36,30 @@ class ReportWriteError(Exception):
 
 
 def write_report(path: Path, data: bytes) -> None:
-    """Write one report file whole or not at all (a temporary file beside it, renamed into place).
+    """Write one report file whole or not at all, through the shared safe writer (``cld_runtime.files``: a private
+    temporary file created exclusively beside it, no symlink followed, non-regular targets refused, fsync, rename)."""
+    from cld_runtime.files import FileWriteError, write_bytes
 
-    The one place the command writes files: the shared safe writer replaces this body when it lands.
-    """
-    tmp = path.with_name(f".{path.name}.partial")
     try:
-        with tmp.open("wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise ReportWriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+        write_bytes(path, data)
+    except FileWriteError as exc:
+        raise ReportWriteError(str(exc)) from None
+    except OSError as exc:  # the writer names its own errors; this is a last guard, never a traceback
+        raise ReportWriteError(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
 
 
 def _check_writable(path: Path) -> str | None:
     """Why a report could not be written there (checked before the work starts), or None."""
     if path == STDOUT:
         return None
-    parent = path.parent
-    if path.is_dir():
-        return f"{path} is a directory"
-    if not parent.is_dir():
-        return f"the folder {parent} does not exist"
-    if not os.access(parent, os.W_OK):
-        return f"the folder {parent} is not writable"
+    from cld_runtime.files import FileWriteError, check_target
+
+    try:
+        check_target(path)
+    except FileWriteError as exc:
+        return str(exc)
+    if not os.access(path.parent, os.W_OK):
+        return f"the folder {path.parent} is not writable"
     if path.exists() and not os.access(path, os.W_OK):
         return f"{path} is not writable"
     return None

@@ -6,6 +6,7 @@ Each command module registers itself on ``app``; heavy imports stay inside comma
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Annotated
 
 import typer
@@ -47,6 +48,9 @@ def _root(
     ] = False,
 ) -> None:
     """Adult Social Care Client Level Data (CLD) tools. Run `cld COMMAND --help` for each command."""
+    # Private by default (issue 10): every file or folder a command creates is 0600 / 0700
+    # (``cld_runtime.files.PRIVATE_UMASK``; not imported here so that ``cld --help`` stays fast).
+    os.umask(0o077)
 
 
 # Command modules (each defines ``register(app)``). Listed here so the composition is explicit.

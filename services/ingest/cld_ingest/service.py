@@ -51,7 +51,8 @@ from cld_ingest.envelope import (
 )
 from cld_ingest.idempotency import Claim, IdempotencyMemory
 from cld_ingest.limits import BodySizeLimit, JsonContentType
-from cld_runtime import Settings, configure_logging, ensure_topics, health_body, make_broker, metrics_body
+from cld_runtime import Settings, configure_logging, ensure_topics, make_broker, metrics_body
+from cld_runtime.http import add_health_routes
 from cld_runtime.sharing import OPT_OUT_HEADER
 from cld_runtime.tenancy import Decision, Registry, Source, authorise_source
 from cld_schemas import topics
@@ -368,10 +369,8 @@ def create_app(settings: IngestSettings, *, tenants: Registry | None = None) -> 
         log.error("publish not acknowledged", extra={"error": type(exc).__name__})
         return JSONResponse({"detail": "the broker did not acknowledge the records; retry"}, status_code=503)
 
-    @app.get("/health", include_in_schema=False)
-    async def health() -> JSONResponse:
-        status, body = await health_body(broker, service=SERVICE, wait_seconds=settings.health_timeout_seconds)
-        return JSONResponse(body, status_code=status)
+    # /health/live, /health/ready (broker, tenants registry) and /health (alias of ready): cld_runtime.http
+    add_health_routes(app, broker, settings=settings)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

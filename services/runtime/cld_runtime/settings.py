@@ -23,6 +23,11 @@ SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_SSL"]
 SaslMechanism = Literal["SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
+class StartupError(Exception):
+    """A process cannot start for a reason the operator can fix (e.g. a read-only state directory). Its message
+    is one clear line (no personal data); ``cld serve`` prints it and exits non-zero, without a traceback."""
+
+
 class Settings(BaseSettings):
     """What every CLD service process needs. Subclass per service; never instantiate at import time."""
 
@@ -83,7 +88,12 @@ class Settings(BaseSettings):
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP server (API, /metrics, /health) binds.")
     http_port: int = Field(default=8000, ge=0, le=65535, description="HTTP port of this service process.")
     health_timeout_seconds: float = Field(
-        default=2.0, gt=0, description="How long /health waits for the broker to answer."
+        default=2.0, gt=0, description="How long /health/ready waits for the broker to answer."
+    )
+    consumer_stall_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="/health/ready fails once every consumed batch has failed (nothing committed) for this long.",
     )
 
     tenants_file: Path | None = Field(

@@ -32,6 +32,7 @@ from datetime import date
 from pathlib import Path
 from typing import Final
 
+from cld_runtime.files import private_dir
 from cld_schemas.spec import Spec, SpecField, load_spec
 
 from .state import StoredRecord
@@ -84,7 +85,7 @@ def write_submission_file(
     plan = [(f.name, f.format in _NUMERIC_FORMATS) for f in fields]
     period = {_PERIOD_FIELDS[0]: cld_date(period_start), _PERIOD_FIELDS[1]: cld_date(period_end)}
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.tmp")
     digest = hashlib.sha256()
     size = rows = opt_out = 0

@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from cld_runtime.files import private_dir, tighten
+
 GENESIS: Final = "0" * 64
 
 
@@ -48,7 +50,8 @@ class AuditLog:
 
     def __init__(self, path: Path) -> None:
         self._path = Path(path)
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self._path.parent)
+        tighten(self._path)  # an audit log written by an earlier version (0640)
         self._lock = threading.Lock()
         check = verify_audit_log(self._path)
         if not check.ok:
@@ -73,7 +76,7 @@ class AuditLog:
             }
             entry["self"] = _entry_hash(entry)
             line = json.dumps(entry, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8")
-            fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
                 os.write(fd, line + b"\n")
                 os.fsync(fd)

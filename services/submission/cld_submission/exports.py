@@ -39,6 +39,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+from cld_runtime.files import private_dir
 from cld_runtime.sharing import (
     NHS_ENGLAND,
     AuditEntry,
@@ -147,7 +148,7 @@ def run_export(
 
     include = set(decision.include)
     included = [(row.source or "", row.event_id or "") for row in entries if row.record_key in include]
-    out_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(out_dir)
     path = out_dir / f"{export_id}.csv"
     try:
         if decision.form is Form.PSEUDONYMISED:

@@ -42,8 +42,54 @@ COVERING: Final = frozenset({S.APPROVED, S.SENT, S.ACKNOWLEDGED})
 """States in which a submission counts as on its way for a deadline."""
 
 
+EARLIEST_PERIOD_START: Final = date(2023, 4, 1)
+"""CLD is mandatory from 1 April 2023 (the 2023 Directions); no reporting period starts before it."""
+PERIOD_MONTHS: Final = 12
+"""Each quarter an LA sends a rolling 12-month period (R-SUB-1): whole months, 12 of them."""
+
+
+class PeriodError(ValueError):
+    """A reporting period DHSC would not accept; the message says what is wrong (dates only)."""
+
+
+def _month_end(d: date) -> date:
+    nxt = date(d.year + (d.month == 12), d.month % 12 + 1, 1)
+    return date.fromordinal(nxt.toordinal() - 1)
+
+
+def check_period(start: date, end: date, *, today: date) -> None:
+    """Raise :class:`PeriodError` unless ``start..end`` is a rolling 12-month reporting period DHSC accepts:
+    it starts on the first day of a month, no earlier than 1 April 2023, ends on the last day of the 12th month,
+    and ends no later than the end of the current month (a period still to come cannot be submitted)."""
+    if end < start:
+        raise PeriodError(f"the period ends ({end}) before it starts ({start})")
+    if start < EARLIEST_PERIOD_START:
+        raise PeriodError(f"the period starts ({start}) before CLD began ({EARLIEST_PERIOD_START})")
+    if end > _month_end(today):
+        raise PeriodError(f"the period ends ({end}) after the current month: it is not over yet")
+    if start.day != 1:
+        raise PeriodError(f"a reporting period starts on the first day of a month, not {start}")
+    last = start.year * 12 + start.month - 1 + PERIOD_MONTHS - 1
+    expected = _month_end(date(last // 12, last % 12 + 1, 1))
+    if end != expected:
+        raise PeriodError(f"a reporting period is a rolling {PERIOD_MONTHS} months: from {start} it ends {expected}")
+
+
 class TransitionRefusedError(Exception):
     """A step the state machine does not allow. The message is safe to show (no personal data)."""
+
+
+class DeliveryProblem(BaseModel):
+    """The last transport error of a submission being delivered, and when the next attempt is due. Kept in
+    memory by the running service (not stored, not an event): ``cld submission status`` shows it, so a MESH
+    outage is visible without reading logs. No personal data: an operation, an error type, MESH's status."""
+
+    model_config = ConfigDict(frozen=True)
+
+    error: str = Field(description="What failed, e.g. 'upload: MeshHttpError (HTTP 503 ...)'.")
+    at: datetime
+    next_retry_at: datetime | None = Field(default=None, description="When the next attempt is due.")
+    attempts: int = Field(default=1, ge=1, description="Failed attempts so far.")
 
 
 class Submission(BaseModel):
@@ -71,6 +117,11 @@ class Submission(BaseModel):
     transport: str | None = None
     updated_at: datetime
     detail: str | None = Field(default=None, description="Last step's reason in words; never personal data.")
+    delivery_problem: DeliveryProblem | None = Field(
+        default=None,
+        description="While delivering: the last transport error and the next retry (from the running service's "
+        "memory, filled in by the status call; not stored).",
+    )
 
     @property
     def local_id(self) -> str:

@@ -15,10 +15,12 @@ from contextlib import closing
 from pathlib import Path
 from typing import Final, NamedTuple
 
+from cld_runtime.files import private_dir, tighten
 from cld_schemas.events import SubmissionEvent, SubmissionState
 
 from .checks import ManifestEntry
 from .lifecycle import Submission
+from .storage import ReopeningConnection
 
 DB_NAME: Final = "submissions.sqlite3"
 
@@ -55,9 +57,13 @@ CREATE TABLE IF NOT EXISTS outbox (
 
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")  # few, important writes: every commit reaches the disk
-    conn.execute("PRAGMA busy_timeout=30000")
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")  # few, important writes: every commit reaches the disk
+        conn.execute("PRAGMA busy_timeout=30000")
+    except BaseException:
+        conn.close()  # no half-opened connection keeps the file open
+        raise
     return conn
 
 
@@ -110,10 +116,24 @@ class Repository:
 
     def __init__(self, state_dir: Path) -> None:
         state_dir = Path(state_dir)
-        state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(state_dir)
         self._path = state_dir / DB_NAME
         self._lock = threading.Lock()
-        self._conn = _connect(self._path)
+        # Dropped on a storage fault and opened again on next use (``storage.ReopeningConnection``).
+        self._db = ReopeningConnection(lambda: _connect(self._path))
+        try:
+            self._init_schema()
+        except BaseException:
+            self._db.release()
+            raise
+        for suffix in ("", "-wal", "-shm"):
+            tighten(self._path.with_name(self._path.name + suffix))
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        return self._db.get()
+
+    def _init_schema(self) -> None:
         self._conn.executescript(_SCHEMA)
         cols = {r[1] for r in self._conn.execute("PRAGMA table_info(manifests)")}
         for col in ("event_id", "opt_outs", "source"):  # added for exports; NULL in manifests written before
@@ -122,7 +142,12 @@ class Repository:
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            self._db.release()
+
+    def release(self) -> None:
+        """Close the connection after a storage fault (no file held open); the next use opens a new one."""
+        with self._lock:
+            self._db.release()
 
     def save(self, subs: Sequence[Submission], events: Sequence[SubmissionEvent]) -> None:
         """Persist submissions and queue their events, atomically."""
@@ -147,8 +172,8 @@ class Repository:
                     )
                 cur.executemany("INSERT INTO outbox (body) VALUES (?)", [(e.model_dump_json(),) for e in events])
                 cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
+            except BaseException as exc:  # the real error, never a failed ROLLBACK's (storage.py)
+                self._db.failed(exc, cur)
                 raise
 
     def get(self, submission_id: str) -> Submission | None:

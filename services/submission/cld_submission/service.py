@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from fastapi_offline import FastAPIOffline
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -43,11 +44,12 @@ from cld_runtime import (
     Settings,
     configure_logging,
     dead_letter_for,
-    health_body,
     make_broker,
     metrics_body,
 )
 from cld_runtime.accounting import ConsumerAccounting, Outcome
+from cld_runtime.files import private_dir, private_umask
+from cld_runtime.http import add_health_routes
 from cld_runtime.messages import RawMessage, raw_messages, tolerant_parser, undecoded, unreadable_reason
 from cld_runtime.sharing import Form, SharingPolicy, load_policy
 from cld_runtime.tenancy import (
@@ -65,11 +67,13 @@ from .audit import AuditLog
 from .checks import PartialThresholds
 from .deadlines import DeadlineRule
 from .exports import ExportRefusedError, ExportUnavailableError, NotAnExportRecipientError
-from .lifecycle import Submission, TransitionRefusedError
+from .lifecycle import PeriodError, Submission, TransitionRefusedError
 from .metrics import SubmissionMetrics
 from .repository import Repository
 from .state import Incoming, StateStore
+from .storage import StorageUnavailableError, fault_cause, folder_problem
 from .transport import FileExportTransport, MeshSettings, MeshTransport, Transport
+from .transport.retry import OnRetry
 from .workflow import DQSummary, SubmissionNotFoundError, SubmissionWorkflow, WorkflowSettings
 
 SERVICE = "submission"
@@ -210,11 +214,17 @@ class SubmissionDetail(BaseModel):
 # -- composition root ---------------------------------------------------------------------------------
 
 
-def build_transport(settings: SubmissionSettings, metrics: SubmissionMetrics) -> Transport:
+def build_transport(
+    settings: SubmissionSettings, metrics: SubmissionMetrics, retry_hooks: Sequence[OnRetry] = ()
+) -> Transport:
+    """The configured transport; ``retry_hooks`` hear of every retried transport call (the workflow keeps the
+    last error and the next retry for ``cld submission status``)."""
     if settings.transport == "mesh":
 
-        def on_retry(_op: str, _attempt: int, _delay: float, _exc: BaseException) -> None:
+        def on_retry(op: str, attempt: int, delay: float, exc: BaseException) -> None:
             metrics.mesh_send.labels("retry").inc()
+            for hook in retry_hooks:
+                hook(op, attempt, delay, exc)
 
         return MeshTransport(MeshSettings(), on_retry=on_retry)  # fields from CLD_MESH_*
     return FileExportTransport(settings.export_dir or settings.state_dir / "export")
@@ -231,6 +241,7 @@ def create_app(
     e.g. in tests; by default the tenants registry comes from ``CLD_TENANTS_FILE`` / ``CLD_TENANCY_MODE`` and the
     sharing policy from ``CLD_SHARING_POLICY_FILE`` or the packaged default)."""
     log = configure_logging(service=SERVICE, level=settings.log_level)
+    private_umask()  # state, submission files and exports: 0600 files in 0700 folders (issue 10)
     tenants = tenants if tenants is not None else settings.registry()
     if tenants.open_mode:
         log.warning(
@@ -242,10 +253,10 @@ def create_app(
     registry = CollectorRegistry()
     broker: KafkaBroker = make_broker(settings, registry=registry)
     metrics = SubmissionMetrics(registry)
-    state = StateStore.open(settings.state_dir)
-    repo = Repository(settings.state_dir)
+    state, repo = _open_storage(settings.state_dir)
     audit = AuditLog(settings.state_dir / "audit.jsonl")
-    chosen = transport or build_transport(settings, metrics)
+    retry_hooks: list[OnRetry] = []
+    chosen = transport or build_transport(settings, metrics, retry_hooks)
     submissions_out = broker.publisher(
         settings.topic(topics.SUBMISSIONS),
         schema=SubmissionEvent,
@@ -271,6 +282,7 @@ def create_app(
         log=log,
         policy=policy,
     )
+    retry_hooks.append(workflow.on_transport_retry)
     deadletters = DeadLetterPublisher(
         broker,
         topic=settings.topic(topics.DEADLETTER),
@@ -428,8 +440,26 @@ def create_app(
     app.state.workflow = workflow
     app.state.registry = registry
     app.state.tenants = tenants
+    readiness = add_health_routes(app, broker, settings=settings)
+    readiness.add("state_store", workflow.storage.check)
+    app.state.readiness = readiness
     _routes(app, workflow, broker, settings, tenants)
     return app
+
+
+def _open_storage(state_dir: Path) -> tuple[StateStore, Repository]:
+    """The record state and the submissions database, or one clear error (read-only, permission, full)."""
+    try:
+        private_dir(state_dir)
+        state = StateStore.open(state_dir)
+    except (sqlite3.Error, OSError) as exc:
+        raise StorageUnavailableError(state_dir, folder_problem(state_dir) or fault_cause(exc)) from None
+    try:
+        repo = Repository(state_dir)
+    except (sqlite3.Error, OSError) as exc:
+        state.close()
+        raise StorageUnavailableError(state_dir, folder_problem(state_dir) or fault_cause(exc)) from None
+    return state, repo
 
 
 def _bearer_key(request: Request) -> str | None:
@@ -505,6 +535,8 @@ def _routes(
                 period_end=body.period_end,
                 requested_by=who,
             )
+        except PeriodError as exc:
+            raise HTTPException(status_code=422, detail=f"period: {exc}") from None
         except TransitionRefusedError as exc:
             raise refused(exc) from None
         if not created:
@@ -530,7 +562,9 @@ def _routes(
 
     @app.get("/v1/submissions/{submission_id}/status", response_model=Submission)
     async def status(submission_id: str, op: Caller) -> Submission:
-        return load(submission_id, op, OperatorAction.VIEW)
+        """The submission's state; while it is being delivered, also the last transport error and the next
+        retry (``delivery_problem``), so an outage of MESH shows here, not only in the log."""
+        return wf.with_delivery(load(submission_id, op, OperatorAction.VIEW))
 
     @app.post("/v1/submissions/{submission_id}/approve", response_model=Submission)
     async def approve(submission_id: str, body: ApproveSubmission, op: Caller) -> Submission:
@@ -601,11 +635,6 @@ def _routes(
     async def metrics() -> Response:
         body, content_type = metrics_body(app.state.registry)
         return Response(body, media_type=content_type)
-
-    @app.get("/health", include_in_schema=False)
-    async def health() -> JSONResponse:
-        code, body = await health_body(broker, service=SERVICE, wait_seconds=settings.health_timeout_seconds)
-        return JSONResponse(body, status_code=code)
 
 
 def run(settings: SubmissionSettings | None = None) -> None:  # pragma: no cover - process entry point

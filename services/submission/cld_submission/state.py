@@ -51,10 +51,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
+from cld_runtime.files import private_dir, tighten
 from cld_runtime.sharing import OptOut, parse_opt_out_header
 from cld_schemas.events import RecordPseudonymised, RecordValidated
 
 from .identity import Identity, KeyHasher, Kind, canonical_json, identify
+from .storage import ReopeningConnection, rollback_quietly
 
 DB_NAME: Final = "records.sqlite3"
 SECRET_NAME: Final = "record-key.secret"  # noqa: S105 - a file name, not a secret
@@ -203,7 +205,7 @@ def load_or_create_secret(state_dir: Path) -> bytes:
         return bytes.fromhex(path.read_text(encoding="ascii").strip())
     except FileNotFoundError:
         pass
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(state_dir)
     value = secrets.token_bytes(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as f:
@@ -215,6 +217,15 @@ def load_or_create_secret(state_dir: Path) -> bytes:
 
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    try:
+        _configure(conn)
+    except BaseException:
+        conn.close()  # no half-opened connection keeps the file open (a read-only remount needs none)
+        raise
+    return conn
+
+
+def _configure(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")  # durable at each WAL checkpoint; a crash loses at most
     # the last transactions, which Kafka redelivers because their offsets were not committed either.
@@ -222,7 +233,12 @@ def _connect(path: Path) -> sqlite3.Connection:
     # Record keys are random (HMAC): inserts land all over the B-tree, so a larger page cache matters.
     conn.execute("PRAGMA cache_size=-65536")  # 64 MiB per connection
     conn.execute("PRAGMA temp_store=FILE")  # the sort of a 500k-row assembly spills to disk, not to RAM
-    return conn
+
+
+def tighten_db_files(db: Path) -> None:
+    """Make a database and its WAL and shared-memory files 0600 (state written by an earlier version: 0644)."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        tighten(db.with_name(db.name + suffix))
 
 
 def _iso(d: date | None) -> str | None:
@@ -234,12 +250,22 @@ class StateStore:
 
     def __init__(self, path: Path, hasher: KeyHasher) -> None:
         self._path = Path(path)
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self._path.parent)
         self._hasher = hasher
         self._lock = threading.Lock()
-        self._conn = _connect(self._path)
-        self._conn.executescript(_SCHEMA)
-        self._migrate()
+        # Dropped on a storage fault and opened again on next use (``storage.ReopeningConnection``).
+        self._db = ReopeningConnection(lambda: _connect(self._path))
+        try:
+            self._conn.executescript(_SCHEMA)
+            self._migrate()
+        except BaseException:
+            self._db.release()
+            raise
+        tighten_db_files(self._path)
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        return self._db.get()
 
     def _migrate(self) -> None:
         """Bring a state database created by an earlier version up to the current schema."""
@@ -279,7 +305,7 @@ class StateStore:
             cur.execute("DROP TABLE pseudonymised_v1")
             cur.execute("COMMIT")
         except BaseException:
-            cur.execute("ROLLBACK")
+            rollback_quietly(self._conn)
             raise
 
     def _migrate_seen_events(self) -> None:
@@ -301,7 +327,7 @@ class StateStore:
             )
             cur.execute("COMMIT")
         except BaseException:
-            cur.execute("ROLLBACK")
+            rollback_quietly(self._conn)
             raise
 
     @classmethod
@@ -318,7 +344,13 @@ class StateStore:
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            self._db.release()
+
+    def release(self) -> None:
+        """Close the writer connection after a storage fault (no file held open on a full or read-only file
+        system); the next write opens a new one."""
+        with self._lock:
+            self._db.release()
 
     # -- writes ---------------------------------------------------------------------------------------
 
@@ -349,8 +381,8 @@ class StateStore:
                     [(t, p, o) for (t, p), o in next_offsets.items()],
                 )
                 cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
+            except BaseException as exc:  # the real error, never a failed ROLLBACK's (storage.py)
+                self._db.failed(exc, cur)
                 raise
         return out
 
@@ -452,8 +484,8 @@ class StateStore:
                         rows,
                     )
                     cur.execute("COMMIT")
-                except BaseException:
-                    cur.execute("ROLLBACK")
+                except BaseException as exc:
+                    self._db.failed(exc, cur)
                     raise
         return len(rows)
 
@@ -545,10 +577,15 @@ class StateStore:
     def reset(self) -> None:
         """Forget everything (before a rebuild from the topic's beginning)."""
         with self._lock:
-            self._conn.executescript(
-                "BEGIN IMMEDIATE; DELETE FROM records; DELETE FROM links; DELETE FROM seen_events; "
-                "DELETE FROM offsets; COMMIT;"
-            )
+            cur = self._conn.cursor()
+            try:
+                cur.executescript(
+                    "BEGIN IMMEDIATE; DELETE FROM records; DELETE FROM links; DELETE FROM seen_events; "
+                    "DELETE FROM offsets; COMMIT;"
+                )
+            except BaseException as exc:
+                self._db.failed(exc, cur)
+                raise
 
     # -- reads ----------------------------------------------------------------------------------------
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from cld_runtime.files import private_dir, tighten
 from cld_runtime.sharing import Form, SharingPolicy, default_policy
 from cld_schemas.events import RecordPseudonymised, SubmissionEvent, SubmissionState
 
@@ -51,17 +52,20 @@ from .deadlines import DeadlineRule, covers_next_deadline, seconds_remaining
 from .exports import ExportResult, run_export
 from .identity import Kind
 from .lifecycle import (
+    DeliveryProblem,
     Existing,
     Submission,
     TransitionRefusedError,
     advance,
     approve,
+    check_period,
     decide_request,
     new_submission,
 )
 from .metrics import SubmissionMetrics
 from .repository import ManifestWriter, Repository
 from .state import Applied, Incoming, StateStore, StoredRecord
+from .storage import StorageHealth, is_storage_fault
 from .transport import (
     DeliveryState,
     FileExportTransport,
@@ -71,6 +75,18 @@ from .transport import (
 
 S = SubmissionState
 SERVICE_ACTOR: Final = "cld-submission"
+_DELIVERING: ContextVar[str | None] = ContextVar("cld_submission_delivering", default=None)
+"""The submission a delivery task works on (the transport's retry callback does not know it)."""
+
+
+def describe_transport_error(operation: str, exc: BaseException) -> str:
+    """A transport error in a few words: the operation, the error type and, for our transport errors (MESH's
+    HTTP status and reason, fixed texts), the message. Never a file's content."""
+    text = f"{operation}: {type(exc).__name__}"
+    if isinstance(exc, TransportError) and str(exc):
+        text += f" ({str(exc)[:200]})"
+    return text
+
 
 Publish = Callable[[SubmissionEvent], Awaitable[None]]
 
@@ -134,16 +150,16 @@ def _now() -> datetime:
 
 
 _Item = TypeVar("_Item")
+_T = TypeVar("_T")
 _Msg = TypeVar("_Msg")
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether a storage error may pass on a retry (the database is locked or busy, disk I/O, out of memory, a
-    damaged or unreadable database file) rather than being caused by the record: then nothing is dead-lettered
-    and the batch is retried. IntegrityError, ValueError and the like are the record's own."""
-    return isinstance(exc, sqlite3.OperationalError | sqlite3.InternalError | OSError | MemoryError) or (
-        type(exc) is sqlite3.DatabaseError  # 'database disk image is malformed', 'file is not a database'
-    )
+    """Whether a storage error may pass on a retry (the database is locked or busy, the disk full or read-only,
+    disk I/O, out of memory, a damaged or unreadable database file) rather than being caused by the record: then
+    nothing is dead-lettered and the batch is retried (``storage.is_storage_fault``). IntegrityError, ValueError
+    and the like are the record's own."""
+    return is_storage_fault(exc)
 
 
 async def store_or_split(
@@ -207,7 +223,31 @@ class SubmissionWorkflow:
         self._lock = asyncio.Lock()
         self._outbox_lock = asyncio.Lock()
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        settings.files_dir.mkdir(parents=True, exist_ok=True)
+        self._problems: dict[str, DeliveryProblem] = {}
+        private_dir(settings.files_dir)
+        for old in settings.files_dir.iterdir():  # submission files written by an earlier version (0644)
+            tighten(old)
+        self.storage = StorageHealth(settings.state_dir, log=self.log, on_fault=self._release_storage)
+        """Readiness of the state storage; the consumers report each write's outcome to it (``_stored``)."""
+
+    def _release_storage(self) -> None:
+        """After a storage fault: close both databases, so that no file stays open on a full or read-only file
+        system (and a file system can be remounted); the next write opens them again."""
+        self.state.release()
+        self.repo.release()
+
+    async def _stored(self, write: Awaitable[_T]) -> _T:
+        """Run a consumer's write and report its outcome to ``storage``: after a storage fault, wait (bounded
+        backoff) and re-raise, so the batch is not acknowledged and Kafka hands it back; nothing is lost."""
+        try:
+            result = await write
+        except Exception as exc:
+            if is_storage_fault(exc):
+                self.storage.failed(exc)
+                await self.storage.backoff()
+            raise
+        self.storage.ok()
+        return result
 
     # -- records in -----------------------------------------------------------------------------------
 
@@ -226,7 +266,7 @@ class SubmissionWorkflow:
         async def rejected(pair: tuple[_Msg, Incoming], exc: Exception) -> None:
             await reject(pair[0], exc)
 
-        return [m for m, _ in await store_or_split(items, store, rejected)]
+        return [m for m, _ in await self._stored(store_or_split(items, store, rejected))]
 
     async def on_pseudonymised_or_split(
         self,
@@ -242,7 +282,7 @@ class SubmissionWorkflow:
         async def rejected(pair: tuple[_Msg, RecordPseudonymised], exc: Exception) -> None:
             await reject(pair[0], exc)
 
-        return [m for m, _ in await store_or_split(items, store, rejected)]
+        return [m for m, _ in await self._stored(store_or_split(items, store, rejected))]
 
     # -- queries --------------------------------------------------------------------------------------
 
@@ -251,6 +291,28 @@ class SubmissionWorkflow:
         if sub is None:
             raise SubmissionNotFoundError(submission_id)
         return sub
+
+    def with_delivery(self, sub: Submission) -> Submission:
+        """``sub`` with its delivery problem (the last transport error and the next retry), if it has one."""
+        problem = self._problems.get(sub.submission_id)
+        return sub if problem is None else sub.model_copy(update={"delivery_problem": problem})
+
+    def on_transport_retry(self, operation: str, attempt: int, delay: float, exc: BaseException) -> None:
+        """The transport's retry callback (``MeshTransport(on_retry=...)``): remember the error and when the next
+        attempt is due, for the submission whose delivery task is running."""
+        submission_id = _DELIVERING.get()
+        if submission_id is not None:
+            self._note_problem(submission_id, describe_transport_error(operation, exc), delay)
+
+    def _note_problem(self, submission_id: str, error: str, delay: float | None) -> None:
+        now = self._clock()
+        previous = self._problems.get(submission_id)
+        self._problems[submission_id] = DeliveryProblem(
+            error=error,
+            at=now,
+            next_retry_at=now + timedelta(seconds=delay) if delay is not None else None,
+            attempts=previous.attempts + 1 if previous is not None else 1,
+        )
 
     def summary(self, submission_id: str) -> DQSummary:
         self.get(submission_id)
@@ -273,8 +335,7 @@ class SubmissionWorkflow:
         """Assemble, check and record a submission; returns (submission, created). Idempotent by content."""
         if not requested_by.strip():
             raise TransitionRefusedError("a submission must name who requested it")
-        if period_end < period_start:
-            raise TransitionRefusedError("the period ends before it starts")
+        check_period(period_start, period_end, today=self._clock().date())  # PeriodError: 422
         async with self._lock:
             new_id = self._new_id()
             path = self.settings.files_dir / f"{new_id}.csv"
@@ -585,6 +646,7 @@ class SubmissionWorkflow:
         return new
 
     async def _deliver(self, submission_id: str) -> None:
+        _DELIVERING.set(submission_id)  # this task's own context
         try:
             sub = self.get(submission_id)
             if sub.state is S.APPROVED:
@@ -611,7 +673,9 @@ class SubmissionWorkflow:
             )
         except TransportError as exc:
             self.metrics.mesh_send.labels("failed").inc()
+            self._note_problem(sub.submission_id, describe_transport_error("send", exc), None)  # no more retries
             return await self._step(sub, S.FAILED, audit_action="send_failed", detail=str(exc)[:500])
+        self._problems.pop(sub.submission_id, None)
         self.metrics.mesh_send.labels("success").inc()
         return await self._step(
             sub,
@@ -637,7 +701,11 @@ class SubmissionWorkflow:
                     "delivery status not available",
                     extra={"submission_id": sub.submission_id, "error": type(exc).__name__},
                 )
+                self._note_problem(
+                    sub.submission_id, describe_transport_error("status", exc), self.settings.ack_poll_interval
+                )
             else:
+                self._problems.pop(sub.submission_id, None)
                 if status.state is DeliveryState.ACKNOWLEDGED:
                     self.metrics.mesh_acknowledged.labels("acknowledged").inc()
                     await self._step(sub, S.ACKNOWLEDGED, audit_action="acknowledged", detail=status.detail[:300])

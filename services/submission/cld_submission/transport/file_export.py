@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from cld_runtime.files import private_dir
+
 from .base import DeliveryState, DeliveryStatus, PermanentTransportError, SendResult, UnknownMessageError
 
 _COPY_BLOCK = 1024 * 1024
@@ -64,7 +66,7 @@ def _atomic_write(directory: Path, name: str, write: Callable[[BinaryIO], object
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o640)
+        os.chmod(tmp, 0o600)  # personal data: private to the service's user (issue 10)
         os.replace(tmp, directory / name)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -97,7 +99,7 @@ class FileExportTransport:
 
     def _send_sync(self, source: Path, filename: str) -> SendResult:
         _check_name(filename)
-        self._directory.mkdir(parents=True, exist_ok=True)
+        private_dir(self._directory)
         target = self._directory / filename
         sidecar_name = filename + SIDECAR_SUFFIX
 
