@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import csv
 import sys
-from collections.abc import Iterable, Iterator
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TextIO
 
@@ -116,10 +117,16 @@ class CLDRows:
         self.long_rows = 0
         self.ragged_lines: list[int] = []
         """Line numbers (1-based, header = line 1) of the first few ragged rows."""
+        self.line = 1
+        """The physical line (header = line 1) of the row just yielded: the row number Excel shows for it."""
+        self.line_offsets: list[tuple[int, int]] = []
+        """(data row, blank lines skipped before it) each time that count grows: data row n is on line
+        n + 1 + the offset of the last entry whose data row <= n (``excel_row``)."""
 
     def __iter__(self) -> Iterator[dict[str, str | None]]:
         reader, columns, width = self._reader, self._columns, self._width
         end = reader.line_num  # physical lines read so far (the header's)
+        n = skipped = 0
         while True:
             start = end + 1
             try:
@@ -135,7 +142,12 @@ class CLDRows:
                 # line break, which no CLD value may; both are refused, never read as fewer rows.
                 raise CLDStructureError(start, SPANS_LINES)
             if not cells or (len(cells) == 1 and not cells[0].strip()):
+                skipped += 1
                 continue
+            n += 1
+            if start != n + 1 + (self.line_offsets[-1][1] if self.line_offsets else 0):
+                self.line_offsets.append((n, skipped))
+            self.line = start
             if len(cells) != width:
                 if len(cells) < width:
                     self.short_rows += 1
@@ -152,6 +164,13 @@ class CLDRows:
                     v = cell.strip()
                     rec[name] = v or None
             yield rec
+
+
+def excel_row(data_row: int, offsets: Sequence[tuple[int, int]] | Sequence[Sequence[int]] = ()) -> int:
+    """The row Excel shows for 1-based data row ``data_row`` (the header is row 1), given
+    :attr:`CLDRows.line_offsets` (blank lines skipped before it; none: ``data_row + 1``)."""
+    i = bisect_right([int(o[0]) for o in offsets], data_row) if offsets else 0
+    return data_row + 1 + (int(offsets[i - 1][1]) if i else 0)
 
 
 def iter_records(

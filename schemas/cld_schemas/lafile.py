@@ -183,6 +183,8 @@ def open_la_file(
             )
         if sheet is not None:
             raise CLDFileError("--sheet applies to an .xlsx workbook only")
+        if b"\x00" in head and not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            raise CLDFileError("this is not a text file (it holds NUL bytes): give the CLD file as CSV or .xlsx")
         detected = False
         if encoding is None:
             encoding, detected = detect_encoding(head, complete=len(head) < _SAMPLE_BYTES)

@@ -147,7 +147,7 @@ def test_convert_reports_each_unmapped_value_with_rows_and_exits_1(tmp_path: Pat
     [
         (b"", "empty"),
         (b"a,b\n1,2\n", "not a CLD file"),
-        (b"\xff\xfe\x00bad", "not UTF-8"),
+        (b"\xff\xfe\x00bad", "UTF-16"),  # a UTF-16 byte-order mark: Excel's "Unicode Text"
     ],
 )
 def test_unusable_input_exits_2_with_a_message_and_no_output(tmp_path: Path, content: bytes, expected: str) -> None:

@@ -153,3 +153,10 @@ def test_bad_overrides_are_clear(tmp_path: Path) -> None:
         _read(path, sheet="x")
     with pytest.raises(CLDFileError, match="no such file"):
         _read(tmp_path / "missing.csv")
+
+
+def test_a_binary_file_is_not_text(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(CLDFileError, match="not a text file"):
+        _read(path)

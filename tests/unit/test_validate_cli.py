@@ -72,10 +72,11 @@ def test_failures_exit_1_with_findings_by_row_and_spec_header(tmp_path: Path) ->
     ("content", "expected"),
     [
         (b"", "the file is empty"),
-        (bytes(range(256)) * 40, "not UTF-8"),
-        (b"Reporting Period Start Date;NHS Number;Gender\n01/04/2025;9990000018;Male\n", "comma-separated"),
+        (bytes(range(256)) * 40, "not a text file"),
+        # Semicolons and Windows-1252 are read (issue 13); a file that is still no CLD file is refused as such.
+        (b"Reporting Period Start Date;NHS Number;Gender\n01/04/2025;9990000018;Male\n", "not a CLD file"),
         (b"NHS Number,Gender\n9990000018,Male\n", "not a CLD file"),
-        ("é,\xff".encode("latin-1"), "not UTF-8"),
+        ("é,\xff".encode("latin-1"), "not a CLD file"),
     ],
     ids=["empty", "binary", "semicolons", "too-few-columns", "latin-1"],
 )

@@ -84,8 +84,6 @@ def _spec(codelists: Path | None) -> Spec:
 
 def convert_file(src: Path, dst: Path, *, spec: Spec, source: Release, target: Release) -> dict[str, Any]:
     """Write ``src`` to ``dst`` with coded values mapped; returns the report (counts per field and value)."""
-    if not src.is_file():
-        raise ConvertError(f"no such file: {src}")
     mappings = release_mappings(spec, source=source, target=target)
     changed: Counter[tuple[str, str, str]] = Counter()
     unmapped: Counter[tuple[str, str, Unmapped]] = Counter()
@@ -93,9 +91,12 @@ def convert_file(src: Path, dst: Path, *, spec: Spec, source: Release, target: R
     rows = 0
     buf = io.StringIO(newline="")
     writer = csv.writer(buf, lineterminator="\r\n")
+    from cld_schemas.lafile import open_la_file
+
     try:
-        with src.open(encoding="utf-8-sig", newline="") as fh:
-            reader = csv.reader(fh, strict=True)
+        # Any file an LA has (UTF-8 or Windows-1252, , ; tab |, .xlsx); the result is UTF-8, comma separated.
+        with open_la_file(src, spec=spec) as la_file:
+            reader = csv.reader(la_file.lines, strict=True, delimiter=la_file.format.delimiter)
             try:
                 head = next(reader)
             except StopIteration:

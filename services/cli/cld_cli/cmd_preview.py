@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io
 import json
 import os
 from collections.abc import Iterator
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -157,25 +156,27 @@ def _run(
             raise _UsageError(f"--lookup: {exc}") from None
     qi_names = tuple(q.strip() for opt in (qi_opts or []) for q in opt.split(",") if q.strip()) or DEFAULT_QI
 
-    try:
-        size = file.stat().st_size
-        raw: IO[bytes] = file.open("rb")
-    except FileNotFoundError:
-        raise _UsageError("the input file does not exist") from None
-    except OSError as exc:
-        raise _UsageError(f"the input file cannot be read ({type(exc).__name__})") from None
     from cld_runtime.files import AtomicFile, FileWriteError, os_reason, write_text
+    from cld_schemas.lafile import open_la_file
 
     out_csv = out / OUTPUT_CSV
-    with raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
+    stack = contextlib.ExitStack()
+    try:  # UTF-8 or Windows-1252, any of , ; tab |, or an .xlsx (issue 13 item 1)
+        la_file = stack.enter_context(open_la_file(file))
+    except CLDFileError as exc:
+        if "no such file" in str(exc):
+            raise _UsageError("the input file does not exist") from None
+        raise _UsageError(f"input file: {exc}") from None
+    size = la_file.size
+    with stack:
         try:
-            _header, records = iter_records(text)
+            _header, records = iter_records(la_file.lines, delimiter=la_file.format.delimiter)
             rows = iter(records)
             first = next(rows, None)
         except CLDFileError as exc:
             raise _UsageError(f"input file: {exc}") from None
         except UnicodeDecodeError:
-            raise _UsageError("input file: not UTF-8 text") from None
+            raise _UsageError(f"input file: not {la_file.format.encoding or 'readable'} text") from None
         if tenant is None:
             tenant = (first or {}).get("la_code")
             if not tenant:
@@ -207,12 +208,15 @@ def _run(
                     add(person_key(p), qis(p), at=row_order(p))
                     n += 1
                     if n % _PROGRESS_EVERY == 0:
-                        advance(raw.tell())
+                        advance(la_file.position())
             target.commit()
         except CLDFileError as exc:
             raise _UsageError(f"input file: {exc}") from None
         except UnicodeDecodeError:
-            raise _UsageError(f"input file: not UTF-8 text (after row {n})") from None
+            raise _UsageError(
+                f"input file: not {la_file.format.encoding or 'readable'} text after row {n} (the file mixes "
+                "encodings: in Excel use Save As > 'CSV UTF-8')"
+            ) from None
         except FileWriteError as exc:
             raise _UsageError(f"--out: {exc}") from None
         except OSError as exc:

@@ -11,13 +11,12 @@ cannot be written.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import IO, Annotated, Any, BinaryIO
+from typing import IO, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -46,6 +45,22 @@ def write_report(path: Path, data: bytes) -> None:
         raise ReportWriteError(str(exc)) from None
     except OSError as exc:  # the writer names its own errors; this is a last guard, never a traceback
         raise ReportWriteError(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
+
+
+def _not_decodable(file: Path, encoding: str | None, position: int, exc: UnicodeDecodeError) -> str:
+    """A byte that the file's encoding cannot read: the line it is on, and how to fix it in Excel."""
+    where = max(0, position - len(exc.object) + exc.start)
+    try:
+        with file.open("rb") as fh:
+            line = fh.read(where).count(b"\n") + 1
+    except OSError:
+        line = 0
+    at = f"line {line}: " if line else ""
+    return (
+        f"{at}a byte that is not {encoding or 'the detected encoding'} text (near byte {where}); the file mixes "
+        "encodings. In Excel use File > Save As > 'CSV UTF-8 (Comma delimited) (*.csv)' and try again, or give "
+        "--encoding (e.g. --encoding cp1252 for a file saved as plain 'CSV' on Windows)."
+    )
 
 
 def _check_writable(path: Path) -> str | None:
@@ -120,6 +135,24 @@ def validate(
             help="The --json report of the LA's previous file: compare with it for signs of a partial or top-up file.",
         ),
     ] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            "--encoding",
+            help="Text encoding of a CSV (e.g. utf-8, cp1252). Default: detected (UTF-8 with or without BOM, "
+            "else Windows-1252), and said in the summary.",
+        ),
+    ] = None,
+    delimiter: Annotated[
+        str | None,
+        typer.Option(
+            "--delimiter",
+            help="Cell separator of a CSV: comma, semicolon, tab, pipe (or the character). Default: detected.",
+        ),
+    ] = None,
+    sheet: Annotated[
+        str | None, typer.Option("--sheet", help="For an .xlsx workbook: the sheet to read (default: the first).")
+    ] = None,
 ) -> None:
     """Check an LA's CLD file against the specification, row by row and field by field."""
     from cld_validation.report import FileSummary, validate_stream  # import late: keeps `cld --help` fast
@@ -166,46 +199,47 @@ def validate(
         on_page: list[LocatedFinding] = []
         examples: list[tuple[int, str, str, str, str]] = []
 
-        def sink(row: int, ref: str | None, fnd: Any) -> None:
+        def sink(row: int, line: int, ref: str | None, fnd: Any) -> None:
             if writer is not None:
-                writer.add(row, ref, fnd)
+                writer.add(row, line, ref, fnd)
             if workbook is not None or (html_report is not None and len(on_page) < MAX_FINDINGS_ON_PAGE):
-                located = LocatedFinding.of(row, ref, fnd)
+                located = LocatedFinding.of(line, ref, fnd)
                 if workbook is not None:
                     workbook.add(located)
                 if html_report is not None and len(on_page) < MAX_FINDINGS_ON_PAGE:
                     on_page.append(located)
             if len(examples) < show * 3:
-                examples.append((row, fnd.header, fnd.validity.value, fnd.rule, fnd.fix))
+                examples.append((line, fnd.header, fnd.validity.value, fnd.rule, fnd.fix))
 
-        raw: BinaryIO = file.open("rb")
+        from cld_schemas.lafile import open_la_file
+
         summary: FileSummary
+        read_as: dict[str, Any] = {}
         try:
-            text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="strict", newline="")
-            with _Progress(show_progress, size, err) as update:
-                summary = validate_stream(
-                    text,
-                    release=release,
-                    spec=spec,
-                    la_code=la,
-                    located_sink=sink,
-                    on_row=lambda n: update(raw.tell(), n),
-                    on_record=across.add,
-                )
+            with (
+                open_la_file(file, encoding=encoding, delimiter=delimiter, sheet=sheet, spec=spec) as la_file,
+                _Progress(show_progress, size, err) as update,
+            ):
+                read_as = la_file.format.to_json()
+                try:
+                    summary = validate_stream(
+                        la_file.lines,
+                        delimiter=la_file.format.delimiter,
+                        release=release,
+                        spec=spec,
+                        la_code=la,
+                        located_sink=sink,
+                        on_row=lambda n: update(la_file.position(), n),
+                        on_record=across.add,
+                    )
+                except UnicodeDecodeError as exc:
+                    raise CLDFileError(_not_decodable(file, la_file.format.encoding, la_file.position(), exc)) from None
         except CLDFileError as exc:
             err.print(f"[red]error:[/] {file.name}: {exc}")
             raise typer.Exit(EXIT_UNUSABLE) from None
-        except UnicodeDecodeError as exc:
-            where = raw.tell() - len(exc.object) + exc.start
-            err.print(
-                f"[red]error:[/] {file.name} is not UTF-8 text (bad byte near byte {where}). "
-                "Save it as UTF-8 (with or without BOM) and try again."
-            )
-            raise typer.Exit(EXIT_UNUSABLE) from None
-        finally:
-            raw.close()
 
         report = summary.to_json(spec)
+        report["read_as"] = read_as
         report.update(across.to_json(summary.release))
         _print_summary(console, file, summary, report, examples[:show])
         _print_across_rows(console, report)
@@ -268,10 +302,10 @@ class _FindingWriter:
         self.fh.write(b'{"findings": [')
         self.first = True
 
-    def add(self, row: int, ref: str | None, fnd: Any) -> None:
+    def add(self, row: int, line: int, ref: str | None, fnd: Any) -> None:
         item = {
             "row": row,
-            "excel_row": row + 1,
+            "excel_row": line,
             "event_reference": ref,
             "field": fnd.header,
             "status": fnd.status.value,
@@ -349,6 +383,9 @@ def _print_summary(
         f"({summary.failures:,} failed fields), release {summary.release.value}"
         + _release_basis_note(summary.release_basis)
     )
+    read_as = report.get("read_as") or {}
+    if read_as and read_as.get("described") != "UTF-8, comma separated":
+        console.print(f"read as: {read_as['described']}", markup=False, highlight=False)
     if report["missing_columns"]:
         console.print(f"[yellow]columns not in the file (treated as blank):[/] {', '.join(report['missing_columns'])}")
     ragged = report["rows_with_too_few_cells"] + report["rows_with_too_many_cells"]
@@ -374,7 +411,7 @@ def _print_summary(
     if examples:
         console.print("First failing rows (Row as Excel shows it: the header is row 1):")
         for row, header, validity, rule, fix in examples:
-            console.print(f"  Row {row + 1}: {header} - {validity} [{rule}]", markup=False, highlight=False)
+            console.print(f"  Row {row}: {header} - {validity} [{rule}]", markup=False, highlight=False)
             console.print(f"    fix: {fix}", markup=False, highlight=False)
     if report["unchecked_values"]:
         console.print("[yellow]Values that could not be checked[/] (code list not fully known for this release):")

@@ -7,7 +7,7 @@ number of rows: findings are handed to a sink as they are found; only counters a
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -36,6 +36,8 @@ class FileSummary:
     short_rows: int = 0
     long_rows: int = 0
     ragged_lines: tuple[int, ...] = ()
+    excel_row_offsets: tuple[tuple[int, int], ...] = ()
+    """Blank lines skipped before data rows (``csvfile.excel_row``): data row -> the row Excel shows."""
     profile: Profile | None = None
     """The DQ profile (status x validity per field and event type, completeness, invalid values)."""
 
@@ -46,6 +48,7 @@ class FileSummary:
             "release": self.release.value,
             "release_basis": self.release_basis,
             "rows": self.rows,
+            "excel_row_offsets": [list(o) for o in self.excel_row_offsets],
             "rows_with_failures": self.rows_with_failures,
             "rows_passed": self.rows - self.rows_with_failures,
             "failures": self.failures,
@@ -90,8 +93,9 @@ FindingSink = Callable[[int, FieldFinding], None]
 RecordHook = Callable[[int, dict[str, str | None], RowResult], None]
 """Sees every row (its number as the sink numbers it, the record, its result): the checks across rows."""
 _CODE_RULES = frozenset({"CLD002", "CLD003", "CLD004"})
-LocatedSink = Callable[[int, str | None, FieldFinding], None]
-"""(1-based data row, the row's Event Reference or None, finding): what an analyst needs to find the cell."""
+LocatedSink = Callable[[int, int, str | None, FieldFinding], None]
+"""(1-based data row, the row as Excel shows it (its physical line; header = 1), the row's Event Reference or None,
+finding): what an analyst needs to find the cell."""
 
 
 def required_columns(spec: Spec) -> tuple[str, ...]:
@@ -104,8 +108,10 @@ def required_columns(spec: Spec) -> tuple[str, ...]:
     )
 
 
-def open_file(stream: TextIO, *, spec: Spec, sparse: bool = False) -> tuple[CLDHeader, CLDRows]:
-    header, rows = iter_records(stream, spec=spec, sparse=sparse)
+def open_file(
+    stream: TextIO | Iterable[str], *, spec: Spec, sparse: bool = False, delimiter: str = ","
+) -> tuple[CLDHeader, CLDRows]:
+    header, rows = iter_records(stream, spec=spec, sparse=sparse, delimiter=delimiter)
     headers_present = {f.header for f in spec.fields} - set(header.missing_fields)
     missing_required = [h for h in required_columns(spec) if h not in headers_present]
     if missing_required:
@@ -114,8 +120,9 @@ def open_file(stream: TextIO, *, spec: Spec, sparse: bool = False) -> tuple[CLDH
 
 
 def validate_stream(
-    stream: TextIO,
+    stream: TextIO | Iterable[str],
     *,
+    delimiter: str = ",",
     release: Release | None,
     spec: Spec | None = None,
     la_code: str | None = None,
@@ -125,7 +132,8 @@ def validate_stream(
     located_sink: LocatedSink | None = None,
 ) -> FileSummary:
     """Validate every row of an LA file. ``sink(row_number, finding)`` gets each failure (1-based data row);
-    ``located_sink(row_number, event_reference, finding)`` too, with the row's Event Reference.
+    ``located_sink(row_number, excel_row, event_reference, finding)`` too, with the row as Excel shows it and the
+    row's Event Reference.
 
     ``release`` None: the release in force for the file's reporting period (the spec's cut-over data, read from
     the first row: a file states one period; ``release.release_by_period``).
@@ -133,7 +141,7 @@ def validate_stream(
     Raises CLDFileError when the file cannot be used at all.
     """
     spec = spec or load_spec()
-    header, rows = open_file(stream, spec=spec, sparse=True)
+    header, rows = open_file(stream, spec=spec, sparse=True, delimiter=delimiter)
     present = {c for c in header.columns if c is not None}
     absent = frozenset(f.name for f in spec.fields if f.name not in present and f.in_file is not True)
     if la_code is not None:
@@ -180,7 +188,7 @@ def validate_stream(
                     if value:
                         profile.add_value(fnd.name, value)
                 if located_sink is not None:
-                    located_sink(n, ref, fnd)
+                    located_sink(n, rows.line, ref, fnd)
                 summary.failures += 1
                 summary.by_field[fnd.header] += 1
                 summary.by_rule[fnd.rule] += 1
@@ -196,4 +204,5 @@ def validate_stream(
             on_row(n)
     summary.short_rows, summary.long_rows = rows.short_rows, rows.long_rows
     summary.ragged_lines = tuple(rows.ragged_lines)
+    summary.excel_row_offsets = tuple(rows.line_offsets)
     return summary

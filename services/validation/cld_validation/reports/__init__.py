@@ -1,7 +1,8 @@
 """The analyst's DQ report, rendered: an Excel workbook (``xlsx``) and a self-contained HTML page (``html``).
 
 Both render the JSON summary of ``cld_validation.report`` (profile included) plus the findings, located as an
-analyst finds them: ``Row`` as Excel shows it (the header is row 1, so data row n is Excel row n + 1) and the
+analyst finds them: ``Row`` as Excel shows it (the header is row 1, so data row n is Excel row n + 1 plus any
+blank lines skipped before it) and the
 row's Event Reference. Renderers return bytes; the caller decides where they go.
 """
 
@@ -28,9 +29,9 @@ class LocatedFinding:
     fix: str
 
     @classmethod
-    def of(cls, data_row: int, event_reference: str | None, fnd: FieldFinding) -> LocatedFinding:
+    def of(cls, excel_row: int, event_reference: str | None, fnd: FieldFinding) -> LocatedFinding:
         return cls(
-            excel_row=excel_row(data_row),
+            excel_row=excel_row,
             event_reference=event_reference,
             field=fnd.header,
             status=fnd.status.value,
@@ -41,9 +42,12 @@ class LocatedFinding:
         )
 
 
-def excel_row(data_row: int) -> int:
-    """The row number Excel shows for 1-based data row ``data_row`` (the header is Excel row 1)."""
-    return data_row + 1
+def excel_row(data_row: int, offsets: Sequence[Sequence[int]] = ()) -> int:
+    """The row number Excel shows for 1-based data row ``data_row`` (the header is Excel row 1; ``offsets``: the
+    report's ``excel_row_offsets``, blank lines skipped before data rows)."""
+    from cld_schemas.csvfile import excel_row as _excel_row
+
+    return _excel_row(data_row, offsets)
 
 
 FINDING_COLUMNS = ("Row", "Event Reference", "Field", "Status", "Validity", "Rule", "Message", "Fix")
@@ -82,11 +86,12 @@ def dataset_check_rows(
 def warning_rows(report: Mapping[str, Any]) -> list[tuple[int | None, str, str, str]]:
     """Identity warnings (``warnings`` in the report: row = 1-based data row) with the row as Excel shows it."""
     out = []
+    offsets = report.get("excel_row_offsets") or ()
     for w in report.get("warnings") or ():
         row = w.get("row")
         out.append(
             (
-                excel_row(row) if isinstance(row, int) else None,
+                excel_row(row, offsets) if isinstance(row, int) else None,
                 str(w.get("field", "")),
                 str(w.get("rule", "")),
                 str(w.get("message", "")),
