@@ -1,0 +1,736 @@
+"""The CLD specification compiled once into a columnar engine (issue 11 item 1): a batch of rows is a polars frame.
+
+``compile_plan(spec, release, absent)`` turns the spec data (status cases, code lists per release and their
+completeness, formats, the rule catalogue) into polars expressions, once per (spec, release, absent columns).
+``validate_frame(frame, plan)`` evaluates them over a frame of string cells (one column per spec field name,
+null = blank, values already stripped as ``cld_schemas.csvfile`` strips them) and returns the findings as a frame
+(row, field, header, status, validity, rule, message) plus the unchecked counts per field. A single record is a
+one-row frame.
+
+The behaviour is that of ``rules.Validator`` (the reference), finding for finding and message for message; the
+golden corpus (tests/golden) and a differential property test hold it so. No per-row Python: formats, dates,
+NHS check digits, statuses and cross-field rules are expressions. Code values are judged once per *distinct*
+value (case folding and whitespace collapsing must be Python's ``str.casefold``/``str.split`` exactly), cached
+per plan, and the verdicts are mapped back onto the column.
+
+``validate_stream_columnar`` reads an LA file with ``csvfile``'s strict parser (polars' CSV reader cannot match
+its rules: a record over two physical lines is an error with a line number, Python's ``str.strip`` whitespace,
+ragged-row counting) and validates it in frames of ``batch_size`` rows, so memory stays flat.
+
+Messages never contain a value from the row; they may quote the specification's own code values.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, TextIO
+
+import polars as pl
+
+from cld_schemas.csvfile import CLDRows
+from cld_schemas.spec import (
+    CodeList,
+    Completeness,
+    FieldStatus,
+    Release,
+    Spec,
+    SpecField,
+    StatusCase,
+    Validity,
+    load_spec,
+)
+
+MAX_TEXT_LENGTH: Final = 4096
+"""As ``rules.MAX_TEXT_LENGTH``: the longest value accepted in any field."""
+
+DEFAULT_BATCH_ROWS: Final = 50_000
+
+FINDINGS_SCHEMA: Final = {
+    "row": pl.Int64,
+    "field": pl.String,
+    "header": pl.String,
+    "status": pl.String,
+    "validity": pl.String,
+    "rule": pl.String,
+    "message": pl.String,
+}
+"""The findings frame: ``row`` is the 0-based index of the row in the frame (the file reader adds the offset)."""
+
+# Python's re with re.ASCII, as Rust regex: [0-9] for \d; (?i-u) so case-insensitivity stays ASCII.
+_DATE_RX: Final = r"^[0-9]{2}/[0-9]{2}/[0-9]{4}$"
+_NHS_RX: Final = r"^[0-9]{10}$"
+_POSTCODE_RX: Final = r"^(?i-u:GIR ?0AA|[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2})$"
+_DECIMAL_RX: Final = r"^-?[0-9]{1,16}(\.[0-9]{1,2})?$"
+_DECIMAL_ANY_RX: Final = r"^-?[0-9]+(\.[0-9]+)?$"
+_INTEGER_RX: Final = r"^[0-9]{1,6}$"
+_LA_CODE_RX: Final = r"^[0-9]{3}$"
+_ODS_RX: Final = r"^[A-Z][0-9]{5}$"
+_CQC_RX: Final = r"^1-[0-9]{1,12}$"
+
+_CARER_FIELDS: Final = frozenset(
+    {
+        "total_hrs_caring_per_week",
+        "no_of_adults_being_cared_for",
+        "adult_1_linked_person_id",
+        "adult_2_linked_person_id",
+        "adult_3_linked_person_id",
+    }
+)
+_EVENT_GROUPS: Final = frozenset({"event", "request", "assessment", "service", "review", "cost"})
+_UNDETERMINED: Final = -1
+_VERDICT_CACHE_MAX: Final = 200_000
+
+
+def _fold(value: str) -> str:
+    return " ".join(value.casefold().split())
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """What one distinct value of a coded field means and how it fares (the reference's ``_Code``)."""
+
+    key: str | None
+    group: str | None
+    rule: str | None
+    message: str | None
+    unchecked: bool
+
+
+class _CodeJudge:
+    """A coded field's lists for one release, judging distinct values (cached: code values repeat)."""
+
+    def __init__(self, f: SpecField, release: Release, release_label: str) -> None:
+        other_release = Release.R1 if release is Release.R2 else Release.R2
+        mine: CodeList | None = f.code_list(release)
+        other: CodeList | None = f.code_list(other_release)
+        self.header = f.header
+        self.release = release
+        self.release_label = release_label
+        completeness = mine.completeness if mine else Completeness.UNKNOWN
+        self.enforced = completeness.enforced
+        values = mine.values if mine else ()
+        self.exact = {v.value: (v.key, v.group) for v in values}
+        self.folded = {_fold(v.value): (v.key, v.group, v.value) for v in values}
+        other_values = other.values if other else ()
+        self.other_exact = {v.value: (v.key, v.group) for v in other_values if v.value not in self.exact}
+        self.other_folded = {_fold(v.value): (v.key, v.group) for v in other_values}
+        keys_in_mine = {v.key for v in values}
+        self.other_key_in_mine = {v.value for v in other_values if v.key in keys_in_mine and v.value not in self.exact}
+        self.label = f"{len(values)} values, list {completeness.value}"
+        self._cache: dict[str, _Verdict] = {}
+
+    def judge(self, value: str) -> _Verdict:
+        hit = self._cache.get(value)
+        if hit is None:
+            hit = self._judge(value)
+            if len(self._cache) > _VERDICT_CACHE_MAX:
+                self._cache.clear()
+            self._cache[value] = hit
+        return hit
+
+    def _meaning(self, value: str) -> tuple[str, str | None] | None:
+        hit = self.exact.get(value)
+        if hit is not None:
+            return hit
+        f = _fold(value)
+        hit3 = self.folded.get(f)
+        if hit3 is not None:
+            return hit3[0], hit3[1]
+        return self.other_exact.get(value) or self.other_folded.get(f)
+
+    def _judge(self, value: str) -> _Verdict:
+        m = self._meaning(value)
+        key, group = (m[0], m[1]) if m is not None else (None, None)
+        if value in self.exact:
+            return _Verdict(key, group, None, None, False)
+        if len(value) > MAX_TEXT_LENGTH:
+            return _Verdict(key, group, "CLD053", f"{self.header} is longer than {MAX_TEXT_LENGTH} characters.", False)
+        if self.release is Release.R2 and (
+            value in self.other_key_in_mine or (self.enforced and value in self.other_exact)
+        ):
+            return _Verdict(key, group, "CLD003", f"{self.header} holds a Release 1 value in a Release 2 file.", False)
+        if self.enforced:
+            folded = self.folded.get(_fold(value))
+            if folded is not None:
+                return _Verdict(
+                    key,
+                    group,
+                    "CLD004",
+                    f"{self.header} differs only in capitalisation or spacing from the defined value "
+                    f"'{folded[2]}' ({self.release_label}).",
+                    False,
+                )
+            hint = ""
+            if value in self.other_exact and self.release is Release.R1:
+                hint = " It is a Release 2 value: is this a Release 2 file?"
+            return _Verdict(
+                key,
+                group,
+                "CLD002",
+                f"{self.header} is not in the {self.release_label} defined list ({self.label}).{hint}",
+                False,
+            )
+        return _Verdict(key, group, None, None, True)
+
+
+# ---- column names of the working frame (prefixes keep them apart from the spec's field names) ----
+def _key(name: str) -> str:
+    return f"__key__{name}"
+
+
+def _grp(name: str) -> str:
+    return f"__grp__{name}"
+
+
+def _crule(name: str) -> str:
+    return f"__crule__{name}"
+
+
+def _cmsg(name: str) -> str:
+    return f"__cmsg__{name}"
+
+
+def _cunch(name: str) -> str:
+    return f"__cunch__{name}"
+
+
+def _date(name: str) -> str:
+    return f"__date__{name}"
+
+
+def _own(name: str) -> str:
+    return f"__own__{name}"
+
+
+def _case(name: str) -> str:
+    return f"__case__{name}"
+
+
+_DATE_FIELDS_USED: Final = (
+    "reporting_period_start_date",
+    "reporting_period_end_date",
+    "date_of_birth",
+    "date_of_death",
+    "event_start_date",
+    "event_end_date",
+)
+
+
+def _date_key(v: pl.Expr) -> pl.Expr:
+    """yyyymmdd as an integer for a real calendar date written dd/mm/yyyy (years 1..9999, as Python's date), else
+    null. Ordering these integers orders the dates."""
+    shaped = v.str.contains(_DATE_RX)
+    d = v.str.slice(0, 2).cast(pl.Int32, strict=False)
+    m = v.str.slice(3, 2).cast(pl.Int32, strict=False)
+    y = v.str.slice(6, 4).cast(pl.Int32, strict=False)
+    leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
+    dim = pl.when(m == 2).then(pl.when(leap).then(29).otherwise(28)).when(m.is_in([4, 6, 9, 11])).then(30).otherwise(31)
+    real = shaped & (y >= 1) & (m >= 1) & (m <= 12) & (d >= 1) & (d <= dim)
+    return pl.when(real).then(y * 10000 + m * 100 + d).otherwise(None)
+
+
+def _rule_msg(pairs: list[tuple[pl.Expr, str, str]]) -> tuple[pl.Expr, pl.Expr]:
+    """(rule, message) expressions: the first condition that holds decides; null when none does."""
+    rule: Any = pl
+    msg: Any = pl
+    for cond, r, m in pairs:
+        rule = rule.when(cond).then(pl.lit(r))
+        msg = msg.when(cond).then(pl.lit(m))
+    return rule.otherwise(pl.lit(None, pl.String)), msg.otherwise(pl.lit(None, pl.String))
+
+
+def _nhs_ok(v: pl.Expr) -> pl.Expr:
+    """Modulus 11 (weights 10..2; 11 -> 0; 10 is never valid), for values already 10 ASCII digits."""
+    digits = [v.str.slice(i, 1).cast(pl.Int32, strict=False) for i in range(10)]
+    total = sum((digits[i] * (10 - i) for i in range(9)), pl.lit(0, pl.Int32))
+    check = 11 - total % 11
+    check = pl.when(check == 11).then(0).otherwise(check)
+    return (check != 10) & (check == digits[9])
+
+
+def _value_check(f: SpecField) -> tuple[pl.Expr, pl.Expr, pl.Expr] | None:
+    """(rule, message, unchecked) of a non-coded field's value on its own (null rule: passed or blank)."""
+    v = pl.col(f.name)
+    h = f.header
+    long = v.str.len_chars() > MAX_TEXT_LENGTH
+    pairs: list[tuple[pl.Expr, str, str]] = [(long, "CLD053", f"{h} is longer than {MAX_TEXT_LENGTH} characters.")]
+    unchecked: pl.Expr = pl.lit(False)
+    fmt = f.format
+    if fmt == "date":
+        shaped = v.str.contains(_DATE_RX)
+        pairs += [
+            (~shaped, "CLD010", f"{h} is not written dd/mm/yyyy."),
+            (_date_key(v).is_null(), "CLD011", f"{h} is not a real calendar date."),
+        ]
+    elif fmt == "nhs_number":
+        shaped = v.str.contains(_NHS_RX)
+        pairs += [
+            (~shaped, "CLD020", "NHS Number is not 10 digits (no spaces or other characters)."),
+            (~_nhs_ok(v), "CLD021", "NHS Number fails the Modulus 11 check digit."),
+        ]
+    elif fmt == "postcode":
+        pairs.append((~v.str.contains(_POSTCODE_RX), "CLD030", "Postcode does not have the shape of a UK postcode."))
+    elif fmt == "decimal_2dp":
+        ok = v.str.contains(_DECIMAL_RX)
+        numeric = v.str.contains(_DECIMAL_ANY_RX)
+        pairs += [
+            (~ok & numeric & v.str.contains(r"\.[0-9]{3}"), "CLD040", f"{h} has more than two decimal places."),
+            (~ok & numeric, "CLD040", f"{h} has more than 16 digits before the decimal point."),
+            (~ok, "CLD040", f"{h} is not a number with up to two decimal places."),
+        ]
+    elif fmt == "integer":
+        pairs.append((~v.str.contains(_INTEGER_RX), "CLD041", f"{h} is not a whole number of 0 or more."))
+    elif fmt == "la_code":
+        pairs.append((~v.str.contains(_LA_CODE_RX), "CLD050", "LA Code is not a 3-digit number."))
+    elif fmt == "ods_gp_practice_code":
+        pairs.append(
+            (~v.str.contains(_ODS_RX), "CLD051", "GP Practice Code is not one letter and five digits (ODS code).")
+        )
+    elif fmt == "cqc_location_id":
+        pairs.append(
+            (
+                ~v.str.contains(_CQC_RX),
+                "CLD052",
+                "Provider CQC Location ID does not look like '1-' followed by digits.",
+            )
+        )
+    elif fmt == "unknown":
+        unchecked = v.is_not_null() & ~long
+    elif fmt not in ("text", "identifier"):
+        return None
+    present = v.is_not_null()
+    rule, msg = _rule_msg([(present & c, r, m) for c, r, m in pairs])
+    return rule, msg, unchecked.fill_null(False)
+
+
+def _condition(when: Mapping[str, Any], coded: set[str]) -> pl.Expr:
+    """A status case's ``when`` as a Kleene-logic boolean expression: null is 'unknown' (the reference's None)."""
+    parts: list[pl.Expr] = []
+    for k, arg in when.items():
+        if k == "all":
+            parts.append(_kleene_all([_condition(c, coded) for c in arg]))
+        elif k == "any":
+            subs = [_condition(c, coded) for c in arg]
+            acc = subs[0]
+            for s in subs[1:]:
+                acc = acc | s
+            parts.append(acc)
+        elif k == "not":
+            parts.append(~_condition(arg, coded))
+        elif k == "present":
+            parts.append(pl.col(arg).is_not_null())
+        elif k == "age_at_period_end":
+            parts.append(pl.col("__age__").is_between(int(arg[0]), int(arg[1])))
+        elif k.endswith("_group") and k.removesuffix("_group") in coded:
+            name = k.removesuffix("_group")
+            member = pl.col(_grp(name)).is_in(list(arg)).fill_null(False)
+            parts.append(pl.when(pl.col(_key(name)).is_null()).then(pl.lit(None, pl.Boolean)).otherwise(member))
+        elif k in coded:
+            parts.append(pl.col(_key(k)).is_in(list(arg)))
+        else:
+            raise ValueError(f"status condition names an unknown or uncoded field: {k!r}")
+    return parts[0] if len(parts) == 1 else _kleene_all(parts)
+
+
+def _kleene_all(subs: list[pl.Expr]) -> pl.Expr:
+    acc = subs[0]
+    for s in subs[1:]:
+        acc = acc & s
+    return acc
+
+
+def _case_index(cases: tuple[StatusCase, ...], coded: set[str]) -> pl.Expr:
+    """Index of the deciding status case, or -1 (Undetermined): first case that holds; unknown stops the search."""
+    chain: Any = pl
+    for i, c in enumerate(cases):
+        if c.when is None:
+            return chain.when(pl.lit(True)).then(pl.lit(i)).otherwise(pl.lit(_UNDETERMINED)).cast(pl.Int16)  # type: ignore[no-any-return]
+        cond = _condition(c.when, coded)
+        chain = chain.when(cond.fill_null(False)).then(pl.lit(i)).when(cond.is_null()).then(pl.lit(_UNDETERMINED))
+    if chain is pl:
+        return pl.lit(_UNDETERMINED, pl.Int16)
+    return chain.otherwise(pl.lit(_UNDETERMINED)).cast(pl.Int16)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """One place a finding can come from, in the reference's order within a row."""
+
+    order: int
+    name: str
+    header: str
+    rule: pl.Expr
+    message: pl.Expr
+    validity: pl.Expr
+
+
+@dataclass(slots=True)
+class Plan:
+    """The spec compiled for one release and one set of absent columns. Build with :func:`compile_plan`."""
+
+    spec: Spec
+    release: Release
+    absent: frozenset[str]
+    names: tuple[str, ...]
+    headers: dict[str, str]
+    judges: dict[str, _CodeJudge]
+    stage1: list[pl.Expr]
+    stage2: list[pl.Expr]
+    stage3: list[pl.Expr]
+    slots: list[_Slot]
+    unchecked: dict[str, pl.Expr]
+    status_of: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def compile_plan(spec: Spec, release: Release, *, absent: frozenset[str] = frozenset()) -> Plan:
+    """Compile ``spec`` for ``release``. ``absent``: field names that are not columns of the file at hand
+    (their blanks are not reported per row), as for ``rules.Validator``."""
+    fields = tuple(sorted(spec.fields, key=lambda f: f.order))
+    names = tuple(f.name for f in fields)
+    label = spec.releases[release].label
+    judges = {f.name: _CodeJudge(f, release, label) for f in fields if f.format == "code"}
+    coded = set(judges)
+
+    # stage 1: dates as integers, per-value checks of non-coded fields
+    stage1: list[pl.Expr] = [_date_key(pl.col(n)).alias(_date(n)) for n in _DATE_FIELDS_USED if n in names]
+    unchecked: dict[str, pl.Expr] = {}
+    for f in fields:
+        if f.format == "code":
+            unchecked[f.name] = pl.col(_cunch(f.name))
+            continue
+        checked = _value_check(f)
+        if checked is None:
+            continue
+        rule, msg, unch = checked
+        stage1 += [rule.alias(_crule(f.name)), msg.alias(_cmsg(f.name))]
+        if f.format == "unknown":
+            unchecked[f.name] = unch
+    end, dob = _date_key(pl.col("reporting_period_end_date")), _date_key(pl.col("date_of_birth"))
+    stage1.append(((end // 10000) - (dob // 10000) - ((end % 10000) < (dob % 10000)).cast(pl.Int32)).alias("__age__"))
+
+    # stage 2: statuses (the deciding case of each field)
+    stage2 = [_case_index(f.status, coded).alias(_case(f.name)) for f in fields]
+
+    # stage 3: each field's own finding (value check, else blank but Mandatory), then the cross-field rules
+    stage3: list[pl.Expr] = []
+    slots: list[_Slot] = []
+    status_of: dict[str, tuple[str, ...]] = {}
+    for order, f in enumerate(fields):
+        status_of[f.name] = tuple(c.status.value for c in f.status)
+        case = pl.col(_case(f.name))
+        mandatory_cases = [(i, c) for i, c in enumerate(f.status) if c.status is FieldStatus.MANDATORY]
+        blank_rule: pl.Expr = pl.lit(None, pl.String)
+        blank_msg: pl.Expr = pl.lit(None, pl.String)
+        if mandatory_cases and f.name not in absent:
+            blank = pl.col(f.name).is_null()
+            blank_rule, blank_msg = _rule_msg(
+                [
+                    (
+                        blank & (case == i),
+                        c.id,
+                        f"{f.header} is blank but Mandatory here: {c.why} ({c.cites}).",
+                    )
+                    for i, c in mandatory_cases
+                ]
+            )
+        has_value_check = f.format == "code" or _value_check(f) is not None
+        if has_value_check:
+            own_rule = pl.coalesce(pl.col(_crule(f.name)), blank_rule)
+            own_msg = pl.coalesce(pl.col(_cmsg(f.name)), blank_msg)
+        else:
+            own_rule, own_msg = blank_rule, blank_msg
+        stage3.append(own_rule.alias(_own(f.name)))
+        validity = (
+            pl.when(pl.col(f.name).is_null())
+            .then(pl.lit(Validity.BLANK_MANDATORY.value))
+            .when(pl.col(_own(f.name)) == "CLD003")
+            .then(pl.lit(Validity.RELEASE_1.value))
+            .otherwise(pl.lit(Validity.INVALID.value))
+        )
+        slots.append(_Slot(order, f.name, f.header, pl.col(_own(f.name)), own_msg, validity))
+
+    slots += _cross_field_slots(fields, names, len(fields))
+    return Plan(
+        spec=spec,
+        release=release,
+        absent=absent,
+        names=names,
+        headers={f.name: f.header for f in fields},
+        judges=judges,
+        stage1=stage1,
+        stage2=stage2,
+        stage3=stage3,
+        slots=slots,
+        unchecked=unchecked,
+        status_of=status_of,
+    )
+
+
+def _cross_field_slots(fields: tuple[SpecField, ...], names: tuple[str, ...], first: int) -> list[_Slot]:
+    """XF005/XF006 (one per field, in spec order), XF003, XF002, XF001, XF007, XF004 (start, end): the reference's
+    ``_cross_field`` order. A field whose own check failed gets no cross-field finding (one failure per field)."""
+    header = {f.name: f.header for f in fields}
+    client = pl.col(_key("client_type"))
+    event = pl.col(_key("event_type"))
+    invalid = pl.lit(Validity.INVALID.value)
+    slots: list[_Slot] = []
+    order = first
+
+    def slot(name: str, rule: str, cond: pl.Expr, message: str) -> None:
+        nonlocal order
+        slots.append(
+            _Slot(
+                order,
+                name,
+                header[name],
+                pl.when(cond.fill_null(False)).then(pl.lit(rule)).otherwise(pl.lit(None, pl.String)),
+                pl.lit(message),
+                invalid,
+            )
+        )
+        order += 1
+
+    def own_ok(name: str) -> pl.Expr:
+        return pl.col(_own(name)).is_null()
+
+    for f in fields:
+        if f.name in _CARER_FIELDS:
+            slot(
+                f.name,
+                "XF005",
+                (client == "service_user") & pl.col(f.name).is_not_null() & own_ok(f.name),
+                f"{f.header} is a carer field on a service user row.",
+            )
+    for f in fields:
+        if f.group in _EVENT_GROUPS:
+            slot(
+                f.name,
+                "XF006",
+                (client == "carer_known_by_association") & pl.col(f.name).is_not_null() & own_ok(f.name),
+                f"{f.header} is an event field on a 'Carer known by association' row.",
+            )
+    if not all(n in names for n in _DATE_FIELDS_USED):
+        return slots
+    rp_start = pl.col(_date("reporting_period_start_date"))
+    rp_end = pl.col(_date("reporting_period_end_date"))
+    dob = pl.col(_date("date_of_birth"))
+    dod = pl.col(_date("date_of_death"))
+    start = pl.col(_date("event_start_date"))
+    end = pl.col(_date("event_end_date"))
+    not_ckba = client.is_null() | (client != "carer_known_by_association")
+    slot("reporting_period_end_date", "XF003", rp_end < rp_start, "Reporting Period End Date is before its start date.")
+    slot("date_of_death", "XF002", dod < dob, "Date of Death is before Date of Birth.")
+    xf001 = not_ckba & (end < start)
+    slot("event_end_date", "XF001", xf001, "Event End Date is before Event Start Date.")
+    go_on = not_ckba & ~xf001.fill_null(False)
+    xf007 = go_on & (start > dod).fill_null(False)
+    slot("event_start_date", "XF007", xf007, "Event Start Date is after Date of Death.")
+    scoped = go_on & event.is_not_null() & rp_start.is_not_null() & rp_end.is_not_null() & start.is_not_null()
+    scoped = scoped & (rp_end >= rp_start)
+    service = event == "service"
+    slot(
+        "event_start_date",
+        "XF004",
+        scoped & service & (start > rp_end) & ~xf007,
+        "Service starts after the reporting period ends.",
+    )
+    slot(
+        "event_end_date",
+        "XF004",
+        scoped & service & ~(start > rp_end) & end.is_not_null() & (end < rp_start),
+        "Service ended before the reporting period starts.",
+    )
+    slot(
+        "event_end_date",
+        "XF004",
+        scoped & ~service & end.is_not_null() & ~end.is_between(rp_start, rp_end),
+        "Requests, assessments and reviews must be completed within the reporting period.",
+    )
+    return slots
+
+
+_PLANS: dict[tuple[int, Release, frozenset[str]], Plan] = {}
+
+
+def plan_for(spec: Spec, release: Release, *, absent: frozenset[str] = frozenset()) -> Plan:
+    """A shared plan per (spec object, release, absent columns): compiled once."""
+    key = (id(spec), release, absent)
+    hit = _PLANS.get(key)
+    if hit is None or hit.spec is not spec:
+        if len(_PLANS) > 64:
+            _PLANS.clear()
+        hit = compile_plan(spec, release, absent=absent)
+        _PLANS[key] = hit
+    return hit
+
+
+@dataclass(frozen=True, slots=True)
+class FrameResult:
+    findings: pl.DataFrame
+    """One row per finding, in the reference's order (by row, then within a row as ``Validator.validate``)."""
+    unchecked: dict[str, int]
+    """Field name -> number of rows whose non-blank value could not be checked against a complete code list."""
+    rows: int
+
+
+def _coded_columns(frame: pl.DataFrame, plan: Plan) -> list[pl.Series]:
+    """Per coded field: meaning key and group, own rule and message, unchecked flag; judged per distinct value."""
+    out: list[pl.Series] = []
+    for name, judge in plan.judges.items():
+        col = frame.get_column(name)
+        distinct = col.drop_nulls().unique().to_list()
+        verdicts = [judge.judge(v) for v in distinct]
+        index = col.replace_strict(distinct, list(range(len(distinct))), default=None, return_dtype=pl.UInt32)
+        for attr, to in (("key", _key), ("group", _grp), ("rule", _crule), ("message", _cmsg)):
+            table = pl.Series([getattr(v, attr) for v in verdicts], dtype=pl.String)
+            out.append(table.gather(index).alias(to(name)) if len(distinct) else _nulls(len(col), to(name)))
+        flags = pl.Series([v.unchecked for v in verdicts], dtype=pl.Boolean)
+        unch = flags.gather(index).fill_null(False) if len(distinct) else pl.Series([False] * len(col))
+        out.append(unch.alias(_cunch(name)))
+    return out
+
+
+def _nulls(n: int, name: str) -> pl.Series:
+    return pl.Series(name, [None] * n, dtype=pl.String)
+
+
+def prepare(frame: pl.DataFrame, plan: Plan, *, la_code: str | None = None) -> pl.DataFrame:
+    """The frame with one String column per spec field (missing ones null, blank strings null) and la_code filled
+    where blank."""
+    exprs: list[pl.Expr] = []
+    for n in plan.names:
+        e = pl.col(n).cast(pl.String) if n in frame.columns else pl.lit(None, pl.String)
+        if n == "la_code" and la_code is not None:
+            e = e.fill_null(pl.lit(la_code))
+        exprs.append(pl.when(e == "").then(pl.lit(None, pl.String)).otherwise(e).alias(n))
+    return frame.select(exprs)
+
+
+def validate_frame(frame: pl.DataFrame, plan: Plan, *, la_code: str | None = None) -> FrameResult:
+    """Validate every row of ``frame`` (string cells by spec field name, null or empty = blank, values stripped).
+
+    ``la_code`` fills blank LA codes first (as ``cld validate --la``)."""
+    df = prepare(frame, plan, la_code=la_code)
+    n = df.height
+    df = df.with_columns(_coded_columns(df, plan))
+    df = df.with_columns(plan.stage1).with_columns(plan.stage2).with_columns(plan.stage3)
+    df = df.with_row_index("__row__")
+    parts: list[pl.DataFrame] = []
+    for s in plan.slots:
+        statuses = plan.status_of[s.name]
+        status = (
+            pl.col(_case(s.name))
+            .replace_strict(
+                list(range(len(statuses))),
+                list(statuses),
+                default=FieldStatus.UNDETERMINED.value,
+                return_dtype=pl.String,
+            )
+            .alias("status")
+        )
+        part = df.filter(s.rule.is_not_null()).select(
+            pl.col("__row__").cast(pl.Int64).alias("row"),
+            pl.lit(s.order, pl.Int32).alias("__slot__"),
+            pl.lit(s.name).alias("field"),
+            pl.lit(s.header).alias("header"),
+            status,
+            s.validity.alias("validity"),
+            s.rule.alias("rule"),
+            s.message.alias("message"),
+        )
+        if part.height:
+            parts.append(part)
+    if parts:
+        findings = pl.concat(parts).sort(["row", "__slot__"]).drop("__slot__")
+    else:
+        findings = pl.DataFrame(schema=FINDINGS_SCHEMA)
+    counts = df.select([e.cast(pl.UInt32).sum().alias(name) for name, e in plan.unchecked.items()]).row(0, named=True)
+    return FrameResult(findings=findings, unchecked={k: int(v) for k, v in counts.items() if v}, rows=n)
+
+
+# ---- files ----
+
+
+@dataclass
+class ColumnarSummary:
+    """The counts ``report.FileSummary`` keeps, accumulated batch by batch."""
+
+    release: Release
+    rows: int = 0
+    rows_with_failures: int = 0
+    failures: int = 0
+    by_field_rule: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    unchecked: Counter[str] = field(default_factory=Counter)
+    missing_columns: tuple[str, ...] = ()
+    unknown_columns: tuple[str, ...] = ()
+    short_rows: int = 0
+    long_rows: int = 0
+    ragged_lines: tuple[int, ...] = ()
+
+    def add(self, result: FrameResult) -> None:
+        f = result.findings
+        self.rows += result.rows
+        self.failures += f.height
+        if f.height:
+            self.rows_with_failures += f.get_column("row").n_unique()
+            # In first-seen order, so most_common() breaks ties as the reference's Counter does.
+            for header, rule, validity, count in (
+                f.group_by(["header", "rule", "validity"], maintain_order=True).len().iter_rows()
+            ):
+                self.by_field_rule[(header, rule, validity)] += count
+        self.unchecked.update(result.unchecked)
+
+
+def iter_frames(rows: CLDRows, names: tuple[str, ...], batch_size: int) -> Iterator[pl.DataFrame]:
+    """Frames of up to ``batch_size`` rows from ``csvfile``'s strict row stream (sparse dicts: absent = blank)."""
+    schema = dict.fromkeys(names, pl.String)
+    batch: list[dict[str, str | None]] = []
+    for rec in rows:
+        batch.append(rec)
+        if len(batch) >= batch_size:
+            yield pl.from_dicts(batch, schema=schema)
+            batch = []
+    if batch:
+        yield pl.from_dicts(batch, schema=schema)
+
+
+FindingsSink = Callable[[pl.DataFrame], None]
+
+
+def validate_stream_columnar(
+    stream: TextIO,
+    *,
+    release: Release,
+    spec: Spec | None = None,
+    la_code: str | None = None,
+    sink: FindingsSink | None = None,
+    batch_size: int = DEFAULT_BATCH_ROWS,
+) -> ColumnarSummary:
+    """Validate an LA file in frames of ``batch_size`` rows. ``sink`` gets each batch's findings frame, with
+    ``row`` the 1-based data row of the file (as ``report.validate_stream``'s sink). Raises CLDFileError when the
+    file cannot be used at all."""
+    from cld_validation.report import open_file  # the same header checks as the reference
+
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    spec = spec or load_spec()
+    header, rows = open_file(stream, spec=spec, sparse=True)
+    present = {c for c in header.columns if c is not None}
+    absent = frozenset(f.name for f in spec.fields if f.name not in present and f.in_file is not True)
+    if la_code is not None:
+        absent = absent - {"la_code"}
+    plan = plan_for(spec, release, absent=absent)
+    summary = ColumnarSummary(
+        release=release, missing_columns=header.missing_fields, unknown_columns=header.unknown_columns
+    )
+    for frame in iter_frames(rows, plan.names, batch_size):
+        offset = summary.rows + 1
+        result = validate_frame(frame, plan, la_code=la_code)
+        summary.add(result)
+        if sink is not None and result.findings.height:
+            sink(result.findings.with_columns(pl.col("row") + offset))
+    summary.short_rows, summary.long_rows = rows.short_rows, rows.long_rows
+    summary.ragged_lines = tuple(rows.ragged_lines)
+    return summary
