@@ -184,16 +184,8 @@ def _grp(name: str) -> str:
     return f"__grp__{name}"
 
 
-def _crule(name: str) -> str:
-    return f"__crule__{name}"
-
-
-def _cmsg(name: str) -> str:
-    return f"__cmsg__{name}"
-
-
-def _cunch(name: str) -> str:
-    return f"__cunch__{name}"
+def _vcode(name: str) -> str:
+    return f"__vcode__{name}"
 
 
 def _date(name: str) -> str:
@@ -208,6 +200,10 @@ def _case(name: str) -> str:
     return f"__case__{name}"
 
 
+def _slot_col(order: int) -> str:
+    return f"__slot{order:03d}"
+
+
 _DATE_FIELDS_USED: Final = (
     "reporting_period_start_date",
     "reporting_period_end_date",
@@ -216,6 +212,11 @@ _DATE_FIELDS_USED: Final = (
     "event_start_date",
     "event_end_date",
 )
+_BLANK_CODE: Final = 1_000_000
+"""Finding codes: 1..n a value-check outcome (for coded fields, 1 + the distinct value's index in the batch);
+_BLANK_CODE + i blank but Mandatory by status case i; cross-field slots use 1."""
+_CASE_BITS: Final = 64
+"""A slot's packed value is code * 64 + (status case index + 1): one integer column per slot to unpivot."""
 
 
 def _date_key(v: pl.Expr) -> pl.Expr:
@@ -231,14 +232,14 @@ def _date_key(v: pl.Expr) -> pl.Expr:
     return pl.when(real).then(y * 10000 + m * 100 + d).otherwise(None)
 
 
-def _rule_msg(pairs: list[tuple[pl.Expr, str, str]]) -> tuple[pl.Expr, pl.Expr]:
-    """(rule, message) expressions: the first condition that holds decides; null when none does."""
-    rule: Any = pl
-    msg: Any = pl
-    for cond, r, m in pairs:
-        rule = rule.when(cond).then(pl.lit(r))
-        msg = msg.when(cond).then(pl.lit(m))
-    return rule.otherwise(pl.lit(None, pl.String)), msg.otherwise(pl.lit(None, pl.String))
+def _first_code(conds: list[tuple[pl.Expr, int]]) -> pl.Expr:
+    """The code of the first condition that holds (null when none does): small integers, no strings per row."""
+    chain: Any = pl
+    for cond, code in conds:
+        chain = chain.when(cond).then(pl.lit(code, pl.Int32))
+    if chain is pl:
+        return pl.lit(None, pl.Int32)
+    return chain.otherwise(pl.lit(None, pl.Int32))  # type: ignore[no-any-return]
 
 
 def _nhs_ok(v: pl.Expr) -> pl.Expr:
@@ -250,24 +251,23 @@ def _nhs_ok(v: pl.Expr) -> pl.Expr:
     return (check != 10) & (check == digits[9])
 
 
-def _value_check(f: SpecField) -> tuple[pl.Expr, pl.Expr, pl.Expr] | None:
-    """(rule, message, unchecked) of a non-coded field's value on its own (null rule: passed or blank)."""
+def _value_check(f: SpecField, date_col: str | None) -> tuple[pl.Expr, list[tuple[str, str]], pl.Expr | None]:
+    """A non-coded field's value on its own: (code expression, [(rule, message)] for codes 1..n, unchecked)."""
     v = pl.col(f.name)
     h = f.header
     long = v.str.len_chars() > MAX_TEXT_LENGTH
     pairs: list[tuple[pl.Expr, str, str]] = [(long, "CLD053", f"{h} is longer than {MAX_TEXT_LENGTH} characters.")]
-    unchecked: pl.Expr = pl.lit(False)
+    unchecked: pl.Expr | None = None
     fmt = f.format
     if fmt == "date":
-        shaped = v.str.contains(_DATE_RX)
+        real = pl.col(date_col) if date_col else _date_key(v)
         pairs += [
-            (~shaped, "CLD010", f"{h} is not written dd/mm/yyyy."),
-            (_date_key(v).is_null(), "CLD011", f"{h} is not a real calendar date."),
+            (~v.str.contains(_DATE_RX), "CLD010", f"{h} is not written dd/mm/yyyy."),
+            (real.is_null(), "CLD011", f"{h} is not a real calendar date."),
         ]
     elif fmt == "nhs_number":
-        shaped = v.str.contains(_NHS_RX)
         pairs += [
-            (~shaped, "CLD020", "NHS Number is not 10 digits (no spaces or other characters)."),
+            (~v.str.contains(_NHS_RX), "CLD020", "NHS Number is not 10 digits (no spaces or other characters)."),
             (~_nhs_ok(v), "CLD021", "NHS Number fails the Modulus 11 check digit."),
         ]
     elif fmt == "postcode":
@@ -289,81 +289,66 @@ def _value_check(f: SpecField) -> tuple[pl.Expr, pl.Expr, pl.Expr] | None:
             (~v.str.contains(_ODS_RX), "CLD051", "GP Practice Code is not one letter and five digits (ODS code).")
         )
     elif fmt == "cqc_location_id":
-        pairs.append(
-            (
-                ~v.str.contains(_CQC_RX),
-                "CLD052",
-                "Provider CQC Location ID does not look like '1-' followed by digits.",
-            )
-        )
+        msg = "Provider CQC Location ID does not look like '1-' followed by digits."
+        pairs.append((~v.str.contains(_CQC_RX), "CLD052", msg))
     elif fmt == "unknown":
         unchecked = v.is_not_null() & ~long
     elif fmt not in ("text", "identifier"):
-        return None
+        raise ValueError(f"no check for format {fmt!r} of field {f.name!r}")
     present = v.is_not_null()
-    rule, msg = _rule_msg([(present & c, r, m) for c, r, m in pairs])
-    return rule, msg, unchecked.fill_null(False)
+    code = _first_code([(present & c, i) for i, (c, _r, _m) in enumerate(pairs, start=1)])
+    return code, [(r, m) for _c, r, m in pairs], unchecked
 
 
-def _condition(when: Mapping[str, Any], coded: set[str]) -> pl.Expr:
+def _condition(when: Mapping[str, Any], coded: set[str], used: set[str]) -> pl.Expr:
     """A status case's ``when`` as a Kleene-logic boolean expression: null is 'unknown' (the reference's None)."""
     parts: list[pl.Expr] = []
     for k, arg in when.items():
         if k == "all":
-            parts.append(_kleene_all([_condition(c, coded) for c in arg]))
+            parts.append(_kleene(pl.Expr.and_, [_condition(c, coded, used) for c in arg]))
         elif k == "any":
-            subs = [_condition(c, coded) for c in arg]
-            acc = subs[0]
-            for s in subs[1:]:
-                acc = acc | s
-            parts.append(acc)
+            parts.append(_kleene(pl.Expr.or_, [_condition(c, coded, used) for c in arg]))
         elif k == "not":
-            parts.append(~_condition(arg, coded))
+            parts.append(~_condition(arg, coded, used))
         elif k == "present":
             parts.append(pl.col(arg).is_not_null())
         elif k == "age_at_period_end":
             parts.append(pl.col("__age__").is_between(int(arg[0]), int(arg[1])))
         elif k.endswith("_group") and k.removesuffix("_group") in coded:
             name = k.removesuffix("_group")
+            used.add(name)
             member = pl.col(_grp(name)).is_in(list(arg)).fill_null(False)
             parts.append(pl.when(pl.col(_key(name)).is_null()).then(pl.lit(None, pl.Boolean)).otherwise(member))
         elif k in coded:
+            used.add(k)
             parts.append(pl.col(_key(k)).is_in(list(arg)))
         else:
             raise ValueError(f"status condition names an unknown or uncoded field: {k!r}")
-    return parts[0] if len(parts) == 1 else _kleene_all(parts)
+    return parts[0] if len(parts) == 1 else _kleene(pl.Expr.and_, parts)
 
 
-def _kleene_all(subs: list[pl.Expr]) -> pl.Expr:
+def _kleene(op: Callable[[pl.Expr, pl.Expr], pl.Expr], subs: list[pl.Expr]) -> pl.Expr:
+    """polars' & and | on nullable booleans are Kleene's, as the reference's tri-state all/any."""
     acc = subs[0]
     for s in subs[1:]:
-        acc = acc & s
+        acc = op(acc, s)
     return acc
 
 
-def _case_index(cases: tuple[StatusCase, ...], coded: set[str]) -> pl.Expr:
+def _case_index(cases: tuple[StatusCase, ...], coded: set[str], used: set[str]) -> pl.Expr:
     """Index of the deciding status case, or -1 (Undetermined): first case that holds; unknown stops the search."""
     chain: Any = pl
     for i, c in enumerate(cases):
         if c.when is None:
-            return chain.when(pl.lit(True)).then(pl.lit(i)).otherwise(pl.lit(_UNDETERMINED)).cast(pl.Int16)  # type: ignore[no-any-return]
-        cond = _condition(c.when, coded)
-        chain = chain.when(cond.fill_null(False)).then(pl.lit(i)).when(cond.is_null()).then(pl.lit(_UNDETERMINED))
+            if chain is pl:
+                return pl.lit(i, pl.Int16)
+            return chain.otherwise(pl.lit(i, pl.Int16)).cast(pl.Int16)  # type: ignore[no-any-return]
+        cond = _condition(c.when, coded, used)
+        chain = chain.when(cond.fill_null(False)).then(pl.lit(i, pl.Int16))
+        chain = chain.when(cond.is_null()).then(pl.lit(_UNDETERMINED, pl.Int16))
     if chain is pl:
         return pl.lit(_UNDETERMINED, pl.Int16)
-    return chain.otherwise(pl.lit(_UNDETERMINED)).cast(pl.Int16)  # type: ignore[no-any-return]
-
-
-@dataclass(frozen=True, slots=True)
-class _Slot:
-    """One place a finding can come from, in the reference's order within a row."""
-
-    order: int
-    name: str
-    header: str
-    rule: pl.Expr
-    message: pl.Expr
-    validity: pl.Expr
+    return chain.otherwise(pl.lit(_UNDETERMINED, pl.Int16)).cast(pl.Int16)  # type: ignore[no-any-return]
 
 
 @dataclass(slots=True)
@@ -374,14 +359,19 @@ class Plan:
     release: Release
     absent: frozenset[str]
     names: tuple[str, ...]
-    headers: dict[str, str]
     judges: dict[str, _CodeJudge]
-    stage1: list[pl.Expr]
-    stage2: list[pl.Expr]
-    stage3: list[pl.Expr]
-    slots: list[_Slot]
+    meaning_fields: frozenset[str]
+    """Coded fields whose meaning (key, group) status or cross-field rules read."""
+    stages: list[list[pl.Expr]]
+    slot_columns: list[str]
+    slot_meta: pl.DataFrame
+    """Per slot: order, field name and header."""
+    static_outcomes: pl.DataFrame
+    """(slot, code) -> rule, message, validity for every code known at compile time."""
+    statuses: pl.DataFrame
+    """(slot, case) -> status."""
     unchecked: dict[str, pl.Expr]
-    status_of: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    coded_slots: dict[str, int] = field(default_factory=dict)
 
 
 def compile_plan(spec: Spec, release: Release, *, absent: frozenset[str] = frozenset()) -> Plan:
@@ -392,127 +382,116 @@ def compile_plan(spec: Spec, release: Release, *, absent: frozenset[str] = froze
     label = spec.releases[release].label
     judges = {f.name: _CodeJudge(f, release, label) for f in fields if f.format == "code"}
     coded = set(judges)
+    used: set[str] = {"client_type", "event_type"} & coded
 
-    # stage 1: dates as integers, per-value checks of non-coded fields
-    stage1: list[pl.Expr] = [_date_key(pl.col(n)).alias(_date(n)) for n in _DATE_FIELDS_USED if n in names]
-    unchecked: dict[str, pl.Expr] = {}
-    for f in fields:
-        if f.format == "code":
-            unchecked[f.name] = pl.col(_cunch(f.name))
-            continue
-        checked = _value_check(f)
-        if checked is None:
-            continue
-        rule, msg, unch = checked
-        stage1 += [rule.alias(_crule(f.name)), msg.alias(_cmsg(f.name))]
-        if f.format == "unknown":
-            unchecked[f.name] = unch
+    dates = [n for n in _DATE_FIELDS_USED if n in names]
+    stage_dates = [_date_key(pl.col(n)).alias(_date(n)) for n in dates]
     end, dob = _date_key(pl.col("reporting_period_end_date")), _date_key(pl.col("date_of_birth"))
-    stage1.append(((end // 10000) - (dob // 10000) - ((end % 10000) < (dob % 10000)).cast(pl.Int32)).alias("__age__"))
+    stage_dates.append(
+        ((end // 10000) - (dob // 10000) - ((end % 10000) < (dob % 10000)).cast(pl.Int32)).alias("__age__")
+    )
 
-    # stage 2: statuses (the deciding case of each field)
-    stage2 = [_case_index(f.status, coded).alias(_case(f.name)) for f in fields]
-
-    # stage 3: each field's own finding (value check, else blank but Mandatory), then the cross-field rules
-    stage3: list[pl.Expr] = []
-    slots: list[_Slot] = []
-    status_of: dict[str, tuple[str, ...]] = {}
+    outcomes: list[tuple[int, int, str, str, str]] = []  # slot, code, rule, message, validity
+    status_rows: list[tuple[int, int, str]] = []
+    unchecked: dict[str, pl.Expr] = {}
+    stage_values: list[pl.Expr] = []
+    stage_cases: list[pl.Expr] = []
+    stage_own: list[pl.Expr] = []
+    coded_slots: dict[str, int] = {}
     for order, f in enumerate(fields):
-        status_of[f.name] = tuple(c.status.value for c in f.status)
         case = pl.col(_case(f.name))
-        mandatory_cases = [(i, c) for i, c in enumerate(f.status) if c.status is FieldStatus.MANDATORY]
-        blank_rule: pl.Expr = pl.lit(None, pl.String)
-        blank_msg: pl.Expr = pl.lit(None, pl.String)
-        if mandatory_cases and f.name not in absent:
-            blank = pl.col(f.name).is_null()
-            blank_rule, blank_msg = _rule_msg(
-                [
-                    (
-                        blank & (case == i),
-                        c.id,
-                        f"{f.header} is blank but Mandatory here: {c.why} ({c.cites}).",
-                    )
-                    for i, c in mandatory_cases
-                ]
-            )
-        has_value_check = f.format == "code" or _value_check(f) is not None
-        if has_value_check:
-            own_rule = pl.coalesce(pl.col(_crule(f.name)), blank_rule)
-            own_msg = pl.coalesce(pl.col(_cmsg(f.name)), blank_msg)
+        stage_cases.append(_case_index(f.status, coded, used).alias(_case(f.name)))
+        status_rows += [(order, i, c.status.value) for i, c in enumerate(f.status)]
+        status_rows.append((order, _UNDETERMINED, FieldStatus.UNDETERMINED.value))
+        if f.format == "code":
+            coded_slots[f.name] = order
+            value_code: pl.Expr = pl.col(_vcode(f.name))
         else:
-            own_rule, own_msg = blank_rule, blank_msg
-        stage3.append(own_rule.alias(_own(f.name)))
-        validity = (
-            pl.when(pl.col(f.name).is_null())
-            .then(pl.lit(Validity.BLANK_MANDATORY.value))
-            .when(pl.col(_own(f.name)) == "CLD003")
-            .then(pl.lit(Validity.RELEASE_1.value))
-            .otherwise(pl.lit(Validity.INVALID.value))
-        )
-        slots.append(_Slot(order, f.name, f.header, pl.col(_own(f.name)), own_msg, validity))
+            code, pairs, unch = _value_check(f, _date(f.name) if f.name in dates else None)
+            stage_values.append(code.alias(_vcode(f.name)))
+            value_code = pl.col(_vcode(f.name))
+            outcomes += [(order, i, r, m, Validity.INVALID.value) for i, (r, m) in enumerate(pairs, start=1)]
+            if unch is not None:
+                unchecked[f.name] = unch
+        blank_conds: list[tuple[pl.Expr, int]] = []
+        if f.name not in absent:
+            blank = pl.col(f.name).is_null()
+            for i, c in enumerate(f.status):
+                if c.status is FieldStatus.MANDATORY:
+                    blank_conds.append((blank & (case == i), _BLANK_CODE + i))
+                    message = f"{f.header} is blank but Mandatory here: {c.why} ({c.cites})."
+                    outcomes.append((order, _BLANK_CODE + i, c.id, message, Validity.BLANK_MANDATORY.value))
+        own = pl.coalesce(value_code, _first_code(blank_conds)) if blank_conds else value_code
+        stage_own.append(own.alias(_own(f.name)))
 
-    slots += _cross_field_slots(fields, names, len(fields))
+    slot_exprs: list[pl.Expr] = []
+    meta: list[tuple[int, str, str]] = []
+    for order, f in enumerate(fields):
+        packed = pl.col(_own(f.name)).cast(pl.Int64) * _CASE_BITS + (pl.col(_case(f.name)) + 1)
+        slot_exprs.append(packed.alias(_slot_col(order)))
+        meta.append((order, f.name, f.header))
+    for order, (name, rule, cond, message) in enumerate(_cross_field_rules(fields, names), start=len(fields)):
+        i = names.index(name)
+        packed = pl.when(cond.fill_null(False)).then(_CASE_BITS + pl.col(_case(name)).cast(pl.Int64) + 1)
+        slot_exprs.append(packed.otherwise(None).alias(_slot_col(order)))
+        meta.append((order, name, fields[i].header))
+        outcomes.append((order, 1, rule, message, Validity.INVALID.value))
+        status_rows += [(order, j, c.status.value) for j, c in enumerate(fields[i].status)]
+        status_rows.append((order, _UNDETERMINED, FieldStatus.UNDETERMINED.value))
+
+    stage_meanings_used = frozenset(used)
     return Plan(
         spec=spec,
         release=release,
         absent=absent,
         names=names,
-        headers={f.name: f.header for f in fields},
         judges=judges,
-        stage1=stage1,
-        stage2=stage2,
-        stage3=stage3,
-        slots=slots,
+        meaning_fields=stage_meanings_used,
+        stages=[stage_dates, stage_values + stage_cases, stage_own, slot_exprs],
+        slot_columns=[_slot_col(o) for o, _n, _h in meta],
+        slot_meta=pl.DataFrame(meta, schema={"slot": pl.Int32, "field": pl.String, "header": pl.String}, orient="row"),
+        static_outcomes=_outcome_frame(outcomes),
+        statuses=pl.DataFrame(
+            status_rows, schema={"slot": pl.Int32, "case": pl.Int16, "status": pl.String}, orient="row"
+        ),
         unchecked=unchecked,
-        status_of=status_of,
+        coded_slots=coded_slots,
     )
 
 
-def _cross_field_slots(fields: tuple[SpecField, ...], names: tuple[str, ...], first: int) -> list[_Slot]:
-    """XF005/XF006 (one per field, in spec order), XF003, XF002, XF001, XF007, XF004 (start, end): the reference's
-    ``_cross_field`` order. A field whose own check failed gets no cross-field finding (one failure per field)."""
-    header = {f.name: f.header for f in fields}
+_OUTCOME_SCHEMA: Final = {
+    "slot": pl.Int32,
+    "code": pl.Int64,
+    "rule": pl.String,
+    "message": pl.String,
+    "validity": pl.String,
+}
+
+
+def _outcome_frame(rows: list[tuple[int, int, str, str, str]]) -> pl.DataFrame:
+    return pl.DataFrame(rows, schema=_OUTCOME_SCHEMA, orient="row")
+
+
+def _cross_field_rules(fields: tuple[SpecField, ...], names: tuple[str, ...]) -> list[tuple[str, str, pl.Expr, str]]:
+    """(field, rule, condition, message) in the reference's ``_cross_field`` order: XF005/XF006 (spec order), XF003,
+    XF002, XF001, XF007, XF004 (start; end). A field whose own check failed gets no cross-field finding."""
     client = pl.col(_key("client_type"))
     event = pl.col(_key("event_type"))
-    invalid = pl.lit(Validity.INVALID.value)
-    slots: list[_Slot] = []
-    order = first
-
-    def slot(name: str, rule: str, cond: pl.Expr, message: str) -> None:
-        nonlocal order
-        slots.append(
-            _Slot(
-                order,
-                name,
-                header[name],
-                pl.when(cond.fill_null(False)).then(pl.lit(rule)).otherwise(pl.lit(None, pl.String)),
-                pl.lit(message),
-                invalid,
-            )
-        )
-        order += 1
+    out: list[tuple[str, str, pl.Expr, str]] = []
 
     def own_ok(name: str) -> pl.Expr:
         return pl.col(_own(name)).is_null()
 
     for f in fields:
         if f.name in _CARER_FIELDS:
-            slot(
-                f.name,
-                "XF005",
-                (client == "service_user") & pl.col(f.name).is_not_null() & own_ok(f.name),
-                f"{f.header} is a carer field on a service user row.",
-            )
+            cond = (client == "service_user") & pl.col(f.name).is_not_null() & own_ok(f.name)
+            out.append((f.name, "XF005", cond, f"{f.header} is a carer field on a service user row."))
     for f in fields:
         if f.group in _EVENT_GROUPS:
-            slot(
-                f.name,
-                "XF006",
-                (client == "carer_known_by_association") & pl.col(f.name).is_not_null() & own_ok(f.name),
-                f"{f.header} is an event field on a 'Carer known by association' row.",
-            )
+            cond = (client == "carer_known_by_association") & pl.col(f.name).is_not_null() & own_ok(f.name)
+            out.append((f.name, "XF006", cond, f"{f.header} is an event field on a 'Carer known by association' row."))
     if not all(n in names for n in _DATE_FIELDS_USED):
-        return slots
+        return out
     rp_start = pl.col(_date("reporting_period_start_date"))
     rp_end = pl.col(_date("reporting_period_end_date"))
     dob = pl.col(_date("date_of_birth"))
@@ -520,35 +499,42 @@ def _cross_field_slots(fields: tuple[SpecField, ...], names: tuple[str, ...], fi
     start = pl.col(_date("event_start_date"))
     end = pl.col(_date("event_end_date"))
     not_ckba = client.is_null() | (client != "carer_known_by_association")
-    slot("reporting_period_end_date", "XF003", rp_end < rp_start, "Reporting Period End Date is before its start date.")
-    slot("date_of_death", "XF002", dod < dob, "Date of Death is before Date of Birth.")
-    xf001 = not_ckba & (end < start)
-    slot("event_end_date", "XF001", xf001, "Event End Date is before Event Start Date.")
-    go_on = not_ckba & ~xf001.fill_null(False)
-    xf007 = go_on & (start > dod).fill_null(False)
-    slot("event_start_date", "XF007", xf007, "Event Start Date is after Date of Death.")
+    xf001 = (not_ckba & (end < start)).fill_null(False)
+    go_on = not_ckba & ~xf001
+    xf007 = (go_on & (start > dod)).fill_null(False)
     scoped = go_on & event.is_not_null() & rp_start.is_not_null() & rp_end.is_not_null() & start.is_not_null()
-    scoped = scoped & (rp_end >= rp_start)
+    scoped = (scoped & (rp_end >= rp_start)).fill_null(False)
     service = event == "service"
-    slot(
-        "event_start_date",
-        "XF004",
-        scoped & service & (start > rp_end) & ~xf007,
-        "Service starts after the reporting period ends.",
-    )
-    slot(
-        "event_end_date",
-        "XF004",
-        scoped & service & ~(start > rp_end) & end.is_not_null() & (end < rp_start),
-        "Service ended before the reporting period starts.",
-    )
-    slot(
-        "event_end_date",
-        "XF004",
-        scoped & ~service & end.is_not_null() & ~end.is_between(rp_start, rp_end),
-        "Requests, assessments and reviews must be completed within the reporting period.",
-    )
-    return slots
+    out += [
+        (
+            "reporting_period_end_date",
+            "XF003",
+            rp_end < rp_start,
+            "Reporting Period End Date is before its start date.",
+        ),
+        ("date_of_death", "XF002", dod < dob, "Date of Death is before Date of Birth."),
+        ("event_end_date", "XF001", xf001, "Event End Date is before Event Start Date."),
+        ("event_start_date", "XF007", xf007, "Event Start Date is after Date of Death."),
+        (
+            "event_start_date",
+            "XF004",
+            scoped & service & (start > rp_end) & ~xf007,
+            "Service starts after the reporting period ends.",
+        ),
+        (
+            "event_end_date",
+            "XF004",
+            scoped & service & ~(start > rp_end) & end.is_not_null() & (end < rp_start),
+            "Service ended before the reporting period starts.",
+        ),
+        (
+            "event_end_date",
+            "XF004",
+            scoped & ~service & end.is_not_null() & ~end.is_between(rp_start, rp_end),
+            "Requests, assessments and reviews must be completed within the reporting period.",
+        ),
+    ]
+    return out
 
 
 _PLANS: dict[tuple[int, Release, frozenset[str]], Plan] = {}
@@ -575,25 +561,43 @@ class FrameResult:
     rows: int
 
 
-def _coded_columns(frame: pl.DataFrame, plan: Plan) -> list[pl.Series]:
-    """Per coded field: meaning key and group, own rule and message, unchecked flag; judged per distinct value."""
+def _coded_columns(
+    frame: pl.DataFrame, plan: Plan
+) -> tuple[list[pl.Series], dict[str, int], list[tuple[int, int, str, str, str]]]:
+    """Per coded field, judged once per distinct value of the batch: the finding code column (1 + the value's
+    index among the distinct values, when it fails), the meaning (key, group) where rules read it, the unchecked
+    count, and the batch's (slot, code) -> rule, message, validity rows."""
     out: list[pl.Series] = []
+    unchecked: dict[str, int] = {}
+    outcomes: list[tuple[int, int, str, str, str]] = []
     for name, judge in plan.judges.items():
         col = frame.get_column(name)
         distinct = col.drop_nulls().unique().to_list()
         verdicts = [judge.judge(v) for v in distinct]
         index = col.replace_strict(distinct, list(range(len(distinct))), default=None, return_dtype=pl.UInt32)
-        for attr, to in (("key", _key), ("group", _grp), ("rule", _crule), ("message", _cmsg)):
-            table = pl.Series([getattr(v, attr) for v in verdicts], dtype=pl.String)
-            out.append(table.gather(index).alias(to(name)) if len(distinct) else _nulls(len(col), to(name)))
-        flags = pl.Series([v.unchecked for v in verdicts], dtype=pl.Boolean)
-        unch = flags.gather(index).fill_null(False) if len(distinct) else pl.Series([False] * len(col))
-        out.append(unch.alias(_cunch(name)))
-    return out
-
-
-def _nulls(n: int, name: str) -> pl.Series:
-    return pl.Series(name, [None] * n, dtype=pl.String)
+        slot = plan.coded_slots[name]
+        codes: list[int | None] = []
+        n_unchecked = 0
+        counts = index.value_counts() if any(v.unchecked for v in verdicts) else None
+        for i, v in enumerate(verdicts):
+            if v.rule is not None and v.message is not None:
+                codes.append(i + 1)
+                validity = Validity.RELEASE_1 if v.rule == "CLD003" else Validity.INVALID
+                outcomes.append((slot, i + 1, v.rule, v.message, validity.value))
+            else:
+                codes.append(None)
+        if counts is not None:
+            by_index = dict(
+                zip(counts.get_column(index.name).to_list(), counts.get_column("count").to_list(), strict=True)
+            )
+            n_unchecked = sum(by_index.get(i, 0) for i, v in enumerate(verdicts) if v.unchecked)
+        if n_unchecked:
+            unchecked[name] = n_unchecked
+        out.append(pl.Series(codes, dtype=pl.Int32).gather(index).alias(_vcode(name)))
+        if name in plan.meaning_fields:
+            out.append(pl.Series([v.key for v in verdicts], dtype=pl.String).gather(index).alias(_key(name)))
+            out.append(pl.Series([v.group for v in verdicts], dtype=pl.String).gather(index).alias(_grp(name)))
+    return out, unchecked, outcomes
 
 
 def prepare(frame: pl.DataFrame, plan: Plan, *, la_code: str | None = None) -> pl.DataFrame:
@@ -614,40 +618,46 @@ def validate_frame(frame: pl.DataFrame, plan: Plan, *, la_code: str | None = Non
     ``la_code`` fills blank LA codes first (as ``cld validate --la``)."""
     df = prepare(frame, plan, la_code=la_code)
     n = df.height
-    df = df.with_columns(_coded_columns(df, plan))
-    df = df.with_columns(plan.stage1).with_columns(plan.stage2).with_columns(plan.stage3)
-    df = df.with_row_index("__row__")
-    parts: list[pl.DataFrame] = []
-    for s in plan.slots:
-        statuses = plan.status_of[s.name]
-        status = (
-            pl.col(_case(s.name))
-            .replace_strict(
-                list(range(len(statuses))),
-                list(statuses),
-                default=FieldStatus.UNDETERMINED.value,
-                return_dtype=pl.String,
-            )
-            .alias("status")
+    coded, unchecked, batch_outcomes = _coded_columns(df, plan)
+    lf = df.with_columns(coded).lazy()
+    for stage in plan.stages:
+        lf = lf.with_columns(stage)
+    slots = plan.slot_columns
+    counts = [e.cast(pl.UInt32).sum().alias(f"__unch__{name}") for name, e in plan.unchecked.items()]
+    wide = lf.with_row_index("row").filter(pl.any_horizontal(pl.col(slots).is_not_null()))
+    hits, totals = pl.collect_all([wide.select("row", *slots), lf.select(counts)])
+    for name, total in totals.row(0, named=True).items():
+        if total:
+            unchecked[name.removeprefix("__unch__")] = int(total)
+    unchecked = {k: unchecked[k] for k in plan.names if k in unchecked}
+    if hits.height == 0:
+        return FrameResult(findings=pl.DataFrame(schema=FINDINGS_SCHEMA), unchecked=unchecked, rows=n)
+    outcomes = (
+        pl.concat([plan.static_outcomes, _outcome_frame(batch_outcomes)]) if batch_outcomes else plan.static_outcomes
+    )
+    long = (
+        hits.unpivot(index="row", on=slots, variable_name="col", value_name="packed")
+        .drop_nulls("packed")
+        .with_columns(
+            pl.col("col").str.slice(6).cast(pl.Int32).alias("slot"),
+            (pl.col("packed") // _CASE_BITS).alias("code"),
+            ((pl.col("packed") % _CASE_BITS) - 1).cast(pl.Int16).alias("case"),
         )
-        part = df.filter(s.rule.is_not_null()).select(
-            pl.col("__row__").cast(pl.Int64).alias("row"),
-            pl.lit(s.order, pl.Int32).alias("__slot__"),
-            pl.lit(s.name).alias("field"),
-            pl.lit(s.header).alias("header"),
-            status,
-            s.validity.alias("validity"),
-            s.rule.alias("rule"),
-            s.message.alias("message"),
+        .join(outcomes, on=["slot", "code"], how="left")
+        .join(plan.statuses, on=["slot", "case"], how="left")
+        .join(plan.slot_meta, on="slot", how="left")
+        .sort(["row", "slot"])
+        .select(
+            pl.col("row").cast(pl.Int64),
+            "field",
+            "header",
+            "status",
+            "validity",
+            "rule",
+            "message",
         )
-        if part.height:
-            parts.append(part)
-    if parts:
-        findings = pl.concat(parts).sort(["row", "__slot__"]).drop("__slot__")
-    else:
-        findings = pl.DataFrame(schema=FINDINGS_SCHEMA)
-    counts = df.select([e.cast(pl.UInt32).sum().alias(name) for name, e in plan.unchecked.items()]).row(0, named=True)
-    return FrameResult(findings=findings, unchecked={k: int(v) for k, v in counts.items() if v}, rows=n)
+    )
+    return FrameResult(findings=long, unchecked=unchecked, rows=n)
 
 
 # ---- files ----
