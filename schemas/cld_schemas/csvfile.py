@@ -117,8 +117,10 @@ class CLDRows:
         self.ragged_lines: list[int] = []
         """Line numbers (1-based, header = line 1) of the first few ragged rows."""
 
-    def __iter__(self) -> Iterator[dict[str, str | None]]:
-        reader, columns, width = self._reader, self._columns, self._width
+    def _cells(self) -> Iterator[list[str]]:
+        """The raw cells of each data row, after the structure checks; blank lines skipped, ragged rows counted.
+        The one place the file's rows are parsed: the record dicts below and :meth:`cell_batches` share it."""
+        reader, width = self._reader, self._width
         end = reader.line_num  # physical lines read so far (the header's)
         while True:
             start = end + 1
@@ -143,6 +145,11 @@ class CLDRows:
                     self.long_rows += 1
                 if len(self.ragged_lines) < 20:
                     self.ragged_lines.append(start)
+            yield cells
+
+    def __iter__(self) -> Iterator[dict[str, str | None]]:
+        columns = self._columns
+        for cells in self._cells():
             if self._sparse:  # only non-blank values: the validator's fast path (absent == blank)
                 yield {name: v for name, cell in zip(columns, cells, strict=False) if name and (v := cell.strip())}
                 continue
@@ -152,6 +159,27 @@ class CLDRows:
                     v = cell.strip()
                     rec[name] = v or None
             yield rec
+
+    def cell_batches(self, size: int) -> Iterator[list[list[str]]]:
+        """The data rows as lists of raw (unstripped) cells, ``size`` rows at a time, each padded with "" or cut to
+        the header's width (as the record dicts read missing cells as blank and ignore extra ones). For columnar
+        readers; the same parsing, checks and ragged-row counts as iterating the records."""
+        width = self._width
+        batch: list[list[str]] = []
+        for cells in self._cells():
+            if len(cells) != width:
+                cells = (cells + [""] * width)[:width]
+            batch.append(cells)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    @property
+    def columns(self) -> tuple[str | None, ...]:
+        """For each cell position, the spec field name it holds (None: a column the spec does not know)."""
+        return self._columns
 
 
 def iter_records(stream: TextIO, *, spec: Spec | None = None, sparse: bool = False) -> tuple[CLDHeader, CLDRows]:
