@@ -563,41 +563,50 @@ class FrameResult:
 
 def _coded_columns(
     frame: pl.DataFrame, plan: Plan
-) -> tuple[list[pl.Series], dict[str, int], list[tuple[int, int, str, str, str]]]:
-    """Per coded field, judged once per distinct value of the batch: the finding code column (1 + the value's
-    index among the distinct values, when it fails), the meaning (key, group) where rules read it, the unchecked
-    count, and the batch's (slot, code) -> rule, message, validity rows."""
-    out: list[pl.Series] = []
-    unchecked: dict[str, int] = {}
+) -> tuple[list[pl.Expr], list[pl.Expr], list[tuple[int, int, str, str, str]]]:
+    """Per coded field, judged once per distinct value of the batch (one pass finds them all): expressions for
+    the finding code column (1 + the value's index among the distinct values, when it fails) and the meaning
+    (key, group) where rules read it; expressions counting unchecked values; and the batch's
+    (slot, code) -> rule, message, validity rows."""
+    names = list(plan.judges)
+    distinct_lists = frame.select(pl.col(n).drop_nulls().unique().implode() for n in names).row(0)
+    columns: list[pl.Expr] = []
+    counts: list[pl.Expr] = []
     outcomes: list[tuple[int, int, str, str, str]] = []
-    for name, judge in plan.judges.items():
-        col = frame.get_column(name)
-        distinct = col.drop_nulls().unique().to_list()
-        verdicts = [judge.judge(v) for v in distinct]
-        index = col.replace_strict(distinct, list(range(len(distinct))), default=None, return_dtype=pl.UInt32)
+    for name, distinct in zip(names, distinct_lists, strict=True):
+        judge = plan.judges[name]
         slot = plan.coded_slots[name]
-        codes: list[int | None] = []
-        n_unchecked = 0
-        counts = index.value_counts() if any(v.unchecked for v in verdicts) else None
-        for i, v in enumerate(verdicts):
+        failing: list[str] = []
+        codes: list[int] = []
+        unchecked: list[str] = []
+        for i, value in enumerate(distinct):
+            v = judge.judge(value)
             if v.rule is not None and v.message is not None:
+                failing.append(value)
                 codes.append(i + 1)
                 validity = Validity.RELEASE_1 if v.rule == "CLD003" else Validity.INVALID
                 outcomes.append((slot, i + 1, v.rule, v.message, validity.value))
-            else:
-                codes.append(None)
-        if counts is not None:
-            by_index = dict(
-                zip(counts.get_column(index.name).to_list(), counts.get_column("count").to_list(), strict=True)
-            )
-            n_unchecked = sum(by_index.get(i, 0) for i, v in enumerate(verdicts) if v.unchecked)
-        if n_unchecked:
-            unchecked[name] = n_unchecked
-        out.append(pl.Series(codes, dtype=pl.Int32).gather(index).alias(_vcode(name)))
+            elif v.unchecked:
+                unchecked.append(value)
+        col = pl.col(name)
+        columns.append(_lookup(col, failing, codes, pl.Int32).alias(_vcode(name)))
+        if unchecked:
+            counts.append(col.is_in(unchecked).sum().alias(f"__unch__{name}"))
         if name in plan.meaning_fields:
-            out.append(pl.Series([v.key for v in verdicts], dtype=pl.String).gather(index).alias(_key(name)))
-            out.append(pl.Series([v.group for v in verdicts], dtype=pl.String).gather(index).alias(_grp(name)))
-    return out, unchecked, outcomes
+            verdicts = [(value, judge.judge(value)) for value in distinct]
+            known = [(value, v) for value, v in verdicts if v.key is not None]
+            columns.append(_lookup(col, [x for x, _ in known], [v.key for _, v in known], pl.String).alias(_key(name)))
+            grouped = [(value, v) for value, v in known if v.group is not None]
+            columns.append(
+                _lookup(col, [x for x, _ in grouped], [v.group for _, v in grouped], pl.String).alias(_grp(name))
+            )
+    return columns, counts, outcomes
+
+
+def _lookup(col: pl.Expr, old: list[str], new: list[Any], dtype: type[pl.DataType]) -> pl.Expr:
+    if not old:
+        return pl.lit(None, dtype)
+    return col.replace_strict(old, new, default=None, return_dtype=dtype)
 
 
 def prepare(frame: pl.DataFrame, plan: Plan, *, la_code: str | None = None) -> pl.DataFrame:
@@ -618,12 +627,13 @@ def validate_frame(frame: pl.DataFrame, plan: Plan, *, la_code: str | None = Non
     ``la_code`` fills blank LA codes first (as ``cld validate --la``)."""
     df = prepare(frame, plan, la_code=la_code)
     n = df.height
-    coded, unchecked, batch_outcomes = _coded_columns(df, plan)
-    lf = df.with_columns(coded).lazy()
+    coded, counts, batch_outcomes = _coded_columns(df, plan)
+    lf = df.lazy().with_columns(coded)
     for stage in plan.stages:
         lf = lf.with_columns(stage)
     slots = plan.slot_columns
-    counts = [e.cast(pl.UInt32).sum().alias(f"__unch__{name}") for name, e in plan.unchecked.items()]
+    counts += [e.cast(pl.UInt32).sum().alias(f"__unch__{name}") for name, e in plan.unchecked.items()]
+    unchecked: dict[str, int] = {}
     wide = lf.with_row_index("row").filter(pl.any_horizontal(pl.col(slots).is_not_null()))
     hits, totals = pl.collect_all([wide.select("row", *slots), lf.select(counts)])
     for name, total in totals.row(0, named=True).items():
@@ -693,17 +703,25 @@ class ColumnarSummary:
         self.unchecked.update(result.unchecked)
 
 
+PY_WHITESPACE: Final = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+"""Every character Python's ``str.strip()`` removes (``str.isspace``): polars' own idea of whitespace differs
+(\x1c-\x1f), so cells are stripped of exactly these, as ``csvfile`` strips them."""
+
+
 def iter_frames(rows: CLDRows, names: tuple[str, ...], batch_size: int) -> Iterator[pl.DataFrame]:
-    """Frames of up to ``batch_size`` rows from ``csvfile``'s strict row stream (sparse dicts: absent = blank)."""
-    schema = dict.fromkeys(names, pl.String)
-    batch: list[dict[str, str | None]] = []
-    for rec in rows:
-        batch.append(rec)
-        if len(batch) >= batch_size:
-            yield pl.from_dicts(batch, schema=schema)
-            batch = []
-    if batch:
-        yield pl.from_dicts(batch, schema=schema)
+    """Frames of up to ``batch_size`` rows from ``csvfile``'s strict row stream: one String column per spec field
+    of the file (others are left to :func:`prepare`), cells stripped as ``csvfile`` strips them, blank = null."""
+    positions = [(i, name) for i, name in enumerate(rows.columns) if name is not None and name in names]
+    width = len(rows.columns)
+    schema = [f"c{i}" for i in range(width)]
+    for batch in rows.cell_batches(batch_size):
+        raw = pl.DataFrame(batch, schema=dict.fromkeys(schema, pl.String), orient="row")
+        yield raw.select(
+            pl.col(f"c{i}").str.strip_chars(PY_WHITESPACE).replace("", None).alias(name) for i, name in positions
+        )
 
 
 FindingsSink = Callable[[pl.DataFrame], None]
