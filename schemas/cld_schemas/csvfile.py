@@ -119,7 +119,7 @@ class CLDRows:
 
     def _cells(self) -> Iterator[list[str]]:
         """The raw cells of each data row, after the structure checks; blank lines skipped, ragged rows counted.
-        The one place the file's rows are parsed: the record dicts below and :meth:`cell_batches` share it."""
+        The one place the file's rows are parsed: the record dicts below and :meth:`cells` share it."""
         reader, width = self._reader, self._width
         end = reader.line_num  # physical lines read so far (the header's)
         while True:
@@ -160,21 +160,14 @@ class CLDRows:
                     rec[name] = v or None
             yield rec
 
-    def cell_batches(self, size: int) -> Iterator[list[list[str]]]:
-        """The data rows as lists of raw (unstripped) cells, ``size`` rows at a time, each padded with "" or cut to
-        the header's width (as the record dicts read missing cells as blank and ignore extra ones). For columnar
-        readers; the same parsing, checks and ragged-row counts as iterating the records."""
+    def cells(self) -> Iterator[list[str]]:
+        """The data rows as lists of raw (unstripped) cells, each padded with "" or cut to the header's width (as
+        the record dicts read missing cells as blank and ignore extra ones). For columnar readers: the same
+        parsing, checks and ragged-row counts as iterating the records."""
         width = self._width
-        batch: list[list[str]] = []
+        pad = [""] * width
         for cells in self._cells():
-            if len(cells) != width:
-                cells = (cells + [""] * width)[:width]
-            batch.append(cells)
-            if len(batch) >= size:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+            yield cells if len(cells) == width else (cells + pad)[:width]
 
     @property
     def columns(self) -> tuple[str | None, ...]:
