@@ -22,6 +22,7 @@ Messages never contain a value from the row; they may quote the specification's 
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -713,15 +714,38 @@ PY_WHITESPACE: Final = (
 
 def iter_frames(rows: CLDRows, names: tuple[str, ...], batch_size: int) -> Iterator[pl.DataFrame]:
     """Frames of up to ``batch_size`` rows from ``csvfile``'s strict row stream: one String column per spec field
-    of the file (others are left to :func:`prepare`), cells stripped as ``csvfile`` strips them, blank = null."""
+    of the file (others are left to :func:`prepare`), cells stripped as ``csvfile`` strips them, blank = null.
+
+    The cells are csvfile's, parsed by its rules; only the hand-over to polars is columnar: a cell never holds a
+    NUL or a line break (csvfile refuses both), so a batch joined with NUL between cells and LF between rows is
+    read back by polars' CSV reader, without quoting, into exactly those cells (no Python object per cell)."""
     positions = [(i, name) for i, name in enumerate(rows.columns) if name is not None and name in names]
-    width = len(rows.columns)
-    schema = [f"c{i}" for i in range(width)]
-    for batch in rows.cell_batches(batch_size):
-        raw = pl.DataFrame(batch, schema=dict.fromkeys(schema, pl.String), orient="row")
-        yield raw.select(
-            pl.col(f"c{i}").str.strip_chars(PY_WHITESPACE).replace("", None).alias(name) for i, name in positions
-        )
+    schema = [f"c{i}" for i in range(len(rows.columns))]
+    lines: list[str] = []
+    for cells in rows.cells():
+        lines.append("\x00".join(cells))  # one object per row held, not one per cell
+        if len(lines) >= batch_size:
+            yield _frame_of(lines, schema, positions)
+            lines = []
+    if lines:
+        yield _frame_of(lines, schema, positions)
+
+
+def _frame_of(lines: list[str], schema: list[str], positions: list[tuple[int, str]]) -> pl.DataFrame:
+    data = "\n".join(lines).encode("utf-8")
+    raw = pl.read_csv(
+        io.BytesIO(data),
+        has_header=False,
+        separator="\x00",
+        quote_char=None,
+        eol_char="\n",
+        infer_schema=False,
+        new_columns=schema,
+        raise_if_empty=False,
+    )
+    return raw.select(
+        pl.col(f"c{i}").str.strip_chars(PY_WHITESPACE).replace("", None).alias(name) for i, name in positions
+    )
 
 
 FindingsSink = Callable[[pl.DataFrame], None]
