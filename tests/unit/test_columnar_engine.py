@@ -73,7 +73,7 @@ _text = st.one_of(
         ["", " ", "NULL", "n/a", "31/02/2025", "29/02/2024", "01/04/2025", "2025-04-01", "9990000018", "0", "-1"]
     ),
     st.sampled_from(["12.345", "1e3", "00012", "A12345", "1-123", "SW1A 1AA", "sw1a1aa", "K1 1AA", "\u212a1 1AA"]),
-    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters='\r\n\x00'), max_size=12),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x00"), max_size=12),
 )
 _edges = [builders.RP_START, builders.RP_END, "31/03/2024", "01/04/2025", "15/06/2024"]
 _date = st.one_of(
