@@ -14,6 +14,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -22,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cld_schemas.csvfile import CLDFileError
-from cld_schemas.spec import CodeList, CodeValue, Completeness, Release, Spec, load_spec
+from cld_schemas.spec import CodeList, CodeValue, Completeness, Release, Spec, load_code_list_override, load_spec
 from cld_validation.columnar import (
     PY_WHITESPACE,
     FrameResult,
@@ -334,3 +335,30 @@ def test_a_broken_file_is_refused_as_the_reference_refuses_it() -> None:
         _columnar_file(text, SPEC, R2, None, 7)
     assert str(got.value) == str(want.value)
     assert "line 2" in str(got.value)
+
+
+def test_an_la_code_list_file_is_enforced_as_the_reference_enforces_it(tmp_path: Path) -> None:
+    """--codelists: an LA's CSV override loaded with load_code_list_override, then a file validated both ways."""
+    override = tmp_path / "codes.csv"
+    override.write_text(
+        "field,release,value\n" + "".join(f"Cost Frequency (Unit Type),r2,{v}\n" for v in ("Weekly", "Hourly")),
+        encoding="utf-8",
+    )
+    spec = SPEC.with_code_lists(load_code_list_override(override, spec=SPEC))
+    rows: list[Row] = [builders.a_service_row(R2, cost_frequency_unit_type=v) for v in ("Weekly", "Monthly", "hourly")]
+    text = _csv_text(rows, with_la_column=False, ragged=[0], pads=[""])
+    got = _columnar_file(text, spec, R2, "318", 2)
+    assert got == _reference_file(text, spec, R2, "318")
+    assert [(f[0], f[4]) for f in got["findings"] if f[1] == "Cost Frequency (Unit Type)"] == [
+        (2, "CLD002"),
+        (3, "CLD004"),
+    ]
+    assert "cost_frequency_unit_type" not in got["unchecked"]  # the shipped list is unknown: unchecked without it
+    assert _columnar_file(text, SPEC, R2, "318", 2)["unchecked"]["cost_frequency_unit_type"] == 3
+
+
+def test_the_plan_is_compiled_once_per_spec_release_and_absent_columns() -> None:
+    assert plan_for(SPEC, R2) is plan_for(SPEC, R2)
+    assert plan_for(SPEC, R2) is not plan_for(SPEC, R1)
+    assert plan_for(SPEC, R2) is not plan_for(SPEC, R2, absent=frozenset({"la_code"}))
+    assert plan_for(OVERRIDDEN, R2) is not plan_for(SPEC, R2)
