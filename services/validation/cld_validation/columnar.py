@@ -636,8 +636,9 @@ def validate_frame(frame: pl.DataFrame, plan: Plan, *, la_code: str | None = Non
     counts += [e.cast(pl.UInt32).sum().alias(f"__unch__{name}") for name, e in plan.unchecked.items()]
     unchecked: dict[str, int] = {}
     wide = lf.with_row_index("row").filter(pl.any_horizontal(pl.col(slots).is_not_null()))
-    hits, totals = pl.collect_all([wide.select("row", *slots), lf.select(counts)])
-    for name, total in totals.row(0, named=True).items():
+    hits = wide.select("row", *slots).collect()
+    totals = df.select(counts) if counts else pl.DataFrame()  # unchecked values: read from the raw columns only
+    for name, total in (totals.row(0, named=True) if counts else {}).items():
         if total:
             unchecked[name.removeprefix("__unch__")] = int(total)
     unchecked = {k: unchecked[k] for k in plan.names if k in unchecked}
