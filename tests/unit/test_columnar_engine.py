@@ -362,3 +362,20 @@ def test_the_plan_is_compiled_once_per_spec_release_and_absent_columns() -> None
     assert plan_for(SPEC, R2) is not plan_for(SPEC, R1)
     assert plan_for(SPEC, R2) is not plan_for(SPEC, R2, absent=frozenset({"la_code"}))
     assert plan_for(OVERRIDDEN, R2) is not plan_for(SPEC, R2)
+
+
+def test_a_header_only_file_and_unknown_columns() -> None:
+    headers = [f.header for f in SPEC.file_fields]
+    header_only = ",".join(headers) + "\r\n"
+    got = _columnar_file(header_only, SPEC, R2, None, 7)
+    assert got == _reference_file(header_only, SPEC, R2, None)
+    assert got["rows"] == 0
+    row = builders.a_service_row(R2, nhs_number="123")
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow(["Local Notes", *headers, "LA Code"])
+    w.writerow(["free text, not ours", *(row.get(f.name) or "" for f in SPEC.file_fields), "3180"])
+    text = buf.getvalue()
+    got = _columnar_file(text, SPEC, R2, "318", 7)
+    assert got == _reference_file(text, SPEC, R2, "318")
+    assert [f[4] for f in got["findings"]] == ["CLD050", "CLD020"]  # the file's LA Code wins over --la
