@@ -123,8 +123,10 @@ class CLDRows:
         """(data row, blank lines skipped before it) each time that count grows: data row n is on line
         n + 1 + the offset of the last entry whose data row <= n (``excel_row``)."""
 
-    def __iter__(self) -> Iterator[dict[str, str | None]]:
-        reader, columns, width = self._reader, self._columns, self._width
+    def _cells(self) -> Iterator[list[str]]:
+        """The raw cells of each data row, after the structure checks; blank lines skipped, ragged rows counted.
+        The one place the file's rows are parsed: the record dicts below and :meth:`cells` share it."""
+        reader, width = self._reader, self._width
         end = reader.line_num  # physical lines read so far (the header's)
         n = skipped = 0
         while True:
@@ -155,6 +157,11 @@ class CLDRows:
                     self.long_rows += 1
                 if len(self.ragged_lines) < 20:
                     self.ragged_lines.append(start)
+            yield cells
+
+    def __iter__(self) -> Iterator[dict[str, str | None]]:
+        columns = self._columns
+        for cells in self._cells():
             if self._sparse:  # only non-blank values: the validator's fast path (absent == blank)
                 yield {name: v for name, cell in zip(columns, cells, strict=False) if name and (v := cell.strip())}
                 continue
@@ -164,6 +171,20 @@ class CLDRows:
                     v = cell.strip()
                     rec[name] = v or None
             yield rec
+
+    def cells(self) -> Iterator[list[str]]:
+        """The data rows as lists of raw (unstripped) cells, each padded with "" or cut to the header's width (as
+        the record dicts read missing cells as blank and ignore extra ones). For columnar readers: the same
+        parsing, checks and ragged-row counts as iterating the records."""
+        width = self._width
+        pad = [""] * width
+        for cells in self._cells():
+            yield cells if len(cells) == width else (cells + pad)[:width]
+
+    @property
+    def columns(self) -> tuple[str | None, ...]:
+        """For each cell position, the spec field name it holds (None: a column the spec does not know)."""
+        return self._columns
 
 
 def excel_row(data_row: int, offsets: Sequence[tuple[int, int]] | Sequence[Sequence[int]] = ()) -> int:
