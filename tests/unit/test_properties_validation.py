@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-from datetime import timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,7 +21,7 @@ CODE_VALUES = sorted({v.value for f in SPEC.fields for cl in (f.code_lists or {}
 
 FAST = settings(
     max_examples=150,
-    deadline=timedelta(seconds=2),
+    deadline=None,  # no timing in tests (speed is measured in make bench); a loaded machine made this flaky
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
