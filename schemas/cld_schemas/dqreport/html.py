@@ -67,34 +67,71 @@ def render_html(
     release: str,
     total_findings: int | None = None,
     dataset_checks: Sequence[Mapping[str, Any]] | None = None,
+    title: str = "CLD data quality report",
+    extra_sections: Sequence[tuple[str, str, str]] = (),
+    unavailable: Mapping[str, str] | None = None,
 ) -> bytes:
-    """The page for one validated file. ``findings``: at most MAX_FINDINGS_ON_PAGE of them are listed."""
+    """The page for one validated file (or one submission). ``findings``: at most MAX_FINDINGS_ON_PAGE of them
+    are listed. ``extra_sections``: (title, id, HTML body built with ``table``) after the summary tiles;
+    ``unavailable``: section id -> a note shown instead of that section's content (what the caller does not
+    have, e.g. the per-field profile of a submission)."""
     total = report.get("failures", len(findings)) if total_findings is None else total_findings
     profile = report.get("profile") or {}
+    missing = dict(unavailable or {})
+
+    def body(ident: str, content: str) -> str:
+        return f'<p class="note">{escape(missing[ident])}</p>' if ident in missing else content
+
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>CLD data quality report: {escape(source_name)}</title>",
+        f"<title>{escape(title)}: {escape(source_name)}</title>",
         f"<style>{_CSS}</style></head><body>",
-        f"<header><h1>CLD data quality report</h1><p>{escape(source_name)} &middot; checked against "
+        f"<header><h1>{escape(title)}</h1><p>{escape(source_name)} &middot; checked against "
         f"{escape(release)}</p></header><main>",
         _tiles(report),
-        _section("Failures by field", "chart-failures-by-field", _failures_by_field(report)),
+        *(_section(t, ident, content) for t, ident, content in extra_sections),
+        _section(
+            "Failures by field", "chart-failures-by-field", body("chart-failures-by-field", _failures_by_field(report))
+        ),
         _section(
             "Validity mix per field",
             "chart-validity-mix",
-            _legend() + _validity_mix(profile),
+            body("chart-validity-mix", _legend() + _validity_mix(profile)),
         ),
-        _section("Failures by event start month", "chart-failures-by-month", _by_month(profile)),
-        _section("Findings", "findings", _findings_table(findings, total)),
-        _section("Dataset checks (across rows)", "dataset-checks", _dataset_checks(report, dataset_checks)),
-        _section("DQ profile: per field and event type", "profile", _profile_table(profile)),
+        _section(
+            "Failures by event start month",
+            "chart-failures-by-month",
+            body("chart-failures-by-month", _by_month(profile)),
+        ),
+        _section("Findings", "findings", body("findings", _findings_table(findings, total))),
+        _section(
+            "Dataset checks (across rows)",
+            "dataset-checks",
+            body("dataset-checks", _dataset_checks(report, dataset_checks)),
+        ),
+        _section("DQ profile: per field and event type", "profile", body("profile", _profile_table(profile))),
         '<p class="note">Row is the row number Excel shows (the header is row 1). Personal fields never show '
         f"values ({PID}). Synthetic or real, this page holds no value of a personal field.</p>",
         "</main></body></html>",
     ]
     return "\n".join(parts).encode("utf-8")
+
+
+def table(ident: str, columns: Sequence[str], rows: Sequence[Sequence[str | int | None]]) -> str:
+    """A plain table for an extra section: every cell HTML-escaped, integers right-aligned."""
+    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
+    cells = "".join(
+        "<tr>"
+        + "".join(f'<td class="n">{v:,}</td>' if isinstance(v, int) else f"<td>{escape(v or '')}</td>" for v in row)
+        + "</tr>"
+        for row in rows
+    )
+    return (
+        f'<div class="scroll"><table id="{escape(ident)}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{cells}</tbody></table></div>"
+    )
 
 
 def _section(title: str, ident: str, body: str) -> str:
