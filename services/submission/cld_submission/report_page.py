@@ -115,7 +115,7 @@ def render_submission_report(sub: Submission, summary: DQSummary, failed_rows: I
         findings,
         source_name=(
             f"Submission {sub.submission_id} · LA {sub.la_code} · {sub.period_start:%d/%m/%Y} - "
-            f"{sub.period_end:%d/%m/%Y} · {sub.state.value}"
+            f"{sub.period_end:%d/%m/%Y} · state: {sub.state.value}"
         ),
         release="the release in force for each record's reporting period",
         total_findings=failures,
