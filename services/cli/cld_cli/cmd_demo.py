@@ -17,9 +17,12 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import sys
 import uuid
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -38,7 +41,9 @@ console = Console()
 PERIOD_END = default_period_end(date.today())
 """A rolling 12 months ending at the last quarter end, as an LA's quarterly submission covers."""
 PERIOD_START = period_start_for(PERIOD_END)
-DEFAULT_KEYS_FILE = Path(".run/local/source-keys.json")
+LOCAL_RUN_DIR = Path(".run/local")
+"""Where ``make up`` (deploy/local/up.sh) writes its keys (0600), ports and Kafka address, under the repository."""
+DEFAULT_KEYS_FILE = LOCAL_RUN_DIR / "source-keys.json"
 DEFAULT_OPERATOR = "borough-officer"
 """The example registry's LA operator for LA 318, who requests and approves (a hub operator may not approve)."""
 DEFAULT_SOURCE = "example-borough-case-system"
@@ -47,6 +52,60 @@ DEFAULT_SOURCE = "example-borough-case-system"
 
 def register(app: typer.Typer) -> None:
     app.command("demo")(demo)
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    """What ``make up`` left under its run directory for the demo: keys, service ports and the Kafka address.
+
+    Found from ``CLD_RUN_DIR`` or by looking for ``.run/local`` in the working directory and its parents (so
+    ``cld demo`` works from anywhere in the repository after ``make up``, without copying a key)."""
+
+    run_dir: Path | None
+
+    @classmethod
+    def find(cls, start: Path | None = None, env: Mapping[str, str] | None = None) -> LocalRun:
+        env = os.environ if env is None else env
+        if env.get("CLD_RUN_DIR"):
+            return cls(Path(env["CLD_RUN_DIR"]))
+        here = (start or Path.cwd()).resolve()
+        for folder in (here, *here.parents):
+            if (folder / LOCAL_RUN_DIR).is_dir():
+                return cls(folder / LOCAL_RUN_DIR)
+        return cls(None)
+
+    def file(self, name: str) -> Path | None:
+        return None if self.run_dir is None else self.run_dir / name
+
+    @property
+    def source_keys(self) -> Path | None:
+        return self.file("source-keys.json")
+
+    @property
+    def operator_keys(self) -> Path | None:
+        return self.file("operator-keys.json")
+
+    def url(self, service: str) -> str | None:
+        """http://127.0.0.1:<port> of a service ``make up`` started (its ``<service>.port`` file), else None."""
+        path = self.file(f"{service}.port")
+        try:
+            port = path.read_text(encoding="utf-8").strip() if path is not None else ""
+        except OSError:
+            return None
+        return f"http://127.0.0.1:{port}" if port.isdigit() else None
+
+    def bootstrap(self) -> str | None:
+        """KAFKA_BOOTSTRAP_SERVERS as ``make up`` wrote it (``kafka.env``), else None."""
+        path = self.file("kafka.env")
+        try:
+            text = path.read_text(encoding="utf-8") if path is not None else ""
+        except OSError:
+            return None
+        for line in text.splitlines():
+            name, _, value = line.partition("=")
+            if name.strip() == "KAFKA_BOOTSTRAP_SERVERS" and value.strip():
+                return value.strip()
+        return None
 
 
 def synthetic_csv(*, people: int, seed: int, la_code: str) -> tuple[str, int]:
@@ -66,11 +125,24 @@ def synthetic_csv(*, people: int, seed: int, la_code: str) -> tuple[str, int]:
     return out.getvalue(), len(distinct)
 
 
-def source_key(keys_file: Path, source_id: str) -> str | None:
+def _read_keys(keys_file: Path) -> dict[str, Any]:
+    """The keys file as JSON (a clear exit, never a traceback, when it cannot be read)."""
+    try:
+        keys = json.loads(keys_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        console.print(f"[red]cannot read the keys file {keys_file}[/] ({type(exc).__name__})")
+        raise typer.Exit(2) from None
+    if not isinstance(keys, dict):
+        console.print(f"[red]the keys file {keys_file} is not a JSON object of name -> key[/]")
+        raise typer.Exit(2)
+    return keys
+
+
+def source_key(keys_file: Path | None, source_id: str) -> str | None:
     """The API key of ``source_id`` from the keys file ``cld tenants init`` wrote (None without the file)."""
-    if not keys_file.is_file():
+    if keys_file is None or not keys_file.is_file():
         return None
-    keys = json.loads(keys_file.read_text(encoding="utf-8"))
+    keys = _read_keys(keys_file)
     if source_id not in keys:
         console.print(f"[red]no key for source {source_id!r} in {keys_file}[/]")
         raise typer.Exit(2)
@@ -236,8 +308,22 @@ def operator_key(keys_file: Path | None, name: str) -> str | None:
     """An operator's key from the file `cld tenants init --operator-keys-out` wrote (None in open mode)."""
     if keys_file is None or not keys_file.is_file():
         return None
-    keys = json.loads(keys_file.read_text(encoding="utf-8"))
+    keys = _read_keys(keys_file)
     return str(keys[name]) if name in keys else None
+
+
+def missing_key_hint(role: str, keys_file: Path | None, *, name: str | None = None) -> str:
+    """What to do when no key of ``role`` (source/operator) was found: where the demo looked, and how to get one."""
+    where = (
+        f"{keys_file} has no key for {name!r}"
+        if name and keys_file is not None and keys_file.is_file()
+        else (f"no {role} keys file at {keys_file}" if keys_file is not None else f"no {role} keys file found")
+    )
+    option = "--keys-file" if role == "source" else "--operator-keys-file"
+    return (
+        f"[yellow]{where}[/]: run `make up` in the repository (it writes .run/local/{role}-keys.json, mode 0600), "
+        f"or pass {option} (set CLD_RUN_DIR when the run directory is elsewhere)"
+    )
 
 
 async def run_demo(
@@ -250,7 +336,7 @@ async def run_demo(
     seed: int,
     la_code: str,
     wait_seconds: float,
-    keys_file: Path = DEFAULT_KEYS_FILE,
+    keys_file: Path | None = DEFAULT_KEYS_FILE,
     source_id: str = DEFAULT_SOURCE,
     operator_keys_file: Path | None = None,
     operator: str = DEFAULT_OPERATOR,
@@ -270,6 +356,8 @@ async def run_demo(
         r = await client.post("/v1/uploads", params={"la": la_code}, content=text.encode(), headers=headers)
     if r.status_code != 202:
         console.print(f"[red]upload refused ({r.status_code})[/]: {r.text[:500]}")
+        if r.status_code in (401, 403) and key is None:
+            console.print(missing_key_hint("source", keys_file))
         raise typer.Exit(1)
     console.print(f"uploaded {r.json()['rows']} rows for LA {la_code} (upload {r.json()['upload_id']})")
     with Progress(
@@ -302,6 +390,8 @@ async def run_demo(
     if submission_url:
         try:
             op_key = operator_key(operator_keys_file, operator)
+            if op_key is None and key is not None:  # tenancy is enforced (a source key was needed)
+                console.print(missing_key_hint("operator", operator_keys_file, name=operator))
             op_headers = {"Authorization": f"Bearer {op_key}"} if op_key else {}
             async with httpx.AsyncClient(base_url=submission_url, timeout=60, headers=op_headers) as client:
                 await submit(client, la_code=la_code, expected_rows=distinct, wait_seconds=wait_seconds, nhse=nhse)
@@ -310,24 +400,38 @@ async def run_demo(
 
 
 def demo(
-    ingest_url: Annotated[str, typer.Option(envvar="CLD_INGEST_URL")] = "http://127.0.0.1:8001",
-    submission_url: Annotated[str, typer.Option(envvar="CLD_SUBMISSION_URL")] = "http://127.0.0.1:8004",
+    ingest_url: Annotated[
+        str | None, typer.Option(envvar="CLD_INGEST_URL", help="Default: the port `make up` used, else 8001.")
+    ] = None,
+    submission_url: Annotated[
+        str | None, typer.Option(envvar="CLD_SUBMISSION_URL", help="Default: the port `make up` used, else 8004.")
+    ] = None,
     no_submission: Annotated[bool, typer.Option("--no-submission", help="Skip the submission step.")] = False,
-    bootstrap: Annotated[str, typer.Option(envvar="KAFKA_BOOTSTRAP_SERVERS")] = "127.0.0.1:9092",
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(envvar="KAFKA_BOOTSTRAP_SERVERS", help="Default: the Kafka `make up` used, else 127.0.0.1:9092."),
+    ] = None,
     topic_prefix: Annotated[str, typer.Option(envvar="CLD_TOPIC_PREFIX")] = "",
     people: Annotated[int, typer.Option(min=1)] = 200,
     seed: int = 7,
     la_code: Annotated[str, typer.Option("--la")] = "318",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each stage.")] = 180.0,
     keys_file: Annotated[
-        Path, typer.Option(envvar="CLD_SOURCE_KEYS_FILE", help="Source keys from `cld tenants init` (0600).")
-    ] = DEFAULT_KEYS_FILE,
+        Path | None,
+        typer.Option(
+            envvar="CLD_SOURCE_KEYS_FILE",
+            help="Source keys from `cld tenants init` (0600). Default: the one `make up` wrote (.run/local).",
+        ),
+    ] = None,
     source_id: Annotated[str, typer.Option("--source", help="The source to send as (its key is used).")] = (
         DEFAULT_SOURCE
     ),
     operator_keys_file: Annotated[
         Path | None,
-        typer.Option(envvar="CLD_OPERATOR_KEYS_FILE", help="Operator keys from `cld tenants init` (0600)."),
+        typer.Option(
+            envvar="CLD_OPERATOR_KEYS_FILE",
+            help="Operator keys from `cld tenants init` (0600). Default: the one `make up` wrote (.run/local).",
+        ),
     ] = None,
     operator: Annotated[str, typer.Option(help="The LA operator who requests and approves.")] = DEFAULT_OPERATOR,
     nhse_mesh_url: Annotated[
@@ -336,21 +440,27 @@ def demo(
     ] = None,
     nhse_mailbox: Annotated[str, typer.Option(envvar="CLD_DEMO_NHSE_MAILBOX")] = "X26ABC2",
 ) -> None:
-    """Send a synthetic LA dataset through the running mesh and show what came out (make run)."""
+    """Send a synthetic LA dataset through the running mesh and show what came out (make run).
+
+    After `make up` it needs no option: the keys, ports and Kafka address `make up` wrote under .run/local (found
+    from here or a parent folder, or CLD_RUN_DIR) are the defaults; options and environment variables win."""
+    local = LocalRun.find()
     try:
         asyncio.run(
             run_demo(
-                ingest_url=ingest_url,
-                submission_url=None if no_submission else submission_url,
-                bootstrap=bootstrap,
+                ingest_url=ingest_url or local.url("ingest") or "http://127.0.0.1:8001",
+                submission_url=None
+                if no_submission
+                else submission_url or local.url("submission") or ("http://127.0.0.1:8004"),
+                bootstrap=bootstrap or local.bootstrap() or "127.0.0.1:9092",
                 prefix=topic_prefix,
                 people=people,
                 seed=seed,
                 la_code=la_code,
                 wait_seconds=timeout,
-                keys_file=keys_file,
+                keys_file=keys_file or local.source_keys,
                 source_id=source_id,
-                operator_keys_file=operator_keys_file,
+                operator_keys_file=operator_keys_file or local.operator_keys,
                 operator=operator,
                 # The sandbox's canned receiver mailbox and its published test credentials (mesh-sandbox).
                 nhse=NhsEnglandStandIn(nhse_mesh_url, nhse_mailbox, "password", "Banana") if nhse_mesh_url else None,

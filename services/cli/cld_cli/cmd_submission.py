@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+import textwrap
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import httpx
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 if TYPE_CHECKING:
     from cld_runtime.files import AtomicFile
@@ -129,9 +132,9 @@ def _default_operator() -> str:
 
 
 def _submission_table(sub: dict[str, Any], title: str) -> Table:
-    t = Table(title=title, show_header=False)
-    t.add_column("field", style="bold")
-    t.add_column("value")
+    t = Table(title=title, show_header=False, box=box.SIMPLE, pad_edge=False, title_justify="left")
+    t.add_column("field", style="bold", no_wrap=True)
+    t.add_column("value", overflow="fold")
     for key in (
         "submission_id",
         "la_code",
@@ -195,63 +198,103 @@ def show(submission_id: str, url: UrlOption = DEFAULT_URL, key_file: KeyFileOpti
     _print_detail(detail)
 
 
+def _width() -> int:
+    """The width ``show`` lays its text out for: the terminal's (COLUMNS), at most 100, at least 40."""
+    return max(40, min(out.width, 100))
+
+
+def _para(text: str, *, indent: str = "", rest: str | None = None) -> None:
+    """One paragraph, wrapped at word boundaries to the terminal (long references break only where they must);
+    printed as plain text (no markup: an explanation's brackets stay as they are)."""
+    lines = textwrap.wrap(
+        text,
+        width=_width(),
+        initial_indent=indent,
+        subsequent_indent=indent if rest is None else rest,
+        break_on_hyphens=False,
+    )
+    for line in lines or [indent]:
+        out.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 def _print_left_out(left: dict[str, Any] | None) -> None:
     """Which held records are not in the file and why (issue 13 item 5): counts and references, never values."""
     if not left:
         return
     if not left["left_out"]:
-        out.print(f"All {left['held']} records held for the LA are in the file.")
+        _para(f"All {left['held']} records held for the LA are in the file.")
         return
-    out.print(f"{left['held']} records held, {left['in_file']} in the file, {left['left_out']} left out of the period:")
+    _para(f"{left['held']} records held, {left['in_file']} in the file, {left['left_out']} left out of the period:")
     for g in left["by_reason"]:
         refs = ", ".join(g["examples"])
         more = f" and {g['count'] - len(g['examples'])} more" if g["count"] > len(g["examples"]) else ""
-        out.print(f"  {g['count']} {g['explanation']} ({g['rule']}): {refs}{more}", highlight=False)
+        _para(f"{g['count']} {g['explanation']} ({g['rule']}): {refs}{more}", indent="  ", rest="    ")
+
+
+_SEVERITY_COLOUR = {"error": "red", "warning": "yellow", "info": "cyan"}
+
+
+def _print_checks(checks: list[dict[str, Any]]) -> None:
+    """The dataset checks, one block each (a headline, then the explanation, details and example rows/keys,
+    wrapped): a table of seven columns does not fit an 80-column terminal."""
+    out.print(Text("Dataset checks", style="bold"))
+    if not checks:
+        _para("  none")
+    for c in checks:
+        sev = str(c["severity"])
+        head = Text("  ")
+        head.append(sev.upper(), style=_SEVERITY_COLOUR.get(sev, "white"))
+        head.append(f" {c['id']} ({c['rule']}): {c['count']}")
+        out.print(head, highlight=False, soft_wrap=True)
+        _para(str(c["explanation"]), indent="    ")
+        details = c.get("details") or {}
+        if details:
+            _para("details: " + ", ".join(f"{k}={v}" for k, v in details.items()), indent="    ", rest="      ")
+        examples = list(c.get("examples") or [])[:5]
+        if examples:
+            _para("e.g. rows/keys: " + ", ".join(examples), indent="    ", rest="      ")
+
+
+def _short_sha(sha: str | None) -> str | None:
+    return f"{sha[:16]}... (full below)" if sha and len(sha) > 16 else sha
 
 
 def _print_detail(detail: dict[str, Any]) -> None:
     sub, summary = detail["submission"], detail["summary"]
-    out.print(_submission_table(sub, "Submission"))
-    out.print(
+    sha = sub.get("file_sha256")
+    out.print(_submission_table({**sub, "file_sha256": _short_sha(sha)}, "Submission"))
+    if sha:
+        out.print(f"File SHA-256: {sha}", markup=False, highlight=False, soft_wrap=True)
+    _para(
         f"{summary['rows']} rows, {summary['rows_with_failures']} with record-level failures (included as they are), "
         f"{summary['opt_out_rows']} flagged opt-out/objection (included: the opt-out does not apply to this flow)."
     )
     _print_left_out(summary.get("left_out"))
-    checks = Table(title="Dataset checks")
-    for col in ("Severity", "Id", "Count", "Rule", "Explanation", "Details", "Examples (rows/keys)"):
-        checks.add_column(col)
-    colour = {"error": "red", "warning": "yellow", "info": "cyan"}
-    for c in summary["dataset_checks"]:
-        sev = c["severity"]
-        checks.add_row(
-            f"[{colour.get(sev, 'white')}]{sev}[/]",
-            c["id"],
-            str(c["count"]),
-            c["rule"],
-            c["explanation"],
-            ", ".join(f"{k}={v}" for k, v in c.get("details", {}).items()),
-            ", ".join(c.get("examples", [])[:5]),
-        )
-    out.print(checks)
+    _print_checks(summary["dataset_checks"])
     findings = summary["record_findings"]
     if findings:
-        t = Table(title="Record-level failures by field and rule")
-        for col in ("Field", "Rule", "Validity", "Records"):
-            t.add_column(col)
+        t = Table(title="Record-level failures by field and rule", box=box.SIMPLE_HEAD, pad_edge=False)
+        t.add_column("Field", overflow="fold", ratio=3)
+        t.add_column("Rule", overflow="fold", ratio=1)
+        t.add_column("Validity", overflow="fold", ratio=2)
+        t.add_column("Records", justify="right", no_wrap=True)
         for f in findings[:40]:
             t.add_row(f["field"], f["rule"], f["validity"], str(f["records"]))
-        out.print(t)
+        out.print(t, width=_width())
+        if len(findings) > 40:
+            _para(f"... and {len(findings) - 40} more (field, rule) pairs: see the report page (cld submission report)")
     diff = summary.get("diff")
     if diff:
-        out.print(
+        _para(
             f"Since submission {diff['previous_submission_id']}: +{diff['added']} added, -{diff['removed']} removed, "
             f"~{diff['changed']} changed, {diff['unchanged']} unchanged; "
             f"{diff['services_vanished_open']} open service(s) vanished."
         )
     else:
-        out.print("No earlier sent submission to compare with.")
+        _para("No earlier sent submission to compare with.")
     if summary["errors"]:
         out.print(f"[red]{summary['errors']} error-level dataset check(s):[/red] approve needs --accept-errors.")
+    _para(f"The full DQ report page: cld submission report {sub['submission_id']} --out report.html")
 
 
 @submission_app.command("approve")
@@ -355,6 +398,32 @@ def export(
     finally:
         target.abort()  # a no-op after commit
     err.print(f"wrote {out_path} ({sub.get('rows')} rows, sha256 {digest.hexdigest()})")
+
+
+@submission_app.command("report")
+def report(
+    submission_id: str,
+    out_path: Annotated[Path, typer.Option("--out", help="Where to write the page (HTML).")],
+    url: UrlOption = DEFAULT_URL,
+    key_file: KeyFileOption = None,
+) -> None:
+    """Write the submission's DQ report page (self-contained HTML, the page of `cld validate --html`): every
+    failed field of its rows with the row as Excel shows it and the rule, its dataset checks, the records left out.
+    """
+    from cld_runtime.files import FileWriteError, check_target, write_bytes
+
+    try:
+        check_target(out_path)  # refused before asking: a symlink, FIFO, folder or missing folder
+    except FileWriteError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    response = _call("GET", url, f"/v1/submissions/{submission_id}/report", key_file=key_file, timeout=600.0)
+    if not response.headers.get("content-type", "").startswith("text/html"):
+        _fail("the service did not answer with the report page (is it an older version?)", EXIT_UNREACHABLE)
+    try:
+        write_bytes(out_path, response.content)
+    except FileWriteError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    err.print(f"wrote {out_path} ({len(response.content):,} bytes): open it in a browser")
 
 
 @submission_app.command("export-to")

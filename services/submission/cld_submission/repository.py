@@ -8,6 +8,7 @@ publishes the event on restart instead of losing it.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -47,6 +48,15 @@ CREATE TABLE IF NOT EXISTS manifests (
     source TEXT,
     PRIMARY KEY (submission_id, record_key)
 ) WITHOUT ROWID;
+-- The record-level failures of each submission's rows as they were when the file was assembled (the DQ report
+-- page: GET /v1/submissions/{id}/report). Only rows with failures; row = data row of the file (1 = first).
+CREATE TABLE IF NOT EXISTS row_findings (
+    submission_id TEXT NOT NULL,
+    row INTEGER NOT NULL,
+    event_reference TEXT,
+    findings_json TEXT NOT NULL,
+    PRIMARY KEY (submission_id, row)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     body TEXT NOT NULL,
@@ -76,6 +86,14 @@ class ExportRow(NamedTuple):
     source: str | None
 
 
+class RowFindings(NamedTuple):
+    """The failures of one row of a submission file: (field, rule, validity, status, message) each."""
+
+    row: int
+    event_reference: str | None
+    findings: list[tuple[str, str, str, str, str]]
+
+
 class ManifestWriter:
     """Streams one submission's manifest into the database in batches (inside ``Repository.manifest``)."""
 
@@ -84,6 +102,7 @@ class ManifestWriter:
         self._id = submission_id
         self._batch = batch
         self._rows: list[tuple[str, str, str, int, str | None, str | None, str | None]] = []
+        self._failed: list[tuple[str, int, str | None, str]] = []
 
     def add(
         self,
@@ -101,7 +120,22 @@ class ManifestWriter:
         if len(self._rows) >= self._batch:
             self.flush()
 
+    def add_row_findings(self, failed: RowFindings) -> None:
+        """The failures of one row of the file (kept with the manifest, for the submission's DQ report)."""
+        self._failed.append(
+            (self._id, failed.row, failed.event_reference, json.dumps(failed.findings, separators=(",", ":")))
+        )
+        if len(self._failed) >= self._batch:
+            self.flush()
+
     def flush(self) -> None:
+        if self._failed:
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO row_findings (submission_id, row, event_reference, findings_json) "
+                "VALUES (?, ?, ?, ?)",
+                self._failed,
+            )
+            self._failed.clear()
         if self._rows:
             self._conn.executemany(
                 "INSERT OR REPLACE INTO manifests (submission_id, record_key, content_hash, open_service, "
@@ -242,6 +276,23 @@ class Repository:
     def delete_manifest(self, submission_id: str) -> None:
         with self._lock:
             self._conn.execute("DELETE FROM manifests WHERE submission_id = ?", (submission_id,))
+            self._conn.execute("DELETE FROM row_findings WHERE submission_id = ?", (submission_id,))
+
+    def iter_row_findings(self, submission_id: str, *, batch: int = 5000) -> Iterator[RowFindings]:
+        """The failed rows of a submission file, in row order (from one read transaction)."""
+        conn = _connect(self._path)
+        try:
+            conn.execute("BEGIN")
+            cur = conn.execute(
+                "SELECT row, event_reference, findings_json FROM row_findings WHERE submission_id = ? ORDER BY row",
+                (submission_id,),
+            )
+            while rows := cur.fetchmany(batch):
+                for row, ref, body in rows:
+                    yield RowFindings(row, ref, [(f[0], f[1], f[2], f[3], f[4]) for f in json.loads(body)])
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
 
     def iter_manifest(self, submission_id: str, *, batch: int = 5000) -> Iterator[ManifestEntry]:
         conn = _connect(self._path)

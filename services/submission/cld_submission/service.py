@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Annotated, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi_offline import FastAPIOffline
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -559,6 +559,29 @@ def _routes(
             return SubmissionDetail(submission=sub, summary=wf.summary(submission_id))
         except SubmissionNotFoundError:
             raise not_found(submission_id) from None
+
+    @app.get(
+        "/v1/submissions/{submission_id}/report",
+        response_class=HTMLResponse,
+        responses={200: {"content": {"text/html": {}}, "description": "The DQ report page (self-contained)."}},
+    )
+    async def report(submission_id: str, op: Caller) -> HTMLResponse:
+        """The submission's DQ report as one self-contained HTML page (the page of ``cld validate --html``):
+        every failed field of its rows with the row as Excel shows it and the rule, its dataset checks and the
+        held records left out of the period. No value of a personal field; no script, no external URL."""
+        load(submission_id, op, OperatorAction.VIEW)
+        try:
+            page = await asyncio.to_thread(wf.report_page, submission_id)
+        except SubmissionNotFoundError:
+            raise not_found(submission_id) from None
+        return HTMLResponse(
+            page,
+            headers={
+                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "no-store",
+            },
+        )
 
     @app.get("/v1/submissions/{submission_id}/status", response_model=Submission)
     async def status(submission_id: str, op: Caller) -> Submission:

@@ -158,6 +158,8 @@ class StoredRecord:
     """The source's opt-out/objection flags (``opt_out`` is ``bool(opt_outs)``)."""
     source: str = ""
     """The source of the version held ('' for a record applied before the source was kept)."""
+    finding_notes: tuple[tuple[str, str], ...] = ()
+    """(status, message) of each of ``findings``, in order ('' for findings stored before they were kept)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,7 +429,11 @@ class StateStore:
         *,
         had_links: bool,
     ) -> None:
-        findings = [[f.field, f.rule, f.validity.value] for f in ev.findings if f.validity.failed]
+        # (field, rule, validity, status, message): the last two for the submission's DQ report page (a message
+        # never holds a value from the record: ``Finding``). Rows stored before keep three; readers accept both.
+        findings = [
+            [f.field, f.rule, f.validity.value, f.status.value, f.message] for f in ev.findings if f.validity.failed
+        ]
         flags = opt_outs_of(ev)
         cur.execute(
             "INSERT OR REPLACE INTO records (la_code, record_key, kind, event_type, client_type, person_key, "
@@ -729,6 +735,7 @@ def _stored(row: tuple[Any, ...]) -> StoredRecord:
         flags,
         src,
     ) = row
+    parsed = json.loads(findings)
     return StoredRecord(
         record_key=key,
         kind=Kind(kind),
@@ -738,7 +745,8 @@ def _stored(row: tuple[Any, ...]) -> StoredRecord:
         start=date.fromisoformat(start) if start else None,
         derived_end=date.fromisoformat(end) if end else None,
         record=json.loads(rec),
-        findings=tuple((f[0], f[1], f[2]) for f in json.loads(findings)),
+        findings=tuple((f[0], f[1], f[2]) for f in parsed),
+        finding_notes=tuple((str(f[3]), str(f[4])) if len(f) >= 5 else ("", "") for f in parsed),
         failed=bool(failed),
         opt_out=bool(opt_out),
         content_hash=chash,

@@ -63,7 +63,7 @@ from .lifecycle import (
     new_submission,
 )
 from .metrics import SubmissionMetrics
-from .repository import ManifestWriter, Repository
+from .repository import ManifestWriter, Repository, RowFindings
 from .state import Applied, Incoming, StateStore, StoredRecord
 from .storage import StorageHealth, is_storage_fault
 from .transport import (
@@ -118,6 +118,9 @@ class DQSummary(BaseModel):
     previous_submission_id: str | None
     left_out: LeftOut | None = None
     """Held records of the LA not in the file (outside the period by the scope rules), by reason."""
+    row_findings_kept: bool = False
+    """True when each failed row's findings were kept with the submission (its DQ report page lists them);
+    False for submissions assembled before they were kept (the page then shows the counts by field and rule)."""
 
 
 @dataclass(frozen=True)
@@ -321,6 +324,15 @@ class SubmissionWorkflow:
             raise SubmissionNotFoundError(submission_id)
         return DQSummary.model_validate_json(body)
 
+    def report_page(self, submission_id: str) -> bytes:
+        """The submission's DQ report as one self-contained HTML page (``report_page.py``). Blocking: run it in a
+        worker thread."""
+        from .report_page import render_submission_report  # the page imports this module's DQSummary
+
+        sub = self.get(submission_id)
+        summary = self.summary(submission_id)
+        return render_submission_report(sub, summary, self.repo.iter_row_findings(submission_id))
+
     def history(self, la_code: str | None) -> list[Submission]:
         return self.repo.history(la_code)
 
@@ -418,6 +430,7 @@ class SubmissionWorkflow:
                 diff=diff,
                 previous_submission_id=previous.submission_id if previous else None,
                 left_out=left_out,
+                row_findings_kept=True,
             )
             self.repo.put_summary(new_id, summary.model_dump_json())
 
@@ -499,8 +512,24 @@ class SubmissionWorkflow:
             conn.execute("BEGIN IMMEDIATE")
             manifest = ManifestWriter(conn, new_id)
 
+            row = 0
+
             def on_row(r: StoredRecord) -> None:
+                nonlocal row
+                row += 1  # the data row of the file, as the checks number it (1 = first after the header)
                 checker.add(r)
+                if r.findings:
+                    notes = r.finding_notes if len(r.finding_notes) == len(r.findings) else ()
+                    manifest.add_row_findings(
+                        RowFindings(
+                            row,
+                            r.record.get("event_reference"),
+                            [
+                                (fld, rule, validity, *(notes[i] if notes else ("", "")))
+                                for i, (fld, rule, validity) in enumerate(r.findings)
+                            ],
+                        )
+                    )
                 open_service = r.kind is Kind.SERVICE and (r.derived_end is None or r.derived_end > end)
                 manifest.add(
                     ManifestEntry(r.record_key, r.content_hash, open_service),

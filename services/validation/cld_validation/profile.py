@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any, Final
 
+from cld_schemas.dqreport import ALL_EVENTS as ALL_EVENTS  # re-exported: one definition, shared
+from cld_schemas.dqreport import NO_START_MONTH as NO_START_MONTH
+from cld_schemas.dqreport import PID as PID
 from cld_schemas.spec import FieldStatus, SpecField, Validity
 
-PID: Final = "N/A - PID"
-ALL_EVENTS: Final = "All event types"
 BLANK_EVENT: Final = "(blank)"
 OTHER_EVENT: Final = "(not a defined Event Type)"
-NO_START_MONTH: Final = "(no valid Event Start Date)"
 MAX_VALUES_PER_FIELD: Final = 500
 """Distinct invalid/unchecked values kept per field; the rest are counted together."""
 _TRIM_AT: Final = 50_000

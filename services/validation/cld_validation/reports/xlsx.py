@@ -19,8 +19,8 @@ from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
+from cld_schemas.dqreport import PID
 from cld_schemas.spec import FieldStatus, Validity
-from cld_validation.profile import PID
 from cld_validation.reports import (
     DATASET_CHECK_COLUMNS,
     FINDING_COLUMNS,
