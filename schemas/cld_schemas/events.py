@@ -22,6 +22,10 @@ class Finding(_Event):
     validity: Validity
     rule: str = Field(description="Stable rule id (see the spec data's rules, or a status rule id).")
     message: str
+    fix: str | None = Field(
+        default=None,
+        description="How to correct the value, where one can be known (else says so); never a personal value.",
+    )
 
 
 class Provenance(_Event):

@@ -68,3 +68,12 @@ async def test_an_unknown_cld_action_is_dead_lettered_never_taken_for_an_upsert(
         assert isinstance(outcome, Rejected), action
         assert outcome.reason is DeadLetterReason.UNKNOWN_ACTION
         assert "delete" not in outcome.detail.lower()
+
+
+async def test_each_finding_on_the_validated_topic_carries_its_fix(harness: Harness) -> None:
+    await harness.send(service_record(gender="female", nhs_number="9990001234"), headers={"cld-event-id": "fix-1"})
+    [event] = [RecordValidated.model_validate(b) for b in harness.validated.bodies]
+    by_field = {f.field: f for f in event.findings}
+    assert "'Female'" in (by_field["Gender"].fix or "")
+    assert by_field["NHS Number"].fix  # known or honestly "no automatic fix known"
+    assert all("9990001234" not in (f.fix or "") for f in event.findings)

@@ -72,7 +72,7 @@ async def send_validated(harness: Harness, row: Row) -> list[Finding]:
     harness.seq += 1
     result = validate_record(row, release=Release.R1)
     findings = [
-        Finding(field=f.header, status=f.status, validity=f.validity, rule=f.rule, message=f.message)
+        Finding(field=f.header, status=f.status, validity=f.validity, rule=f.rule, message=f.message, fix=f.fix)
         for f in result.findings
     ]
     event = RecordValidated(
@@ -182,3 +182,16 @@ async def test_a_submission_assembled_before_rows_were_kept_shows_the_counts(har
     assert "assembled before each row" in page
     counted = {(r[0], r[1]): int(r[3]) for r in table(page, "record-findings-table")}
     assert counted == {(f.field, f.rule): 1 for ref in ("BAD1", "BAD2") for f in sent[ref]}
+
+
+async def test_each_failure_carries_the_fix_the_validation_service_sent(harness: Harness) -> None:
+    sid, sent = await a_submission_with_failures(harness)
+    page = (await harness.client.get(f"/v1/submissions/{sid}/report")).text
+    fixes = {(r[1], r[2]): r[7] for r in table(page, "findings-table")}
+    for ref in ("BAD1", "BAD2"):
+        for f in sent[ref]:
+            assert f.fix, (ref, f.field)
+            assert fixes[(ref, f.field)] == f.fix
+    assert "'Female'" in fixes[("BAD2", "Gender")]  # a coded, non-personal value may be named in a fix
+    for value in PERSONAL.values():
+        assert all(value not in fix for fix in fixes.values())

@@ -28,7 +28,7 @@ from .repository import RowFindings
 from .workflow import DQSummary
 
 NO_FIX: Final = "See the validation report of the file (cld validate --html) for how to fix this value."
-"""The submission keeps the finding's message, not its fix (the fix is worked out from the value)."""
+"""For findings stored before the validation service sent a fix with each finding."""
 
 
 def render_submission_report(sub: Submission, summary: DQSummary, failed_rows: Iterable[RowFindings]) -> bytes:
@@ -36,7 +36,7 @@ def render_submission_report(sub: Submission, summary: DQSummary, failed_rows: I
     findings: list[LocatedFinding] = []
     total = 0
     for r in failed_rows:
-        for fld, rule, validity, status, message in r.findings:
+        for fld, rule, validity, status, message, fix in r.findings:
             total += 1
             if len(findings) < MAX_FINDINGS_ON_PAGE:
                 findings.append(
@@ -48,7 +48,7 @@ def render_submission_report(sub: Submission, summary: DQSummary, failed_rows: I
                         validity=validity,
                         rule=rule,
                         message=message,
-                        fix=NO_FIX,
+                        fix=fix or NO_FIX,
                     )
                 )
     by_field: Counter[str] = Counter()

@@ -87,11 +87,11 @@ class ExportRow(NamedTuple):
 
 
 class RowFindings(NamedTuple):
-    """The failures of one row of a submission file: (field, rule, validity, status, message) each."""
+    """The failures of one row of a submission file: (field, rule, validity, status, message, fix) each."""
 
     row: int
     event_reference: str | None
-    findings: list[tuple[str, str, str, str, str]]
+    findings: list[tuple[str, str, str, str, str, str]]
 
 
 class ManifestWriter:
@@ -289,7 +289,9 @@ class Repository:
             )
             while rows := cur.fetchmany(batch):
                 for row, ref, body in rows:
-                    yield RowFindings(row, ref, [(f[0], f[1], f[2], f[3], f[4]) for f in json.loads(body)])
+                    yield RowFindings(
+                        row, ref, [(f[0], f[1], f[2], f[3], f[4], f[5] if len(f) > 5 else "") for f in json.loads(body)]
+                    )
             conn.execute("COMMIT")
         finally:
             conn.close()

@@ -158,8 +158,8 @@ class StoredRecord:
     """The source's opt-out/objection flags (``opt_out`` is ``bool(opt_outs)``)."""
     source: str = ""
     """The source of the version held ('' for a record applied before the source was kept)."""
-    finding_notes: tuple[tuple[str, str], ...] = ()
-    """(status, message) of each of ``findings``, in order ('' for findings stored before they were kept)."""
+    finding_notes: tuple[tuple[str, str, str], ...] = ()
+    """(status, message, fix) of each of ``findings``, in order ('' for what was stored before it was kept)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,10 +429,13 @@ class StateStore:
         *,
         had_links: bool,
     ) -> None:
-        # (field, rule, validity, status, message): the last two for the submission's DQ report page (a message
-        # never holds a value from the record: ``Finding``). Rows stored before keep three; readers accept both.
+        # (field, rule, validity, status, message, fix): the last three for the submission's DQ report page (a
+        # message or fix never holds a value from the record: ``Finding``). Rows stored before keep three or five;
+        # readers accept each.
         findings = [
-            [f.field, f.rule, f.validity.value, f.status.value, f.message] for f in ev.findings if f.validity.failed
+            [f.field, f.rule, f.validity.value, f.status.value, f.message, f.fix or ""]
+            for f in ev.findings
+            if f.validity.failed
         ]
         flags = opt_outs_of(ev)
         cur.execute(
@@ -746,7 +749,9 @@ def _stored(row: tuple[Any, ...]) -> StoredRecord:
         derived_end=date.fromisoformat(end) if end else None,
         record=json.loads(rec),
         findings=tuple((f[0], f[1], f[2]) for f in parsed),
-        finding_notes=tuple((str(f[3]), str(f[4])) if len(f) >= 5 else ("", "") for f in parsed),
+        finding_notes=tuple(
+            (str(f[3]), str(f[4]), str(f[5]) if len(f) >= 6 else "") if len(f) >= 5 else ("", "", "") for f in parsed
+        ),
         failed=bool(failed),
         opt_out=bool(opt_out),
         content_hash=chash,

@@ -525,7 +525,7 @@ class SubmissionWorkflow:
                             row,
                             r.record.get("event_reference"),
                             [
-                                (fld, rule, validity, *(notes[i] if notes else ("", "")))
+                                (fld, rule, validity, *(notes[i] if notes else ("", "", "")))
                                 for i, (fld, rule, validity) in enumerate(r.findings)
                             ],
                         )

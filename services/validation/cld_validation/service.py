@@ -195,6 +195,7 @@ def validated_message(intake: Intake, msg: RawMessage, *, release: Release, now:
                 "validity": f.validity.value,
                 "rule": f.rule,
                 "message": f.message,
+                "fix": f.fix,
             }
             for f in found
         ],
