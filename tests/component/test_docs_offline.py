@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cld_runtime.tenancy import open_registry
+from cld_governance.tenancy import open_registry
 
 _URL_IN_PAGE = re.compile(r"""(?:src|href|url)\s*[:=]\s*['"]([^'"]+)['"]""")
 _ABSOLUTE = re.compile(r"""(?:https?:)?//[A-Za-z0-9.-]+""")

@@ -13,8 +13,8 @@ import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from pydantic import SecretStr
 
+from cld_governance.tenancy import TenancyError, open_registry
 from cld_pseudonymisation.service import PseudonymisationSettings, create_app
-from cld_runtime.tenancy import TenancyError, open_registry
 from cld_schemas import topics
 from cld_schemas.events import DeadLetter, DeadLetterReason, Provenance, RecordPseudonymised, RecordValidated
 from cld_schemas.spec import Release

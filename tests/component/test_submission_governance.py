@@ -18,7 +18,7 @@ import httpx
 import pytest
 from faststream.kafka import TestKafkaBroker
 
-from cld_runtime.tenancy import open_registry
+from cld_governance.tenancy import open_registry
 from cld_submission.audit import read_audit_log, verify_audit_log
 from cld_submission.service import SubmissionSettings, create_app
 from cld_submission.transport import FileExportTransport

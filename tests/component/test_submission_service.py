@@ -20,8 +20,9 @@ import pytest
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 
-from cld_runtime.sharing import SharingPolicy, default_policy, parse_policy
-from cld_runtime.tenancy import Operator, OperatorRole, Registry, Tenant, generate_api_key, hash_api_key
+from cld_governance.loaders import default_policy
+from cld_governance.sharing import SharingPolicy, parse_policy
+from cld_governance.tenancy import Operator, OperatorRole, Registry, Tenant, generate_api_key, hash_api_key
 from cld_schemas import topics
 from cld_schemas.events import Provenance, RecordPseudonymised, RecordValidated, SubmissionEvent
 from cld_schemas.spec import Release, load_spec

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from faststream.kafka import TestKafkaBroker
 
+from cld_governance.tenancy import TenancyError, open_registry
 from cld_ingest.service import IngestSettings, create_app
-from cld_runtime.tenancy import TenancyError, open_registry
 from cld_schemas import topics
 from tests.component.test_ingest_service import Api, csv_text
 from tests.support.capture import capture

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 
-from cld_runtime.sharing import RecordMeta
-from cld_runtime.tenancy import open_registry
+from cld_governance.sharing import RecordMeta
+from cld_governance.tenancy import open_registry
 from cld_schemas import topics
 from cld_schemas.events import DeadLetter, DeadLetterReason, RecordValidated
 from cld_validation.service import ValidationSettings, create_app

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 
-from cld_runtime.tenancy import Source, SourceKind
+from cld_governance.tenancy import Source, SourceKind
 from cld_schemas import topics
 from cld_schemas.events import RecordValidated
 from cld_schemas.spec import Release

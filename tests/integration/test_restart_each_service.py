@@ -28,7 +28,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from cld_runtime.tenancy import Operator, OperatorRole, Registry, generate_api_key, hash_api_key
+from cld_governance.tenancy import Operator, OperatorRole, Registry, generate_api_key, hash_api_key
 from cld_schemas import topics
 from tests.component.test_ingest_service import csv_text
 from tests.support.processes import ServiceProcess, collect, event_ids, produce, service_env

@@ -27,7 +27,8 @@ import httpx
 import pytest
 from mesh_client import MeshClient
 
-from cld_runtime.tenancy import (
+from cld_governance.loaders import save_registry
+from cld_governance.tenancy import (
     Operator,
     OperatorRole,
     Registry,
@@ -36,7 +37,6 @@ from cld_runtime.tenancy import (
     Tenant,
     generate_api_key,
     hash_api_key,
-    save_registry,
 )
 from cld_schemas import topics
 from cld_schemas.spec import load_spec

@@ -21,7 +21,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cld_runtime.tenancy import (
+from cld_governance.loaders import save_registry
+from cld_governance.tenancy import (
     Operator,
     OperatorRole,
     Registry,
@@ -30,7 +31,6 @@ from cld_runtime.tenancy import (
     Tenant,
     generate_api_key,
     hash_api_key,
-    save_registry,
 )
 
 DEFAULT_SOURCE = "regional-hub"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cld_runtime.tenancy import Source, SourceKind
+from cld_governance.tenancy import Source, SourceKind
 from cld_schemas.spec import Release, load_spec
 from cld_validation.release import (
     ReleaseBasis,
@@ -138,7 +138,7 @@ def test_cld_tenants_add_source_records_a_release_and_list_shows_it(tmp_path: Pa
     from typer.testing import CliRunner
 
     from cld_cli.main import app
-    from cld_runtime.tenancy import load_registry
+    from cld_governance.loaders import load_registry
 
     reg, runner = tmp_path / "tenants.json", CliRunner()
     assert (

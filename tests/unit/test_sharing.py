@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from cld_runtime.sharing import (
+from cld_governance.loaders import default_policy, load_policy
+from cld_governance.sharing import (
     NHS_ENGLAND,
     OPT_OUT_HEADER,
     ExportPlan,
@@ -20,8 +21,6 @@ from cld_runtime.sharing import (
     RefusalReason,
     SharingPolicy,
     SharingPolicyError,
-    default_policy,
-    load_policy,
     opt_out_header,
     parse_opt_out_header,
     parse_policy,

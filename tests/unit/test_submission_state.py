@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cld_runtime.sharing import OptOut
+from cld_governance.sharing import OptOut
 from cld_schemas.events import Finding, Provenance, RecordPseudonymised, RecordValidated
 from cld_schemas.spec import FieldStatus, Release, Validity
 from cld_submission.identity import Kind

@@ -13,7 +13,8 @@ import typer
 from typer.testing import CliRunner
 
 from cld_cli import cmd_tenants
-from cld_runtime.tenancy import (
+from cld_governance.loaders import load_registry, registry_from_environ, resolve_registry, save_registry
+from cld_governance.tenancy import (
     DenialReason,
     Operator,
     OperatorAction,
@@ -31,11 +32,7 @@ from cld_runtime.tenancy import (
     authorise_source_id,
     generate_api_key,
     hash_api_key,
-    load_registry,
     open_registry,
-    registry_from_environ,
-    resolve_registry,
-    save_registry,
     sees_la,
     with_new_source,
     with_operator_key,
@@ -143,7 +140,7 @@ def test_authentication_compares_in_constant_time_against_every_source(
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr("cld_runtime.tenancy.hmac.compare_digest", spy)
+    monkeypatch.setattr("cld_governance.tenancy.hmac.compare_digest", spy)
     # The first source matches; every source is still compared (no early exit), on equal-length digests.
     assert authenticate_source(registry, keys["sys-a"]) is not None
     assert len(calls) == len(registry.sources)
@@ -392,7 +389,7 @@ def test_operator_authentication_compares_against_every_operator(
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr("cld_runtime.tenancy.hmac.compare_digest", spy)
+    monkeypatch.setattr("cld_governance.tenancy.hmac.compare_digest", spy)
     assert authenticate_operator(reg, key) is not None
     assert len(calls) == len(reg.operators)
     assert all(len(a) == len(b) for a, b in calls)

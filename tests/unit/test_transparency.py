@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 from cld_cli import cmd_transparency
 from cld_cli.transparency import build_notice, render_html, render_markdown
-from cld_runtime.sharing import default_policy, parse_policy
-from cld_runtime.tenancy import Registry, Tenant, save_registry
+from cld_governance.loaders import default_policy, save_registry
+from cld_governance.sharing import parse_policy
+from cld_governance.tenancy import Registry, Tenant
 from cld_schemas.spec import load_spec
 
 LA = "318"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 if TYPE_CHECKING:
-    from cld_runtime.tenancy import Registry
+    from cld_governance.tenancy import Registry
 
 tenants_app = typer.Typer(
     help="Tenants (LAs), source systems and operators of this deployment, and source API keys.",
@@ -40,7 +40,8 @@ def _fail(message: str) -> NoReturn:
 
 
 def _load(path: Path, *, create: bool = False) -> Registry:
-    from cld_runtime.tenancy import Registry, TenancyError, load_registry
+    from cld_governance.loaders import load_registry
+    from cld_governance.tenancy import Registry, TenancyError
 
     if create and not path.exists():
         return Registry()
@@ -51,8 +52,8 @@ def _load(path: Path, *, create: bool = False) -> Registry:
 
 
 def _save(registry: Registry, path: Path) -> None:
+    from cld_governance.loaders import save_registry
     from cld_runtime.files import FileWriteError, check_target, os_reason, private_dir
-    from cld_runtime.tenancy import save_registry
 
     try:
         private_dir(path.parent)  # as before: the registry's folder is created (0700) when missing
@@ -74,7 +75,7 @@ def add_tenant(
     """Add an LA served by this deployment (creates the registry file when missing)."""
     from pydantic import ValidationError
 
-    from cld_runtime.tenancy import TenancyError, Tenant, with_tenant
+    from cld_governance.tenancy import TenancyError, Tenant, with_tenant
 
     reg = _load(registry, create=True)
     try:
@@ -106,7 +107,7 @@ def add_source(
     ] = None,
 ) -> None:
     """Add a source system and print its new API key ONCE (standard output). Only the key's hash is stored."""
-    from cld_runtime.tenancy import SourceKind, TenancyError, with_new_source
+    from cld_governance.tenancy import SourceKind, TenancyError, with_new_source
     from cld_schemas.spec import Release
 
     try:
@@ -143,7 +144,7 @@ def rotate_key(
     source_id: Annotated[str, typer.Option("--id", help="The source whose key to replace.")],
 ) -> None:
     """Replace a source's API key (the old one stops working) and print the new key ONCE."""
-    from cld_runtime.tenancy import TenancyError, with_rotated_key
+    from cld_governance.tenancy import TenancyError, with_rotated_key
 
     try:
         reg, key = with_rotated_key(_load(registry), source_id)
@@ -169,7 +170,7 @@ def add_operator(
     for every LA of their hub. The key goes in CLD_OPERATOR_KEY or a --key-file for `cld submission`."""
     from pydantic import ValidationError
 
-    from cld_runtime.tenancy import Operator, OperatorRole, TenancyError, with_operator, with_operator_key
+    from cld_governance.tenancy import Operator, OperatorRole, TenancyError, with_operator, with_operator_key
 
     try:
         op_role = OperatorRole(role)
@@ -199,7 +200,7 @@ def rotate_operator_key(
     name: Annotated[str, typer.Option("--name", help="The operator whose key to issue or replace.")],
 ) -> None:
     """Issue or replace an operator's API key (the old one stops working) and print the new key ONCE."""
-    from cld_runtime.tenancy import TenancyError, with_operator_key
+    from cld_governance.tenancy import TenancyError, with_operator_key
 
     try:
         reg, key = with_operator_key(_load(registry), name)
@@ -251,7 +252,7 @@ def check_key(
     la: Annotated[str | None, typer.Option("--la", help="Also check the source may submit for this LA.")] = None,
 ) -> None:
     """Read an API key from standard input; say which source it is (exit 0) or that it is unknown (exit 1)."""
-    from cld_runtime.tenancy import authenticate_source, authorise_source
+    from cld_governance.tenancy import authenticate_source, authorise_source
 
     reg = _load(registry)
     key = sys.stdin.readline().strip()
@@ -290,7 +291,7 @@ def init(
     (CLD_OPERATOR_KEY / --key-file). In a real deployment issue keys with add-source / rotate-key /
     rotate-operator-key and hand each to its owner.
     """
-    from cld_runtime.tenancy import with_operator_key, with_rotated_key
+    from cld_governance.tenancy import with_operator_key, with_rotated_key
 
     for p in (registry, keys_out, operator_keys_out):
         if p is not None and p.exists() and not force:

@@ -36,8 +36,9 @@ def transparency(
     Review it with your data protection officer before publishing.
     """
     from cld_cli.transparency import build_notice, render
-    from cld_runtime.sharing import SharingPolicyError, load_policy
-    from cld_runtime.tenancy import TenancyError, load_registry
+    from cld_governance.loaders import load_policy, load_registry
+    from cld_governance.sharing import SharingPolicyError
+    from cld_governance.tenancy import TenancyError
 
     if not re.fullmatch(r"[0-9]{3}", la):
         _fail("--la must be a 3-digit LA code, e.g. 318")

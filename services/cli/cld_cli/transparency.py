@@ -18,7 +18,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from cld_runtime.sharing import NHS_ENGLAND, Form, Recipient, SharingPolicy, default_policy
+from cld_governance.loaders import default_policy
+from cld_governance.sharing import NHS_ENGLAND, Form, Recipient, SharingPolicy
 from cld_schemas.spec import Spec, SpecField, load_spec
 
 Format = Literal["md", "html"]

@@ -2,7 +2,7 @@
 
 A pure ASGI middleware (:class:`SourceAuthentication`) so an unauthenticated caller gets 401 without the
 service parsing, validating or even reading its body (nor learning from a 422 what a valid record looks like).
-The key travels as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; ``cld_runtime.tenancy`` decides.
+The key travels as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; ``cld_governance.tenancy`` decides.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
+from cld_governance.tenancy import Registry, Source, authenticate_source, authorise_source
 from cld_ingest.limits import ASGIApp, Receive, Scope, Send
-from cld_runtime.tenancy import Registry, Source, authenticate_source, authorise_source
 
 STATE_SOURCE: Final = "cld_source"
 """Key of the authenticated :class:`Source` in the request's ``scope["state"]`` (``request.state``)."""

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
+from cld_governance.sharing import OPT_OUT_HEADER, OptOut, opt_out_header, parse_opt_out_header
 from cld_runtime.messages import HEADER_CHANNEL
-from cld_runtime.sharing import OPT_OUT_HEADER, OptOut, opt_out_header, parse_opt_out_header
 from cld_schemas import topics
 
 LA_CODE_PATTERN: Final = r"^\d{3}$"

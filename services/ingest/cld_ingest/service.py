@@ -35,6 +35,8 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
+from cld_governance.sharing import OPT_OUT_HEADER
+from cld_governance.tenancy import Decision, Registry, Source, authorise_source
 from cld_ingest.auth import SourceAuthentication, source_of
 from cld_ingest.envelope import (
     ID_PATTERN,
@@ -53,8 +55,6 @@ from cld_ingest.idempotency import Claim, IdempotencyMemory
 from cld_ingest.limits import BodySizeLimit, JsonContentType
 from cld_runtime import Settings, configure_logging, ensure_topics, make_broker, metrics_body
 from cld_runtime.http import add_health_routes
-from cld_runtime.sharing import OPT_OUT_HEADER
-from cld_runtime.tenancy import Decision, Registry, Source, authorise_source
 from cld_schemas import topics
 from cld_schemas.csvfile import CLDFileError, iter_records
 from cld_schemas.record import MAX_VALUE_LENGTH, CLDRecord

@@ -28,6 +28,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_core import to_json
 
+from cld_governance.tenancy import (
+    Operator,
+    OperatorAction,
+    Registry,
+    authenticate_operator,
+    authorise_operator,
+    sees_la,
+)
 from cld_pseudonymisation.generalise import PostcodeLookup, parse_date
 from cld_pseudonymisation.keys import PseudonymKey
 from cld_pseudonymisation.periods import period_label
@@ -48,14 +56,6 @@ from cld_runtime.accounting import ConsumerAccounting, Outcome
 from cld_runtime.broker import BatchPublisher
 from cld_runtime.http import json_response
 from cld_runtime.messages import RawMessage, raw_messages, tolerant_parser, undecoded, unreadable_reason
-from cld_runtime.tenancy import (
-    Operator,
-    OperatorAction,
-    Registry,
-    authenticate_operator,
-    authorise_operator,
-    sees_la,
-)
 from cld_schemas import topics
 from cld_schemas.events import DeadLetterReason, RecordPseudonymised, RecordValidated
 

@@ -29,8 +29,8 @@ from faststream.asgi.types import ASGIApp, Scope
 from faststream.kafka import KafkaBroker
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from cld_governance.tenancy import TenancyMode
 from cld_runtime.settings import Settings
-from cld_runtime.tenancy import TenancyMode
 
 if TYPE_CHECKING:
     from fastapi import FastAPI

@@ -16,7 +16,8 @@ from faststream.security import BaseSecurity, SASLScram256, SASLScram512
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cld_runtime.tenancy import Registry, TenancyMode, resolve_registry
+from cld_governance.loaders import resolve_registry
+from cld_governance.tenancy import Registry, TenancyMode
 from cld_schemas.topics import prefixed
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_SSL"]

@@ -1,6 +1,6 @@
 """Exports of one submission's records to a recipient other than NHS England (issue 6 section 2).
 
-The decision is ``cld_runtime.sharing.plan_export`` over the sharing policy; this module only feeds it and
+The decision is ``cld_governance.sharing.plan_export`` over the sharing policy; this module only feeds it and
 carries it out:
 
 - **What is exported**: exactly the rows of the submission (its snapshot), not whatever the record state holds
@@ -39,8 +39,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from cld_runtime.files import private_dir
-from cld_runtime.sharing import (
+from cld_governance.sharing import (
     NHS_ENGLAND,
     AuditEntry,
     ExportPlan,
@@ -51,6 +50,7 @@ from cld_runtime.sharing import (
     parse_opt_out_header,
     plan_export,
 )
+from cld_runtime.files import private_dir
 
 from .assemble import LINE_TERMINATOR, neutralise
 from .audit import AuditLog

@@ -8,7 +8,7 @@
 - HTTP (FastAPI): the submission API under ``/v1``, plus ``/metrics`` and ``/health``.
 
 Every ``/v1`` call is made by an operator: ``Authorization: Bearer <operator key>`` (``cld tenants add-operator``),
-authenticated against the tenants registry (``cld_runtime.tenancy.authenticate_operator``, 401 otherwise) and
+authenticated against the tenants registry (``cld_governance.tenancy.authenticate_operator``, 401 otherwise) and
 authorised for the submission's LA and the action (``authorise_operator``: view, request, approve, export; 403
 with the reason otherwise, and the refusal is audited). Listings are filtered to the operator's LAs. The
 requester and approver are the authenticated operator. ``CLD_TENANCY_MODE=open`` (no registry; a demo on
@@ -38,6 +38,16 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.background import BackgroundTask
 
+from cld_governance.loaders import load_policy
+from cld_governance.sharing import Form, SharingPolicy
+from cld_governance.tenancy import (
+    Operator,
+    OperatorAction,
+    Registry,
+    authenticate_operator,
+    authorise_operator,
+    sees_la,
+)
 from cld_runtime import (
     ConsumerLagMonitor,
     DeadLetterPublisher,
@@ -51,15 +61,6 @@ from cld_runtime.accounting import ConsumerAccounting, Outcome
 from cld_runtime.files import private_dir, private_umask
 from cld_runtime.http import add_health_routes
 from cld_runtime.messages import RawMessage, raw_messages, tolerant_parser, undecoded, unreadable_reason
-from cld_runtime.sharing import Form, SharingPolicy, load_policy
-from cld_runtime.tenancy import (
-    Operator,
-    OperatorAction,
-    Registry,
-    authenticate_operator,
-    authorise_operator,
-    sees_la,
-)
 from cld_schemas import topics
 from cld_schemas.events import DeadLetterReason, RecordPseudonymised, RecordValidated, SubmissionEvent
 

@@ -23,7 +23,7 @@ Rules applied here:
   cannot be read are kept in scope (``Kind.UNDETERMINED``): a submission never silently drops a row; the
   record-level DQ findings report them.
 
-Opt-out and objection flags (``Provenance.opt_outs``, set by the source system; ``cld_runtime.sharing``) are
+Opt-out and objection flags (``Provenance.opt_outs``, set by the source system; ``cld_governance.sharing``) are
 kept with each record. They never exclude a record from the NHS England file (the opt-out does not apply to that
 legally required flow); exports to other recipients leave flagged records out (``exports.py``).
 
@@ -51,8 +51,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
+from cld_governance.sharing import OptOut, parse_opt_out_header
 from cld_runtime.files import private_dir, tighten
-from cld_runtime.sharing import OptOut, parse_opt_out_header
 from cld_schemas.events import RecordPseudonymised, RecordValidated
 
 from .identity import Identity, KeyHasher, Kind, canonical_json, identify
@@ -186,7 +186,7 @@ class Incoming:
 
 def opt_outs_of(event: RecordValidated) -> frozenset[OptOut]:
     """The source's opt-out/objection flags (``Provenance.opt_outs``). Metadata, never a CLD column. An
-    unrecognised token counts as an opt-out (``cld_runtime.sharing``: fail closed for optional exports)."""
+    unrecognised token counts as an opt-out (``cld_governance.sharing``: fail closed for optional exports)."""
     return parse_opt_out_header(",".join(event.provenance.opt_outs))
 
 

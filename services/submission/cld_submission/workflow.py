@@ -26,8 +26,9 @@ from typing import Final, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from cld_governance.loaders import default_policy
+from cld_governance.sharing import Form, SharingPolicy
 from cld_runtime.files import private_dir, tighten
-from cld_runtime.sharing import Form, SharingPolicy, default_policy
 from cld_schemas.events import RecordPseudonymised, SubmissionEvent, SubmissionState
 
 from .assemble import AssembledFile, sha256_of, write_submission_file

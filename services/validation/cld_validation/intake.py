@@ -22,9 +22,9 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from cld_governance.sharing import OPT_OUT_HEADER, parse_opt_out_header
+from cld_governance.tenancy import Registry, authorise_source_id
 from cld_runtime.messages import HEADER_CHANNEL, RawMessage
-from cld_runtime.sharing import OPT_OUT_HEADER, parse_opt_out_header
-from cld_runtime.tenancy import Registry, authorise_source_id
 from cld_schemas import topics
 from cld_schemas.events import DeadLetterReason
 from cld_schemas.record import MAX_VALUE_LENGTH, CLDRecord

@@ -25,6 +25,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import Field
 from pydantic_core import to_json
 
+from cld_governance.sharing import OPT_OUT_HEADER
+from cld_governance.tenancy import Registry
 from cld_runtime import (
     ConsumerLagMonitor,
     DeadLetterPublisher,
@@ -38,8 +40,6 @@ from cld_runtime import (
 from cld_runtime.accounting import ConsumerAccounting, Outcome
 from cld_runtime.broker import BatchPublisher
 from cld_runtime.messages import RawMessage, raw_messages, tolerant_parser, undecoded
-from cld_runtime.sharing import OPT_OUT_HEADER
-from cld_runtime.tenancy import Registry
 from cld_schemas import topics
 from cld_schemas.events import DeadLetterReason, RecordValidated
 from cld_schemas.spec import Release

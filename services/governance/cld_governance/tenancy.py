@@ -44,16 +44,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
-import logging
-import os
 import re
 import secrets
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -76,8 +71,6 @@ _ANY_LA: Final = "*"
 _LA_CODE = re.compile(r"^[0-9]{3}$")  # e.g. 318; the spec's LA Code format is inferred (spec gaps)
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _KEY_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
-
-_log = logging.getLogger("cld.tenancy")
 
 
 class TenancyError(ValueError):
@@ -106,7 +99,7 @@ class OperatorAction(StrEnum):
     SEND_SUBMISSION = "send_submission"
     """Operate the transport for an approved submission (send, retry)."""
     EXPORT = "export"
-    """Ask for an export to a recipient other than NHS England (cld_runtime.sharing)."""
+    """Ask for an export to a recipient other than NHS England (cld_governance.sharing)."""
 
 
 ROLE_ACTIONS: Final[dict[OperatorRole, frozenset[OperatorAction]]] = {
@@ -450,7 +443,7 @@ def _safe_la(la_code: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------
-# The file: load, resolve for a deployment, change (used by `cld tenants`)
+# Deployment mode and changes to the registry (used by `cld tenants`; reading and writing the file: loaders)
 # --------------------------------------------------------------------------------------------------------
 
 
@@ -459,72 +452,6 @@ class TenancyMode(StrEnum):
     """Default: the deployment needs a registry file and refuses to start without one."""
     OPEN = "open"
     """No registry file: every caller is an ``open`` source for every LA. Local demos only; logged loudly."""
-
-
-def load_registry(path: Path) -> Registry:
-    """Read and check a registry file. Errors name the file and the problem, never a key."""
-    try:
-        data: Any = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TenancyError(f"cannot read tenants registry {path.name}: {type(exc).__name__}") from exc
-    if not isinstance(data, dict):
-        raise TenancyError(f"tenants registry {path.name} must be a JSON object")
-    if "open_mode" in data:
-        raise TenancyError("open mode is a deployment setting (CLD_TENANCY_MODE), not a registry entry")
-    try:
-        return Registry.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'registry'}: {e['msg']}" for e in exc.errors())
-        raise TenancyError(f"tenants registry {path.name} is invalid: {problems}") from exc
-
-
-def resolve_registry(path: Path | None, mode: TenancyMode = TenancyMode.REQUIRED) -> Registry:
-    """The registry a process runs with: the file when given; else open mode if (and only if) asked for."""
-    if path is not None:
-        registry = load_registry(path)
-        _log.info(
-            "tenants registry loaded",
-            extra={"tenants": len(registry.tenants), "sources": len(registry.sources)},
-        )
-        return registry
-    if mode is TenancyMode.OPEN:
-        _log.warning(
-            "TENANCY OPEN MODE: no tenants registry; every caller may submit for every LA. Never use with real data.",
-            extra={"tenancy_mode": mode.value},
-        )
-        return open_registry()
-    raise TenancyError(
-        f"no tenants registry: set {ENV_TENANTS_FILE} to a registry file (see deploy/config/tenants.example.json), "
-        f"or {ENV_TENANCY_MODE}=open for a local demo"
-    )
-
-
-def registry_from_environ(environ: dict[str, str] | None = None) -> Registry:
-    """:func:`resolve_registry` from ``CLD_TENANTS_FILE`` / ``CLD_TENANCY_MODE`` (for the CLI and scripts)."""
-    env = os.environ if environ is None else environ
-    path = env.get(ENV_TENANTS_FILE) or None
-    try:
-        mode = TenancyMode(env.get(ENV_TENANCY_MODE) or TenancyMode.REQUIRED.value)
-    except ValueError:
-        raise TenancyError(f"{ENV_TENANCY_MODE} must be 'required' or 'open'") from None
-    return resolve_registry(Path(path) if path else None, mode)
-
-
-def save_registry(registry: Registry, path: Path) -> None:
-    """Write the registry atomically (temp file + rename), readable by its owner only (it holds key hashes)."""
-    if registry.open_mode:
-        raise TenancyError("an open-mode registry is never written to a file")
-    text = json.dumps(registry.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _revalidate(registry: Registry, **changes: Any) -> Registry:

@@ -12,7 +12,7 @@ The law draws three lines (shared/reference/nhs-context.md, "Law and policy the 
 3. For such other sharing, opt-outs and objections apply (flagged records are left out) and the default form
    is pseudonymised.
 
-The policy is data (``deploy/config/sharing-policy.json``; packaged default ``cld_runtime/data/``). The decision
+The policy is data (``deploy/config/sharing-policy.json``; packaged default ``cld_governance/data/``). The decision
 is one pure function, :func:`plan_export`, which returns an :class:`ExportPlan` or a :class:`Refusal`, each with
 the :class:`AuditEntry` to record: every decision is audited, refusals included. Audit entries hold counts,
 ids and the basis, never a record value or record id.
@@ -25,14 +25,10 @@ wrongly leaving a record out of an optional export is the safe error).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from functools import cache
-from importlib import resources
-from pathlib import Path
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -175,23 +171,6 @@ def parse_policy(data: Any, *, name: str = "sharing policy") -> SharingPolicy:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'policy'}: {e['msg']}" for e in exc.errors())
         raise SharingPolicyError(f"{name} is invalid: {problems}") from exc
-
-
-def load_policy(path: Path | None = None) -> SharingPolicy:
-    """The policy in ``path``, or the packaged default (``cld_runtime/data/sharing-policy.json``) when None."""
-    if path is None:
-        return default_policy()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SharingPolicyError(f"cannot read sharing policy {path.name}: {type(exc).__name__}") from exc
-    return parse_policy(data, name=f"sharing policy {path.name}")
-
-
-@cache
-def default_policy() -> SharingPolicy:
-    text = resources.files("cld_runtime").joinpath("data/sharing-policy.json").read_text(encoding="utf-8")
-    return parse_policy(json.loads(text), name="packaged sharing policy")
 
 
 # --------------------------------------------------------------------------------------------------------
