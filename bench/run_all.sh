@@ -16,6 +16,7 @@ echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; load $(
 
 run $PY bench/bench_validate.py --rows "${BENCH_ROWS:-1000000}"
 run $PY bench/bench_preview.py --rows "${BENCH_ROWS:-1000000}"
+run $PY bench/bench_columnar.py --big "$REPO/.cache/bench/columnar-big.csv"
 
 # Submission: assemble + send 500,000 records, to the MESH sandbox (started here) and by file export.
 MESH_PORT=${BENCH_MESH_PORT:-8790}
