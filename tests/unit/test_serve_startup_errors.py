@@ -4,6 +4,7 @@ SettingsError, TenancyError, key errors, OSError on files)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -33,8 +34,17 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(uvicorn, "run", _no_start)
     umask = os.umask(0o022)
     os.umask(umask)
+    # create_app configures logging onto CliRunner's (then closed) stderr: put the test process's logging back.
+    names = ("", "uvicorn", "uvicorn.error", "uvicorn.access", "faststream", "aiokafka")
+    saved = {name: (list(logging.getLogger(name).handlers), logging.getLogger(name).level) for name in names}
+    propagate = {name: logging.getLogger(name).propagate for name in names}
     yield
     os.umask(umask)
+    for name, (handlers, level) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate[name]
 
 
 def _file(tmp_path: Path, name: str, text: str) -> str:
