@@ -6,6 +6,7 @@
 # Env: KAFKA_BOOTSTRAP_SERVERS, CLD_INGEST_PORT (8001), CLD_VALIDATION_PORT (8002),
 #      CLD_PSEUDONYMISATION_PORT (8003), CLD_SUBMISSION_PORT (8004), CLD_UP_TIMEOUT (90 s),
 #      CLD_PSEUDO_KEY_FILE / CLD_PSEUDO_KEY (else a local development key is generated under .run/local).
+#      CLD_DEADLETTER_KEY_FILE / CLD_DEADLETTER_KEY (else a random key is generated: .run/local/deadletter.key, 0600).
 #      CLD_TENANTS_FILE (else the example registry is copied to .run/local/tenants.json with fresh source keys in
 #      .run/local/source-keys.json, mode 0600: `cld tenants init`), CLD_TENANCY_MODE=open (no registry at all:
 #      any caller for any LA; synthetic data only, e.g. for bench/bench_mesh.py, which publishes as made-up sources).
@@ -39,6 +40,15 @@ if [[ -z ${CLD_PSEUDO_KEY_FILE:-} && -z ${CLD_PSEUDO_KEY:-} ]]; then
     log "generated a local development pseudonymisation key: $RUN/pseudo.key (never use it for real data)"
   fi
   export CLD_PSEUDO_KEY_FILE="$RUN/pseudo.key"
+fi
+# ---- dead-letter fingerprint key (payload_hmac of dead letters; a local key only when none is configured)
+if [[ -z ${CLD_DEADLETTER_KEY_FILE:-} && -z ${CLD_DEADLETTER_KEY:-} ]]; then
+  if [[ ! -s $RUN/deadletter.key ]]; then
+    (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$RUN/deadletter.key")
+    log "generated a local dead-letter fingerprint key: $RUN/deadletter.key"
+  fi
+  chmod 0600 "$RUN/deadletter.key"
+  export CLD_DEADLETTER_KEY_FILE="$RUN/deadletter.key"
 fi
 export CLD_SUBMISSION_STATE_DIR=${CLD_SUBMISSION_STATE_DIR:-$REPO/.run/submission}
 

@@ -76,6 +76,23 @@ def service_env_names(name: str) -> frozenset[str]:
     return names | settings_env_names(MeshSettings) if name == "submission" else names
 
 
+def deadletter_writers() -> frozenset[str]:
+    """The services whose composition root builds a ``DeadLetterPublisher`` (derived from the code): each must
+    be deployed with the dead-letter fingerprint key (CLD_DEADLETTER_KEY_FILE), or its dead letters carry no
+    ``payload_hmac`` (issue 10)."""
+    from cld_runtime.deadletter import DeadLetterPublisher
+
+    return frozenset(
+        name
+        for name in SERVICES
+        if getattr(importlib.import_module(f"cld_{name}.service"), "DeadLetterPublisher", None) is DeadLetterPublisher
+    )
+
+
+def test_the_dead_letter_writers_are_found_in_the_code() -> None:
+    assert deadletter_writers() == {"validation", "pseudonymisation", "submission"}
+
+
 def environment_from(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Replace the test process's CLD settings with ``env`` (for building settings classes from it)."""
     for key in list(os.environ):
@@ -216,6 +233,13 @@ def test_services_start_from_the_compose_environment(compose: dict[str, Any], mo
         # every service enforces the tenants registry (pseudonymisation: operator keys for GET /v1/risk)
         assert settings.tenants_file is not None, f"{name}: CLD_TENANTS_FILE (or a loud CLD_TENANCY_MODE=open)"
         assert _mounted(str(settings.tenants_file), mounts) == ("cld-tenants", True), name
+        # every service that writes dead letters reads the fingerprint key from a read-only secret volume
+        if name in deadletter_writers():
+            assert settings.deadletter_key is None, f"{name}: the dead-letter key comes from a file"
+            assert settings.deadletter_key_file is not None, f"{name}: CLD_DEADLETTER_KEY_FILE"
+            assert _mounted(str(settings.deadletter_key_file), mounts) == ("cld-deadletter-key", True), name
+        else:
+            assert settings.deadletter_key_file is None, f"{name} writes no dead letters: do not mount the key"
     pseudo: Any = service_settings("pseudonymisation")
     environment_from(
         {k: str(v) for k, v in compose["services"]["pseudonymisation"]["environment"].items()}, monkeypatch
@@ -243,6 +267,10 @@ def test_setup_creates_what_the_services_mount(compose: dict[str, Any]) -> None:
     key_file = compose["services"]["pseudonymisation"]["environment"]["CLD_PSEUDO_KEY_FILE"]
     assert key_file in script
     assert _mounted(key_file, mounts) == ("cld-pseudo-key", False)
+    for name in deadletter_writers():
+        deadletter_key = compose["services"][name]["environment"]["CLD_DEADLETTER_KEY_FILE"]
+        assert deadletter_key in script, f"cld-setup does not create {deadletter_key}"
+        assert _mounted(deadletter_key, mounts) == ("cld-deadletter-key", False)
     from_file = re.search(r"--from (\S+)", script)
     assert from_file is not None
     source = _mounted(from_file.group(1), mounts)

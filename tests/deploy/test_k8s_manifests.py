@@ -16,7 +16,7 @@ import yaml
 
 from cld_runtime.topics import TOPIC_CONFIGS
 from cld_submission.transport.mesh import MeshSettings
-from tests.deploy.test_compose import environment_from, service_env_names, service_settings
+from tests.deploy.test_compose import deadletter_writers, environment_from, service_env_names, service_settings
 from tests.deploy.tools import CONSUMER_GROUPS, DEPLOY, SERVICES, TOPICS
 
 K8S = DEPLOY / "k8s"
@@ -62,7 +62,7 @@ def test_core_objects_validate_against_the_kubernetes_schema() -> None:
             "Namespace": 1,
             "ServiceAccount": 1,
             "ConfigMap": 2,
-            "Secret": 5,
+            "Secret": 6,
             "Deployment": 4,
             "Service": 4,
             "PersistentVolumeClaim": 1,
@@ -226,6 +226,15 @@ def test_services_start_from_the_manifest_environment(monkeypatch: pytest.Monkey
             assert _file_in_volume(name, str(settings.tenants_file))["secret"]["secretName"] == "cld-tenants"
         else:
             assert "CLD_TENANTS_FILE" not in env, f"{name} does not read the registry: do not mount it"
+        if name in deadletter_writers():
+            assert settings.deadletter_key is None, f"{name}: the dead-letter key comes from a mounted file"
+            assert settings.deadletter_key_file is not None, f"{name} writes dead letters: CLD_DEADLETTER_KEY_FILE"
+            key = _file_in_volume(name, str(settings.deadletter_key_file))
+            assert key["secret"]["secretName"] == "cld-deadletter-key", name
+            assert key["readOnly"] is True, name
+        else:
+            assert "CLD_DEADLETTER_KEY_FILE" not in env, f"{name} writes no dead letters: do not mount the key"
+            assert "CLD_DEADLETTER_KEY" not in env, name
         if name == "pseudonymisation":
             assert settings.pseudo_key is None
             assert settings.pseudo_key_file is not None

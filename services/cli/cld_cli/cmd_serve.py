@@ -49,7 +49,10 @@ def asyncapi(
 
 
 def load_service(name: str, *, port: int | None = None, host: str | None = None) -> tuple[Any, Any]:
-    """Import ``cld_<name>.service``, build its settings from the environment, return (app, settings)."""
+    """Import ``cld_<name>.service``, build its settings from the environment, return (app, settings).
+
+    Raises :class:`~cld_runtime.settings.StartupError` (one line naming the setting, never its value) for any
+    configuration error: invalid settings, a bad tenants registry, a bad key, a file that cannot be read."""
     module = importlib.import_module(f"cld_{name}.service")
     create_app = module.create_app
     settings_cls = typing.get_type_hints(create_app)["settings"]
@@ -58,8 +61,111 @@ def load_service(name: str, *, port: int | None = None, host: str | None = None)
         overrides["http_port"] = port
     if host is not None:
         overrides["http_host"] = host
-    settings = settings_cls(**overrides)
-    return create_app(settings), settings
+    try:
+        settings = settings_cls(**overrides)
+    except _CONFIG_ERRORS as exc:
+        raise _startup_error(exc, settings_cls, None) from None
+    try:
+        return create_app(settings), settings
+    except _CONFIG_ERRORS as exc:
+        raise _startup_error(exc, settings_cls, settings) from None
+
+
+# What a composition root raises for a configuration the operator can fix. pydantic's ValidationError and
+# pydantic-settings' SettingsError are ValueErrors, so are TenancyError, PseudonymKeyError, SharingPolicyError,
+# LookupFileError and the dead-letter key's errors; ssl.SSLError is an OSError.
+_CONFIG_ERRORS = (ValueError, OSError)
+
+
+def _env_names(cls: type[Any]) -> dict[str, str]:
+    """Field name (and alias) -> the environment variable that sets it, for a pydantic-settings class."""
+    from pydantic import AliasChoices
+
+    prefix = str(cls.model_config.get("env_prefix") or "")
+    names: dict[str, str] = {}
+    for field_name, info in cls.model_fields.items():
+        alias = info.validation_alias if info.validation_alias is not None else info.alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [alias] if isinstance(alias, str) else []
+        aliases = [str(choice) for choice in choices if isinstance(choice, str)]
+        env = (aliases[0] if aliases else f"{prefix}{field_name}").upper()
+        names[field_name] = env
+        names.update(dict.fromkeys(aliases, env))
+    return names
+
+
+def _settings_class(title: str) -> type[Any] | None:
+    """The pydantic-settings class called ``title`` (a ValidationError's title), among those imported."""
+    from pydantic_settings import BaseSettings
+
+    todo: list[type[Any]] = [BaseSettings]
+    while todo:
+        cls = todo.pop()
+        if cls.__name__ == title:
+            return cls
+        todo.extend(cls.__subclasses__())
+    return None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _startup_error(exc: Exception, settings_cls: type[Any], settings: Any) -> Exception:
+    """One line naming the setting at fault, never its value (values may be secrets); the exception's own text
+    only where it is written not to carry values (cld_runtime, cld_pseudonymisation messages)."""
+    import re
+
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from cld_runtime.settings import StartupError
+    from cld_runtime.sharing import SharingPolicyError
+    from cld_runtime.tenancy import ENV_TENANTS_FILE, TenancyError
+
+    if isinstance(exc, StartupError):
+        return exc
+    if isinstance(exc, ValidationError):  # messages of pydantic never quote the input; its str() does
+        cls = _settings_class(exc.title)
+        names = _env_names(cls) if cls is not None else {}
+        problems = []
+        for error in exc.errors(include_url=False, include_input=False, include_context=False):
+            msg = str(error["msg"]).removeprefix("Value error, ")
+            if error["loc"]:
+                field = str(error["loc"][0])
+                problems.append(f"{names.get(field, field.upper())} is invalid: {msg}")
+            else:  # a model validator's message names fields: name their variables instead
+                problems.append(re.sub(r"\b[a-z][a-z0-9_]*\b", lambda m: names.get(m.group(0), m.group(0)), msg))
+        return StartupError(_one_line("; ".join(problems) or f"invalid settings ({exc.title})"))
+    if isinstance(exc, SettingsError):  # 'error parsing value for field "x" from source "EnvSettingsSource"'
+        match = re.search(r'field "(\w+)"', str(exc))
+        parsed = match.group(1) if match else None
+        if parsed is not None:
+            name = _env_names(settings_cls).get(parsed, parsed.upper())
+            return StartupError(f"{name} cannot be parsed (a list or object setting is JSON)")
+        return StartupError(_one_line(f"a setting cannot be parsed ({exc})"))
+    if isinstance(exc, OSError):
+        setting = None
+        if settings is not None:  # the file setting at fault: the one named by the error, else an unreadable one
+            names = _env_names(type(settings))
+            files = {f: v for f in type(settings).model_fields if isinstance(v := getattr(settings, f, None), Path)}
+            named = [f for f, v in files.items() if exc.filename is not None and str(v) == str(exc.filename)]
+            unreadable = [f for f, v in files.items() if not (v.is_file() or v.is_dir())]
+            if named or unreadable:
+                setting = names[(named or unreadable)[0]]
+        cause = f"{type(exc).__name__}: {exc.strerror}" if exc.strerror else type(exc).__name__
+        if setting is None:
+            return StartupError(f"a file named in the settings cannot be used ({cause})")
+        return StartupError(f"{setting} cannot be read ({cause})")
+    text = _one_line(str(exc))
+    if isinstance(exc, SharingPolicyError) and "CLD_" not in text:
+        return StartupError(f"CLD_SHARING_POLICY_FILE: {text}")
+    if type(exc).__name__ == "LookupFileError" and "CLD_" not in text:  # cld_pseudonymisation's (not imported here)
+        return StartupError(f"CLD_POSTCODE_LOOKUP_FILE: {text}")
+    if isinstance(exc, TenancyError) and ENV_TENANTS_FILE not in text and "CLD_" not in text:
+        return StartupError(f"{ENV_TENANTS_FILE}: {text}")
+    if "CLD_" in text:
+        return StartupError(text)
+    return StartupError(f"invalid configuration ({type(exc).__name__}: {text})")
 
 
 def serve(

@@ -37,7 +37,7 @@ from cld_governance.tenancy import (
     sees_la,
 )
 from cld_pseudonymisation.generalise import PostcodeLookup, parse_date
-from cld_pseudonymisation.keys import PseudonymKey
+from cld_pseudonymisation.keys import PseudonymKey, PseudonymKeyError
 from cld_pseudonymisation.periods import period_label
 from cld_pseudonymisation.policy import Policy, load_policy
 from cld_pseudonymisation.pseudonymiser import Pseudonymiser, person_key, qi_tuple, row_order
@@ -102,10 +102,16 @@ class PseudonymisationSettings(Settings):
     risk_qi: tuple[str, ...] = Field(default=DEFAULT_QI, description="Quasi-identifiers for the risk figures.")
 
     def load_key(self) -> PseudonymKey:
-        if self.pseudo_key_file is not None:
-            return PseudonymKey.from_file(self.pseudo_key_file, key_id=self.pseudo_key_id)
-        if self.pseudo_key is not None:
-            return PseudonymKey.from_text(self.pseudo_key.get_secret_value(), key_id=self.pseudo_key_id)
+        """The pseudonymisation key; raises PseudonymKeyError naming the setting (never key material)."""
+        setting = "CLD_PSEUDO_KEY_FILE" if self.pseudo_key_file is not None else "CLD_PSEUDO_KEY"
+        try:
+            if self.pseudo_key_file is not None:
+                return PseudonymKey.from_file(self.pseudo_key_file, key_id=self.pseudo_key_id)
+            if self.pseudo_key is not None:
+                return PseudonymKey.from_text(self.pseudo_key.get_secret_value(), key_id=self.pseudo_key_id)
+        except PseudonymKeyError as exc:
+            named = "CLD_PSEUDO_KEY_ID" if "key id" in str(exc) else setting
+            raise PseudonymKeyError(f"{named}: {exc}") from None
         raise ValueError("no pseudonymisation key: set CLD_PSEUDO_KEY_FILE (or CLD_PSEUDO_KEY)")
 
 
