@@ -118,9 +118,9 @@ def _startup_error(exc: Exception, settings_cls: type[Any], settings: Any) -> Ex
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
+    from cld_governance.sharing import SharingPolicyError
+    from cld_governance.tenancy import ENV_TENANTS_FILE, TenancyError
     from cld_runtime.settings import StartupError
-    from cld_runtime.sharing import SharingPolicyError
-    from cld_runtime.tenancy import ENV_TENANTS_FILE, TenancyError
 
     if isinstance(exc, StartupError):
         return exc
