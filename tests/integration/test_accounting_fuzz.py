@@ -273,7 +273,11 @@ class Cluster:
     async def read_all(self, name: str) -> list[Any]:
         """Every record on the (prefixed) topic, up to its current end."""
         parts = await self.partitions(name)
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None)
+        # Starting from the beginning by auto_offset_reset, not by a seek after assign(): a seek raced with the
+        # fetch the assignment had already started at the end, and the read then waited for records it never got.
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest"
+        )
         await consumer.start()
         try:
             consumer.assign(parts)
@@ -281,14 +285,19 @@ class Cluster:
             # Read until the last offset read on each partition is the one before its end (positions alone are
             # not enough: records the fetcher has buffered already count in them).
             next_offset = await consumer.beginning_offsets(parts)
-            await consumer.seek_to_beginning(*parts)
             out: list[Any] = []
-            async with asyncio.timeout(WAIT):
-                while any(next_offset[tp] < end for tp, end in ends.items()):
-                    for tp, records in (await consumer.getmany(timeout_ms=500)).items():
-                        out.extend(r for r in records if r.offset < ends[tp])
-                        if records:
-                            next_offset[tp] = max(next_offset[tp], records[-1].offset + 1)
+            try:
+                async with asyncio.timeout(WAIT):
+                    while any(next_offset[tp] < end for tp, end in ends.items()):
+                        for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                            out.extend(r for r in records if r.offset < ends[tp])
+                            if records:
+                                next_offset[tp] = max(next_offset[tp], records[-1].offset + 1)
+            except TimeoutError:
+                behind = {tp.partition: (next_offset[tp], end) for tp, end in ends.items() if next_offset[tp] < end}
+                raise TimeoutError(
+                    f"reading {name}: partitions (next, end) not reached in {WAIT} s: {behind}"
+                ) from None
             return out
         finally:
             await consumer.stop()
