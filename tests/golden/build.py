@@ -157,6 +157,28 @@ def read_gz_text(path: Path) -> str:
     return gzip.decompress(path.read_bytes()).decode("utf-8")
 
 
+def load_golden(path: Path) -> dict[str, Any]:
+    """A frozen result (gzip JSON) of this corpus."""
+    data: dict[str, Any] = json.loads(gzip.decompress(path.read_bytes()))
+    return data
+
+
+def assert_reproduces(got: dict[str, Any], expected: dict[str, Any]) -> None:
+    """``got`` (a :func:`validation_result`-shaped dict from any engine) equals the golden ``expected``; a
+    difference names the first finding that differs."""
+    got = json.loads(json.dumps(got, ensure_ascii=False))  # tuples -> lists, as the frozen JSON has them
+    assert got["rows"] == expected["rows"]
+    assert got["ragged"] == expected["ragged"]
+    assert got["unchecked"] == expected["unchecked"]
+    first_diff = next(
+        ((i, g, e) for i, (g, e) in enumerate(zip(got["findings"], expected["findings"], strict=False)) if g != e),
+        None,
+    )
+    assert first_diff is None, f"first differing finding #{first_diff[0]}: got {first_diff[1]}, golden {first_diff[2]}"
+    assert len(got["findings"]) == len(expected["findings"])
+    assert got == expected
+
+
 def validation_result(name: str, release: Release) -> dict[str, Any]:
     """What today's validator says about one corpus input: every finding and the summary counts."""
     from cld_validation.report import validate_stream

@@ -25,11 +25,12 @@ import os
 import random
 import sqlite3
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -41,6 +42,7 @@ from cld_schemas import topics
 from tests.component.test_pseudonymisation_service import validated
 from tests.support.processes import ServiceProcess, service_env
 from tests.support.records import service_record
+from tests.support.waits import wait_until as _wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -59,19 +61,9 @@ GROUPS = {
 }
 
 Headers = list[tuple[str, bytes]]
-T = TypeVar("T")
 
 
-async def wait_until(check: Callable[[], Awaitable[T]], *, what: str) -> T:
-    try:
-        async with asyncio.timeout(WAIT):
-            while True:
-                value = await check()
-                if value:
-                    return value
-                await asyncio.sleep(0.25)  # polling interval of a bounded wait, not synchronisation
-    except TimeoutError:
-        raise TimeoutError(f"{what}: not within {WAIT} s") from None
+wait_until = partial(_wait_until, seconds=WAIT)
 
 
 @dataclass

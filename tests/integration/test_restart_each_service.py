@@ -14,14 +14,14 @@ answered 202: every row of both uploads reaches the submission state, exactly on
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -34,6 +34,7 @@ from tests.component.test_ingest_service import csv_text
 from tests.support.processes import ServiceProcess, collect, event_ids, produce, service_env
 from tests.support.records import service_record
 from tests.support.tenancy import Tenancy, make_tenancy
+from tests.support.waits import wait_until as _wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -56,20 +57,8 @@ GROUPS = {
     "cld-submission-pseudonymised": topics.PSEUDONYMISED,
 }
 
-T = TypeVar("T")
 
-
-async def wait_until(check: Callable[[], Awaitable[T]], *, what: str) -> T:
-    """Poll ``check`` until it returns a truthy value (TimeoutError naming ``what`` after ``WAIT`` s)."""
-    try:
-        async with asyncio.timeout(WAIT):
-            while True:
-                value = await check()
-                if value:
-                    return value
-                await asyncio.sleep(0.2)  # polling interval of a bounded wait, not synchronisation
-    except TimeoutError:
-        raise TimeoutError(f"{what}: not within {WAIT} s") from None
+wait_until = partial(_wait_until, seconds=WAIT)
 
 
 @dataclass

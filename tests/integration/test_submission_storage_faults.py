@@ -19,13 +19,13 @@ back. Needs root (``mount``); skipped with the reason when mounting is refused.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import os
 import sqlite3
 import subprocess
 from collections.abc import Iterator
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from cld_schemas import topics
 from tests.component.test_submission_storage_failures import a_validated
 from tests.support.builders import LA_CODE
 from tests.support.processes import ServiceProcess, produce, service_env
+from tests.support.waits import wait_until as _wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -69,17 +70,7 @@ def tmpfs(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True, timeout=30, check=False)
 
 
-async def wait_for(check: Any, *, what: str) -> Any:
-    """Poll ``check`` (async, returns a truthy value when done) until it holds; TimeoutError naming ``what``."""
-    try:
-        async with asyncio.timeout(WAIT):
-            while True:
-                value = await check()
-                if value:
-                    return value
-                await asyncio.sleep(0.2)  # polling interval of a bounded wait, not synchronisation
-    except TimeoutError:
-        raise TimeoutError(f"{what}: not within {WAIT} s") from None
+wait_for = partial(_wait_until, seconds=WAIT)
 
 
 def fill(folder: Path) -> Path:

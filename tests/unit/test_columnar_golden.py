@@ -7,10 +7,7 @@ what the reference engine froze in tests/golden/data.
 
 from __future__ import annotations
 
-import gzip
 import io
-import json
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -18,12 +15,7 @@ import pytest
 
 from cld_schemas.spec import Release, load_spec
 from cld_validation.columnar import validate_stream_columnar
-from tests.golden.build import CORPUS, DATA, PREVIEW_TENANT, read_gz_text
-
-
-def _golden(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(gzip.decompress(path.read_bytes()))
-    return data
+from tests.golden.build import CORPUS, DATA, PREVIEW_TENANT, assert_reproduces, load_golden, read_gz_text
 
 
 def columnar_result(name: str, release: Release, *, batch_size: int = 1000) -> dict[str, Any]:
@@ -51,21 +43,10 @@ def columnar_result(name: str, release: Release, *, batch_size: int = 1000) -> d
 
 @pytest.mark.parametrize(("name", "release"), list(CORPUS.items()))
 def test_columnar_engine_reproduces_the_golden_findings(name: str, release: Release) -> None:
-    expected = _golden(DATA / f"{name}.findings.json.gz")
-    got = json.loads(json.dumps(columnar_result(name, release), ensure_ascii=False))
-    assert got["rows"] == expected["rows"]
-    assert got["ragged"] == expected["ragged"]
-    assert got["unchecked"] == expected["unchecked"]
-    first_diff = next(
-        ((i, g, e) for i, (g, e) in enumerate(zip(got["findings"], expected["findings"], strict=False)) if g != e),
-        None,
-    )
-    assert first_diff is None, f"first differing finding #{first_diff[0]}: got {first_diff[1]}, golden {first_diff[2]}"
-    assert len(got["findings"]) == len(expected["findings"])
-    assert got == expected
+    assert_reproduces(columnar_result(name, release), load_golden(DATA / f"{name}.findings.json.gz"))
 
 
 def test_the_golden_corpus_holds_findings_to_compare() -> None:
-    total = sum(len(_golden(DATA / f"{n}.findings.json.gz")["findings"]) for n in CORPUS)
+    total = sum(len(load_golden(DATA / f"{n}.findings.json.gz")["findings"]) for n in CORPUS)
     assert total > 1000
     assert load_spec().rules  # the catalogue the corpus exercises

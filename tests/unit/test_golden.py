@@ -12,11 +12,8 @@ per-record path the validation service uses (``validate_record``) and the file p
 from __future__ import annotations
 
 import csv
-import gzip
 import io
-import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -25,36 +22,28 @@ from hypothesis import strategies as st
 from cld_schemas.spec import Release, load_spec
 from cld_validation.report import validate_stream
 from cld_validation.rules import validate_record
-from tests.golden.build import CORPUS, DATA, PREVIEWED, preview_result, validation_result
+from tests.golden.build import (
+    CORPUS,
+    DATA,
+    PREVIEWED,
+    assert_reproduces,
+    load_golden,
+    preview_result,
+    validation_result,
+)
 from tests.support.builders import a_request_row, a_service_row
 
 SPEC = load_spec()
 
 
-def _golden(path: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(gzip.decompress(path.read_bytes()))
-    return data
-
-
 @pytest.mark.parametrize(("name", "release"), list(CORPUS.items()))
 def test_validation_reproduces_the_golden_findings(name: str, release: Release) -> None:
-    expected = _golden(DATA / f"{name}.findings.json.gz")
-    got = json.loads(json.dumps(validation_result(name, release), ensure_ascii=False))
-    assert got["rows"] == expected["rows"]
-    assert got["ragged"] == expected["ragged"]
-    assert got["unchecked"] == expected["unchecked"]
-    first_diff = next(
-        ((i, g, e) for i, (g, e) in enumerate(zip(got["findings"], expected["findings"], strict=False)) if g != e),
-        None,
-    )
-    assert first_diff is None, f"first differing finding #{first_diff[0]}: got {first_diff[1]}, golden {first_diff[2]}"
-    assert len(got["findings"]) == len(expected["findings"])
-    assert got == expected
+    assert_reproduces(validation_result(name, release), load_golden(DATA / f"{name}.findings.json.gz"))
 
 
 @pytest.mark.parametrize("name", PREVIEWED)
 def test_preview_reproduces_the_golden_pseudonyms_and_risk(name: str, tmp_path: Path) -> None:
-    expected = _golden(DATA / f"{name}.preview.json.gz")
+    expected = load_golden(DATA / f"{name}.preview.json.gz")
     got = preview_result(name, tmp_path)
     assert got["risk"] == expected["risk"]
     got_lines = got["pseudonymised_csv"].splitlines()
@@ -68,7 +57,7 @@ def test_the_corpus_is_wide_enough_to_mean_something() -> None:
     rules: set[str] = set()
     validities: set[str] = set()
     for name in CORPUS:
-        data = _golden(DATA / f"{name}.findings.json.gz")
+        data = load_golden(DATA / f"{name}.findings.json.gz")
         rules.update(f[4] for f in data["findings"])
         validities.update(f[3] for f in data["findings"])
     assert len(rules) >= 40, sorted(rules)

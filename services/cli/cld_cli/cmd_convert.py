@@ -15,8 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,9 +23,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cld_cli.cmd_validate import load_spec_with_overrides
 from cld_schemas.csvfile import CLDFileError, read_header
 from cld_schemas.releasemap import Unmapped, release_mappings
-from cld_schemas.spec import CodeListError, Release, Spec, load_code_list_override, load_spec
+from cld_schemas.spec import CodeListError, Release, Spec
 
 EXIT_OK, EXIT_UNMAPPED, EXIT_UNUSABLE = 0, 1, 2
 
@@ -56,7 +55,7 @@ def convert(
     console = Console()
     source = Release.R1 if to is Release.R2 else Release.R2
     try:
-        spec = _spec(codelists)
+        spec = load_spec_with_overrides(codelists)
         result = convert_file(file, out, spec=spec, source=source, target=to)
     except (CodeListError, CLDFileError, ConvertError) as exc:
         err.print(f"[red]error:[/] {exc}")
@@ -73,13 +72,6 @@ def convert(
 
 class ConvertError(ValueError):
     """The input or output cannot be used; the message carries no value from the file."""
-
-
-def _spec(codelists: Path | None) -> Spec:
-    spec = load_spec()
-    if codelists is None:
-        return spec
-    return spec.with_code_lists(load_code_list_override(codelists, spec=spec))
 
 
 def convert_file(src: Path, dst: Path, *, spec: Spec, source: Release, target: Release) -> dict[str, Any]:
@@ -162,24 +154,14 @@ def _by_field(item: tuple[tuple[str, str, str], int]) -> tuple[str, int]:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a private temporary file in the target folder, then rename (never a half-written file)."""
-    if path.is_dir():
-        raise ConvertError(f"{path} is a folder: give a file name")
-    if path.exists() and not path.is_file():
-        raise ConvertError(f"{path} is not a regular file")
-    folder = path.parent if str(path.parent) else Path()
+    """Through the shared safe writer (``cld_runtime.files``), its errors as this command's."""
+    from cld_runtime.files import FileWriteError, write_bytes
+
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+        write_bytes(path, data)
+    except FileWriteError as exc:
+        raise ConvertError(str(exc)) from None
     except OSError as exc:
-        raise ConvertError(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise ConvertError(f"cannot write {path}: {exc.strerror or type(exc).__name__}") from None
 
 

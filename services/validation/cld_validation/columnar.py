@@ -42,9 +42,7 @@ from cld_schemas.spec import (
     Validity,
     load_spec,
 )
-
-MAX_TEXT_LENGTH: Final = 4096
-"""As ``rules.MAX_TEXT_LENGTH``: the longest value accepted in any field."""
+from cld_validation.rules import CARER_FIELDS, EVENT_GROUPS, MAX_TEXT_LENGTH
 
 DEFAULT_BATCH_ROWS: Final = 50_000
 
@@ -70,16 +68,6 @@ _LA_CODE_RX: Final = r"^[0-9]{3}$"
 _ODS_RX: Final = r"^[A-Z][0-9]{5}$"
 _CQC_RX: Final = r"^1-[0-9]{1,12}$"
 
-_CARER_FIELDS: Final = frozenset(
-    {
-        "total_hrs_caring_per_week",
-        "no_of_adults_being_cared_for",
-        "adult_1_linked_person_id",
-        "adult_2_linked_person_id",
-        "adult_3_linked_person_id",
-    }
-)
-_EVENT_GROUPS: Final = frozenset({"event", "request", "assessment", "service", "review", "cost"})
 _UNDETERMINED: Final = -1
 _VERDICT_CACHE_MAX: Final = 200_000
 
@@ -484,11 +472,11 @@ def _cross_field_rules(fields: tuple[SpecField, ...], names: tuple[str, ...]) ->
         return pl.col(_own(name)).is_null()
 
     for f in fields:
-        if f.name in _CARER_FIELDS:
+        if f.name in CARER_FIELDS:
             cond = (client == "service_user") & pl.col(f.name).is_not_null() & own_ok(f.name)
             out.append((f.name, "XF005", cond, f"{f.header} is a carer field on a service user row."))
     for f in fields:
-        if f.group in _EVENT_GROUPS:
+        if f.group in EVENT_GROUPS:
             cond = (client == "carer_known_by_association") & pl.col(f.name).is_not_null() & own_ok(f.name)
             out.append((f.name, "XF006", cond, f"{f.header} is an event field on a 'Carer known by association' row."))
     if not all(n in names for n in _DATE_FIELDS_USED):

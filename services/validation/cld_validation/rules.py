@@ -282,7 +282,7 @@ def _inputs(when: Any, coded: set[str], out: dict[str, list[Any]]) -> None:
             out["coded"].append(k.removesuffix("_group") if k.removesuffix("_group") in coded else k)
 
 
-_CARER_FIELDS: Final = frozenset(
+CARER_FIELDS: Final = frozenset(  # the carer-only fields (XF005); also the columnar engine's
     {
         "total_hrs_caring_per_week",
         "no_of_adults_being_cared_for",
@@ -291,7 +291,7 @@ _CARER_FIELDS: Final = frozenset(
         "adult_3_linked_person_id",
     }
 )
-_EVENT_GROUPS: Final = frozenset({"event", "request", "assessment", "service", "review", "cost"})
+EVENT_GROUPS: Final = frozenset({"event", "request", "assessment", "service", "review", "cost"})
 
 
 class Validator:
@@ -330,8 +330,8 @@ class Validator:
         self._date_cache: dict[str, date | str] = {}
         # Tuples in spec order (not sets): findings come out in the same order in every process (a set's order
         # follows the string hash seed, which differs per process).
-        self._ckba_event_fields = tuple(f.name for f in self.fields if f.group in _EVENT_GROUPS)
-        self._carer_fields = tuple(f.name for f in self.fields if f.name in _CARER_FIELDS)
+        self._ckba_event_fields = tuple(f.name for f in self.fields if f.group in EVENT_GROUPS)
+        self._carer_fields = tuple(f.name for f in self.fields if f.name in CARER_FIELDS)
         self._index = {n: i for i, n in enumerate(self.names)}
         self._absent = frozenset(self._index[n] for n in absent)
         self._quick: dict[str, tuple[int, int, Any]] = {
