@@ -20,13 +20,14 @@ import pytest
 from cld_schemas.events import Finding, Provenance, RecordPseudonymised, RecordValidated, SubmissionState
 from cld_schemas.spec import FieldStatus, Release, Validity
 from cld_submission.checks import ManifestEntry
+from cld_submission.identity import Kind
 from cld_submission.lifecycle import Submission, advance, approve, new_submission
 from cld_submission.pg import applied_versions, migrate, migrations
 from cld_submission.ports import RecordStore, SubmissionsRepository
 from cld_submission.repository import RowFindings
 from cld_submission.state import Applied, Incoming
 from tests.integration.pg_fixtures import RepositoryEngine
-from tests.support.builders import LA_CODE, Row, a_request_row, a_service_row
+from tests.support.builders import LA_CODE, Row, a_ckba_row, a_request_row, a_service_row
 
 pytestmark = pytest.mark.integration
 
@@ -130,6 +131,31 @@ def test_a_later_version_replaces_the_earlier_and_an_older_offset_is_stale(store
     assert store.get(LA_CODE, rec.record_key) == rec
 
 
+def test_one_batch_is_decided_record_by_record_in_order(store: RecordStore) -> None:
+    """Versions of one record within one batch: each sees the outcome of the one before it (as applied singly)."""
+    v1 = validated(a_service_row(), event_id="v1")
+    batch = [
+        Incoming(v1, TOPIC, 0, 1),
+        Incoming(validated(a_service_row(event_end_date="01/02/2025"), event_id="v2"), TOPIC, 0, 2),
+        Incoming(validated(a_service_row(), event_id="v3", withdrawn=True), TOPIC, 0, 3),
+        Incoming(validated(a_service_row(), event_id="v0"), TOPIC, 0, 0),
+        Incoming(v1, TOPIC, 0, 1),
+        Incoming(validated(a_service_row(event_end_date="02/02/2025"), event_id="v4"), TOPIC, 0, 4),
+        Incoming(validated(a_request_row(), event_id="other"), TOPIC, 0, 5),
+    ]
+    assert store.apply_many(batch) == [
+        Applied.INSERTED,
+        Applied.REPLACED,
+        Applied.WITHDRAWN,
+        Applied.STALE,
+        Applied.DUPLICATE_EVENT,
+        Applied.INSERTED,
+        Applied.INSERTED,
+    ]
+    assert sorted(str(r.record["event_end_date"]) for r in in_scope(store)) == ["02/02/2025", "20/05/2024"]
+    assert store.next_offsets(TOPIC) == {0: 6}
+
+
 def test_a_withdrawn_record_is_removed_and_an_older_copy_cannot_bring_it_back(store: RecordStore) -> None:
     store.apply(validated(a_service_row(), received_at=T0))
     assert store.apply(validated(a_service_row(), withdrawn=True, received_at=T0 + timedelta(hours=2))) is (
@@ -155,6 +181,19 @@ def test_scope_left_out_and_failures_are_read_back_alike(store: RecordStore) -> 
     assert out.event_reference == "OUT"
     assert store.la_codes() == [LA_CODE]
     assert set(store.newest_received()) == {LA_CODE}
+
+
+def test_carers_by_association_follow_their_linked_adult_and_reads_stream_in_key_order(store: RecordStore) -> None:
+    store.apply(validated(a_ckba_row(adult_1_linked_person_id="SYN-PERSON-0001", la_person_unique_identifier="C1")))
+    store.apply(validated(a_ckba_row(adult_1_linked_person_id=None, la_person_unique_identifier="C3")))
+    assert [r.kind for r in in_scope(store)] == [Kind.CARER_BY_ASSOCIATION]  # C3: no linked adult to judge by
+    store.apply(validated(a_service_row(la_person_unique_identifier="SYN-PERSON-0001")))
+    assert sorted(r.kind.value for r in in_scope(store)) == ["carer_by_association", "carer_by_association", "service"]
+    for i in range(20):
+        store.apply(validated(a_request_row(event_reference=f"R{i:03d}")))
+    keys = [r.record_key for r in store.iter_in_scope(LA_CODE, P_START, P_END, batch=7)]
+    assert keys == sorted(keys)
+    assert len(keys) == store.count_in_scope(LA_CODE, P_START, P_END) == 23
 
 
 def test_reset_then_rebuild_gives_the_same_records_keys_and_offsets(repository_engine: RepositoryEngine) -> None:

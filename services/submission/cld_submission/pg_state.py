@@ -135,14 +135,18 @@ class PgStateStore:
         return self.apply_many([Incoming(event, topic, partition, offset)])[0]
 
     def apply_many(self, items: Iterable[Incoming]) -> list[Applied]:
-        """Apply records in order, in ONE transaction that also stores each partition's next offset."""
+        """Apply records in order, in ONE transaction that also stores each partition's next offset.
+
+        Set-based (a round trip per statement, not per record): the batch's events are marked seen in one
+        statement, the versions held of its record keys read in one, and each record decided in order in memory
+        (exactly as applying them one by one would: a later record of the batch sees an earlier one's outcome);
+        then the final version of each key is written."""
         batch = list(items)
         next_offsets: dict[tuple[str, int], int] = {}
         for item in batch:
             if item.topic is not None and item.partition is not None and item.offset is not None:
                 tp = (item.topic, item.partition)
                 next_offsets[tp] = max(next_offsets.get(tp, 0), item.offset + 1)
-        out: list[Applied] = []
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             for topic, partition in sorted(next_offsets):  # one global lock order: offset rows, then LAs
                 cur.execute(
@@ -156,8 +160,7 @@ class PgStateStore:
                 )
             for la in sorted({i.event.la_code for i in batch}):
                 cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", ("cld-records:" + la,))
-            for item in batch:
-                out.append(self._apply_one(cur, item))
+            out = self._apply_batch(cur, batch)
             if next_offsets:
                 cur.executemany(
                     "UPDATE offsets SET next_offset = GREATEST(next_offset, %s) "
@@ -166,82 +169,119 @@ class PgStateStore:
                 )
         return out
 
-    def _apply_one(self, cur: psycopg.Cursor[tuple[Any, ...]], item: Incoming) -> Applied:
-        ev = item.event
+    def _apply_batch(self, cur: psycopg.Cursor[tuple[Any, ...]], batch: list[Incoming]) -> list[Applied]:
+        seen_keys = [(i.event.la_code, i.event.provenance.source, i.event.provenance.event_id) for i in batch]
+        unique_seen = list(dict.fromkeys(seen_keys))
         cur.execute(
-            "INSERT INTO seen_events (la_code, source, event_id) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-            (ev.la_code, ev.provenance.source, ev.provenance.event_id),
+            "INSERT INTO seen_events (la_code, source, event_id) "
+            "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) ON CONFLICT DO NOTHING "
+            "RETURNING la_code, source, event_id",
+            ([k[0] for k in unique_seen], [k[1] for k in unique_seen], [k[2] for k in unique_seen]),
         )
-        if cur.rowcount == 0:
-            return Applied.DUPLICATE_EVENT
-        canonical = canonical_json(ev.record)
-        ident = identify(self._hasher, ev.la_code, ev.record, canonical=canonical)
-        existing = cur.execute(
-            "SELECT kafka_partition, kafka_offset, received_at, withdrawn, kind FROM records "
-            "WHERE la_code = %s AND record_key = %s",
-            (ev.la_code, ident.record_key),
-        ).fetchone()
-        received_at = ev.provenance.received_at.isoformat()
-        if existing is not None and not _is_newer(item, received_at, existing):
-            return Applied.STALE
-        self._upsert(cur, ev, ident, item, received_at, canonical)
-        if ev.withdrawn:
-            return Applied.WITHDRAWN
-        return Applied.INSERTED if existing is None or existing[3] else Applied.REPLACED
+        first_time = {(str(a), str(b), str(c)) for a, b, c in cur.fetchall()}
+        fresh: list[tuple[int, Incoming, str, Identity]] = []
+        out: list[Applied] = [Applied.DUPLICATE_EVENT] * len(batch)
+        for n, (item, seen) in enumerate(zip(batch, seen_keys, strict=True)):
+            if seen in first_time:
+                first_time.discard(seen)  # a repeat later in the same batch is a duplicate
+                canonical = canonical_json(item.event.record)
+                fresh.append(
+                    (
+                        n,
+                        item,
+                        canonical,
+                        identify(self._hasher, item.event.la_code, item.event.record, canonical=canonical),
+                    )
+                )
+        if not fresh:
+            return out
+        keys = list(dict.fromkeys((i.event.la_code, ident.record_key) for _, i, _, ident in fresh))
+        cur.execute(
+            "SELECT r.la_code, r.record_key, r.kafka_partition, r.kafka_offset, r.received_at, r.withdrawn, r.kind "
+            "FROM records r JOIN unnest(%s::text[], %s::text[]) AS k(la_code, record_key) "
+            "ON r.la_code = k.la_code AND r.record_key = k.record_key",
+            ([k[0] for k in keys], [k[1] for k in keys]),
+        )
+        held: dict[tuple[str, str], tuple[Any, ...]] = {(str(r[0]), str(r[1])): tuple(r[2:]) for r in cur.fetchall()}
+        final: dict[tuple[str, str], tuple[Incoming, str, Identity, str]] = {}
+        for n, item, canonical, ident in fresh:
+            key = (item.event.la_code, ident.record_key)
+            existing = held.get(key)
+            received_at = item.event.provenance.received_at.isoformat()
+            if existing is not None and not _is_newer(item, received_at, existing):
+                out[n] = Applied.STALE
+                continue
+            if item.event.withdrawn:
+                out[n] = Applied.WITHDRAWN
+            else:
+                out[n] = Applied.INSERTED if existing is None or existing[3] else Applied.REPLACED
+            held[key] = (item.partition, item.offset, received_at, int(item.event.withdrawn), ident.kind.value)
+            final[key] = (item, canonical, ident, received_at)
+        if final:
+            self._write(cur, list(final.values()))
+        return out
 
     @staticmethod
-    def _upsert(
-        cur: psycopg.Cursor[tuple[Any, ...]],
-        ev: RecordValidated,
-        ident: Identity,
-        item: Incoming,
-        received_at: str,
-        canonical: str,
-    ) -> None:
-        findings = [
-            [f.field, f.rule, f.validity.value, f.status.value, f.message, f.fix or ""]
-            for f in ev.findings
-            if f.validity.failed
-        ]
-        flags = opt_outs_of(ev)
+    def _write(cur: psycopg.Cursor[tuple[Any, ...]], rows: list[tuple[Incoming, str, Identity, str]]) -> None:
+        """Upsert the final version of each record key, and replace its links."""
         cols = (
             "la_code, record_key, kind, event_type, client_type, person_key, start_date, der_end_date, death_date, "
             "event_id, source, kafka_partition, kafka_offset, received_at, withdrawn, opt_out, opt_outs, failed, "
             "content_hash, record_json, findings_json"
         )
         updates = ", ".join(f"{c.strip()} = EXCLUDED.{c.strip()}" for c in cols.split(",")[2:])
-        cur.execute(
+        values = []
+        links: list[tuple[str, str, str]] = []
+        for item, canonical, ident, received_at in rows:
+            ev = item.event
+            findings = [
+                [f.field, f.rule, f.validity.value, f.status.value, f.message, f.fix or ""]
+                for f in ev.findings
+                if f.validity.failed
+            ]
+            flags = opt_outs_of(ev)
+            values.append(
+                (
+                    ev.la_code,
+                    ident.record_key,
+                    ident.kind.value,
+                    ident.event_type,
+                    ident.client_type,
+                    ident.person_key,
+                    _iso(ident.start),
+                    _iso(ident.derived_end),
+                    _iso(ident.death),
+                    ev.provenance.event_id,
+                    ev.provenance.source,
+                    item.partition,
+                    item.offset,
+                    received_at,
+                    int(ev.withdrawn),
+                    int(bool(flags)),
+                    _flags_text(flags),
+                    int(ev.failed),
+                    ident.content_hash,
+                    "{}" if ev.withdrawn else canonical,
+                    json.dumps(findings, separators=(",", ":")),
+                )
+            )
+            if not ev.withdrawn:
+                links.extend((ev.la_code, ident.record_key, k) for k in ident.linked_person_keys)
+        cur.executemany(
             f"INSERT INTO records ({cols}) VALUES ({', '.join(['%s'] * 21)}) "  # noqa: S608 - constant fragments
             f"ON CONFLICT (la_code, record_key) DO UPDATE SET {updates}",
-            (
-                ev.la_code,
-                ident.record_key,
-                ident.kind.value,
-                ident.event_type,
-                ident.client_type,
-                ident.person_key,
-                _iso(ident.start),
-                _iso(ident.derived_end),
-                _iso(ident.death),
-                ev.provenance.event_id,
-                ev.provenance.source,
-                item.partition,
-                item.offset,
-                received_at,
-                int(ev.withdrawn),
-                int(bool(flags)),
-                _flags_text(flags),
-                int(ev.failed),
-                ident.content_hash,
-                "{}" if ev.withdrawn else canonical,
-                json.dumps(findings, separators=(",", ":")),
-            ),
+            values,
         )
-        cur.execute("DELETE FROM links WHERE la_code = %s AND record_key = %s", (ev.la_code, ident.record_key))
-        if not ev.withdrawn and ident.linked_person_keys:
-            cur.executemany(
-                "INSERT INTO links (la_code, record_key, linked_person_key) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                [(ev.la_code, ident.record_key, k) for k in ident.linked_person_keys],
+        cur.execute(
+            "DELETE FROM links l USING unnest(%s::text[], %s::text[]) AS k(la_code, record_key) "
+            "WHERE l.la_code = k.la_code AND l.record_key = k.record_key",
+            ([v[0] for v in values], [v[1] for v in values]),
+        )
+        if links:
+            cur.execute(
+                "INSERT INTO links (la_code, record_key, linked_person_key) "
+                "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) ON CONFLICT DO NOTHING",
+                ([x[0] for x in links], [x[1] for x in links], [x[2] for x in links]),
             )
 
     def apply_pseudonymised(self, events: Iterable[RecordPseudonymised]) -> int:
