@@ -8,9 +8,11 @@ stores or repositories (two connections each), two threads, started together by 
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -25,6 +27,7 @@ from cld_submission.lifecycle import Submission, advance, approve, new_submissio
 from cld_submission.pg import applied_versions, migrate, migrations
 from cld_submission.ports import RecordStore, SubmissionsRepository
 from cld_submission.repository import RowFindings
+from cld_submission.sqlite_migrations import applied_sqlite_versions, migrate_sqlite, sqlite_migrations
 from cld_submission.state import Applied, Incoming
 from tests.integration.pg_fixtures import RepositoryEngine
 from tests.support.builders import LA_CODE, Row, a_ckba_row, a_request_row, a_service_row
@@ -410,3 +413,8 @@ def test_migrations_are_applied_once_when_several_instances_start_together(
         with psycopg.connect(repository_engine.database_url, autocommit=True) as conn:
             assert applied_versions(conn) == [v for v, _, _ in migrations()]
             assert migrate(conn) == []  # run again: nothing to do
+        return
+    for database, file in (("records", "records.sqlite3"), ("submissions", "submissions.sqlite3")):
+        with closing(sqlite3.connect(repository_engine.state_dir / file, isolation_level=None)) as db:
+            assert applied_sqlite_versions(db) == [1, *(v for v, _, _ in sqlite_migrations(database))]
+            assert migrate_sqlite(db, database, baseline=lambda: pytest.fail("the baseline ran twice")) == []

@@ -25,6 +25,7 @@ from cld_schemas.events import SubmissionEvent, SubmissionState
 
 from .checks import ManifestEntry
 from .lifecycle import Submission
+from .sqlite_migrations import migrate_sqlite
 from .storage import ReopeningConnection
 
 DB_NAME: Final = "submissions.sqlite3"
@@ -173,15 +174,12 @@ class Repository:
         return self._db.get()
 
     def _init_schema(self) -> None:
-        self._conn.executescript(_SCHEMA)
+        migrate_sqlite(self._conn, "submissions", lambda: self._conn.executescript(_SCHEMA))  # versioned
+        # Files written before versions were recorded (and put back in such a shape): the in-code upgrades.
         cols = {r[1] for r in self._conn.execute("PRAGMA table_info(manifests)")}
         for col in ("event_id", "opt_outs", "source"):  # added for exports; NULL in manifests written before
             if col not in cols:
                 self._conn.execute(f"ALTER TABLE manifests ADD COLUMN {col} TEXT")
-        sub_cols = {r[1] for r in self._conn.execute("PRAGMA table_info(submissions)")}
-        for col in ("send_claimed_by", "send_claimed_at"):  # the send claim (``claim_send``; issue 12)
-            if col not in sub_cols:
-                self._conn.execute(f"ALTER TABLE submissions ADD COLUMN {col} TEXT")
 
     def close(self) -> None:
         with self._lock:

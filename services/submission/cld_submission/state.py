@@ -56,6 +56,7 @@ from cld_runtime.files import private_dir, tighten
 from cld_schemas.events import RecordPseudonymised, RecordValidated
 
 from .identity import Identity, KeyHasher, Kind, canonical_json, identify
+from .sqlite_migrations import migrate_sqlite
 from .storage import ReopeningConnection, rollback_quietly
 
 DB_NAME: Final = "records.sqlite3"
@@ -268,8 +269,8 @@ class StateStore:
         # Dropped on a storage fault and opened again on next use (``storage.ReopeningConnection``).
         self._db = ReopeningConnection(lambda: _connect(self._path))
         try:
-            self._conn.executescript(_SCHEMA)
-            self._migrate()
+            migrate_sqlite(self._conn, "records", self._baseline)  # versioned (``sqlite_migrations``)
+            self._migrate()  # and a file put back in an earlier version's shape is upgraded again
         except BaseException:
             self._db.release()
             raise
@@ -278,6 +279,10 @@ class StateStore:
     @property
     def _conn(self) -> sqlite3.Connection:
         return self._db.get()
+
+    def _baseline(self) -> None:
+        """Version 1: the schema in code (files written before versions were recorded: ``_migrate``)."""
+        self._conn.executescript(_SCHEMA)
 
     def _migrate(self) -> None:
         """Bring a state database created by an earlier version up to the current schema."""
