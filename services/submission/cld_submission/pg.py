@@ -83,7 +83,10 @@ def applied_versions(conn: psycopg.Connection[tuple[object, ...]]) -> list[int]:
 
 
 def open_pool(url: str, *, min_size: int = 1, max_size: int = 8, name: str = "cld-submission") -> ConnectionPool:
-    """A pool of autocommit connections to ``url``, opened (waits, bounded, for the first connection)."""
+    """A pool of autocommit connections to ``url``, opened (waits, bounded, for the first connection). One direct
+    connection first, so that a server not reachable or a wrong password fails at once with the server's reason
+    (rather than a pool timeout)."""
+    psycopg.connect(url, connect_timeout=10).close()
     pool = ConnectionPool(
         url,
         min_size=min_size,

@@ -79,10 +79,10 @@ from .transport import (
 
 S = SubmissionState
 SERVICE_ACTOR: Final = "cld-submission"
-SEND_CLAIM_LEASE: Final = timedelta(minutes=10)
-"""How long a send claim holds: an instance killed while sending leaves its claim, which another instance (or the
-restarted one) may take over after this (``resume``); the transport's local-id check finds a hand-over that did
-happen, so the file is not sent twice."""
+SEND_CLAIM_LEASE: Final = timedelta(minutes=30)
+"""How long a send claim holds (longer than any hand-over of a file takes): an instance killed while sending leaves
+its claim, which another instance (or the restarted one) may take over after this (``pick_up_approved``); the
+transport's local-id check finds a hand-over that did happen, so the file is not sent twice."""
 _DELIVERING: ContextVar[str | None] = ContextVar("cld_submission_delivering", default=None)
 """The submission a delivery task works on (the transport's retry callback does not know it)."""
 
@@ -702,6 +702,12 @@ class SubmissionWorkflow:
             self.log.exception("delivery task failed", extra={"submission_id": submission_id})
 
     async def _send(self, sub: Submission) -> Submission:
+        claimed = await asyncio.to_thread(
+            self.repo.claim_send, sub.submission_id, instance=self.instance_id, lease=SEND_CLAIM_LEASE
+        )
+        if not claimed:  # another instance is sending it: it records the outcome, every instance reads it
+            self.log.info("submission being sent by another instance", extra={"submission_id": sub.submission_id})
+            return self.get(sub.submission_id)
         path = self.file_path(sub)
         on_disk = await asyncio.to_thread(sha256_of, path)
         if on_disk != sub.file_sha256:
@@ -710,12 +716,6 @@ class SubmissionWorkflow:
                 sub, S.FAILED, audit_action="send_failed", detail="assembled file changed on disk; not sent"
             )
         assert sub.file_name is not None
-        claimed = await asyncio.to_thread(
-            self.repo.claim_send, sub.submission_id, instance=self.instance_id, lease=SEND_CLAIM_LEASE
-        )
-        if not claimed:  # another instance is sending it: it records the outcome, every instance reads it
-            self.log.info("submission being sent by another instance", extra={"submission_id": sub.submission_id})
-            return self.get(sub.submission_id)
         try:
             result = await self.transport.send(
                 path=path, filename=sub.file_name, submission_id=sub.submission_id, local_id=sub.local_id
