@@ -325,6 +325,26 @@ def test_save_if_moves_a_submission_once(repo: SubmissionsRepository) -> None:
     assert [e.state for _, e in repo.pending_events()].count(S.SENT) == 1
 
 
+def test_save_with_expected_states_writes_all_or_nothing(repo: SubmissionsRepository) -> None:
+    """A new version superseding an earlier one that another instance approved meanwhile is not saved."""
+    old = a_submission(repo, "old", approved=False)
+    new, e_new = new_submission(
+        submission_id="new", la_code=LA_CODE, period_start=P_START, period_end=P_END, requested_by="ops", at=T0
+    )
+    retired, e_retired = advance(old, S.SUPERSEDED, at=T0, superseded_by="new")
+    approved, e_approved = approve(old, by="Operator One", at=T0)
+    assert repo.save_if(approved, e_approved, expected=S.CHECKED)  # the other instance's approval
+    before = len(repo.pending_events())
+    assert not repo.save([new, retired], [e_new, e_retired], expected={"old": S.CHECKED})
+    assert repo.get("new") is None
+    stored = repo.get("old")
+    assert stored is not None
+    assert stored.state is S.APPROVED
+    assert len(repo.pending_events()) == before
+    assert repo.save([new], [e_new], expected={"old": S.APPROVED})
+    assert repo.get("new") == new
+
+
 def test_a_submission_is_claimed_for_sending_by_exactly_one_of_two_concurrent_instances(
     repository_engine: RepositoryEngine,
 ) -> None:

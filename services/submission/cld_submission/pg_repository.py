@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -126,13 +126,29 @@ class PgRepository:
     def release(self) -> None:
         self._pool.check()
 
-    def save(self, subs: Sequence[Submission], events: Sequence[SubmissionEvent]) -> None:
-        """Persist submissions and queue their events, atomically."""
+    def save(
+        self,
+        subs: Sequence[Submission],
+        events: Sequence[SubmissionEvent],
+        *,
+        expected: Mapping[str, SubmissionState] | None = None,
+    ) -> bool:
+        """Persist submissions and queue their events, atomically (only if each of ``expected`` is still in its
+        state, the rows locked meanwhile)."""
         with self._pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            if expected:
+                cur.execute(
+                    "SELECT submission_id, state FROM submissions WHERE submission_id = ANY(%s) FOR UPDATE",
+                    (sorted(expected),),
+                )
+                found = {str(i): str(st) for i, st in cur.fetchall()}
+                if any(found.get(i) != st.value for i, st in expected.items()):
+                    return False
             if subs:
                 cur.executemany(_UPSERT, [_row(s) for s in subs])
             if events:
                 cur.executemany("INSERT INTO outbox (body) VALUES (%s)", [(e.model_dump_json(),) for e in events])
+        return True
 
     def save_if(self, sub: Submission, event: SubmissionEvent, *, expected: SubmissionState) -> bool:
         with self._pool.connection() as conn, conn.transaction():

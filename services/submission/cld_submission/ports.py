@@ -9,7 +9,7 @@ repository contract tests (``tests/integration/test_repository_contract.py``) ru
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol
@@ -103,8 +103,15 @@ class SubmissionsRepository(Protocol):
 
     def release(self) -> None: ...
 
-    def save(self, subs: Sequence[Submission], events: Sequence[SubmissionEvent]) -> None:
-        """Persist submissions and queue their events, atomically."""
+    def save(
+        self,
+        subs: Sequence[Submission],
+        events: Sequence[SubmissionEvent],
+        *,
+        expected: Mapping[str, SubmissionState] | None = None,
+    ) -> bool:
+        """Persist submissions and queue their events, atomically; with ``expected`` (submission id -> state) only
+        if each of those is still in its state (else nothing is written and the answer is False)."""
 
     def save_if(self, sub: Submission, event: SubmissionEvent, *, expected: SubmissionState) -> bool:
         """Persist ``sub`` and queue ``event`` only if the stored submission is still in ``expected`` (a

@@ -14,7 +14,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -190,12 +190,24 @@ class Repository:
         with self._lock:
             self._db.release()
 
-    def save(self, subs: Sequence[Submission], events: Sequence[SubmissionEvent]) -> None:
-        """Persist submissions and queue their events, atomically."""
+    def save(
+        self,
+        subs: Sequence[Submission],
+        events: Sequence[SubmissionEvent],
+        *,
+        expected: Mapping[str, SubmissionState] | None = None,
+    ) -> bool:
+        """Persist submissions and queue their events, atomically (only if each of ``expected`` is still in its
+        state: ``ports.SubmissionsRepository.save``)."""
         with self._lock:
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
+                for sid, state in (expected or {}).items():
+                    row = cur.execute("SELECT state FROM submissions WHERE submission_id = ?", (sid,)).fetchone()
+                    if row is None or row[0] != state.value:
+                        cur.execute("ROLLBACK")
+                        return False
                 for s in subs:
                     cur.execute(
                         "INSERT OR REPLACE INTO submissions (submission_id, la_code, period_start, period_end, "
@@ -216,6 +228,7 @@ class Repository:
             except BaseException as exc:  # the real error, never a failed ROLLBACK's (storage.py)
                 self._db.failed(exc, cur)
                 raise
+        return True
 
     def get(self, submission_id: str) -> Submission | None:
         with self._lock:

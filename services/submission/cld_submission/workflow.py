@@ -487,7 +487,12 @@ class SubmissionWorkflow:
                 )
                 changed.append(old_new)
                 events.append(ev)
-            self.repo.save(changed, events)
+            if not self.repo.save(changed, events, expected={o.submission_id: o.state for o in decision.supersede}):
+                await asyncio.to_thread(self._discard, new_id, path)
+                raise TransitionRefusedError(
+                    "an earlier version of this submission changed while this one was assembled (approved on "
+                    "another instance?); request it again"
+                )
             self.audit.append(
                 "requested",
                 submission_id=new_id,
