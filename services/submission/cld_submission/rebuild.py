@@ -197,6 +197,8 @@ class RetainedReader:
         self.ends: dict[int, int] = {}
         self._first_ts: dict[int, datetime] = {}
         self._read: Counter[int] = Counter()
+        self._tps: list[TopicPartition] = []
+        self._consumer: AIOKafkaConsumer | None = None
 
     @property
     def read(self) -> int:
@@ -208,39 +210,54 @@ class RetainedReader:
         """How many records the retained offsets hold (known once :meth:`records` has started)."""
         return sum(self.ends[p] - self.starts[p] for p in self.ends)
 
-    async def records(self) -> AsyncIterator[list[ConsumerRecord[Any, Any]]]:
-        """Batches of records, each partition in offset order."""
+    async def __aenter__(self) -> RetainedReader:
+        """Ask the broker for the partitions and their retained offsets (fails here when Kafka is away, before
+        anything is changed)."""
         self.partitions = await topic_partitions(self._settings, self.topic)
-        tps = [TopicPartition(self.topic, p) for p in sorted(self.partitions)]
-        if not tps:
-            return
-        consumer = AIOKafkaConsumer(enable_auto_commit=False, **self._settings.aiokafka_kwargs())
-        await consumer.start()
+        self._tps = [TopicPartition(self.topic, p) for p in sorted(self.partitions)]
+        if not self._tps:
+            return self
+        self._consumer = AIOKafkaConsumer(enable_auto_commit=False, **self._settings.aiokafka_kwargs())
+        await self._consumer.start()
         try:
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
-            starts = await consumer.beginning_offsets(tps)
-            ends = await consumer.end_offsets(tps)
-            self.starts = {tp.partition: starts[tp] for tp in tps}
-            self.ends = {tp.partition: ends[tp] for tp in tps}
-            remaining = {tp for tp in tps if ends[tp] > starts[tp]}
-            while remaining:
-                got = await consumer.getmany(*remaining, timeout_ms=1000, max_records=self._batch)
-                out: list[ConsumerRecord[Any, Any]] = []
-                for tp, records in got.items():
-                    for r in records:
-                        if r.offset >= ends[tp]:
-                            continue
-                        self._first_ts.setdefault(tp.partition, datetime.fromtimestamp(r.timestamp / 1000, tz=UTC))
-                        self._read[tp.partition] += 1
-                        out.append(r)
-                if out:
-                    yield out
-                for tp in list(remaining):
-                    if await consumer.position(tp) >= ends[tp]:
-                        remaining.discard(tp)
-        finally:
-            await consumer.stop()
+            self._consumer.assign(self._tps)
+            await self._consumer.seek_to_beginning(*self._tps)
+            starts = await self._consumer.beginning_offsets(self._tps)
+            ends = await self._consumer.end_offsets(self._tps)
+        except BaseException:
+            await self.__aexit__()
+            raise
+        self.starts = {tp.partition: starts[tp] for tp in self._tps}
+        self.ends = {tp.partition: ends[tp] for tp in self._tps}
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def records(self) -> AsyncIterator[list[ConsumerRecord[Any, Any]]]:
+        """Batches of records, each partition in offset order (inside ``async with``)."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        ends = {tp: self.ends[tp.partition] for tp in self._tps}
+        remaining = {tp for tp in self._tps if ends[tp] > self.starts[tp.partition]}
+        while remaining:
+            got = await consumer.getmany(*remaining, timeout_ms=1000, max_records=self._batch)
+            out: list[ConsumerRecord[Any, Any]] = []
+            for tp, records in got.items():
+                for r in records:
+                    if r.offset >= ends[tp]:
+                        continue
+                    self._first_ts.setdefault(tp.partition, datetime.fromtimestamp(r.timestamp / 1000, tz=UTC))
+                    self._read[tp.partition] += 1
+                    out.append(r)
+            if out:
+                yield out
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
 
     def coverage(self, committed: Mapping[int, int] | None = None) -> tuple[PartitionCoverage, ...]:
         committed = committed or {}
@@ -275,21 +292,22 @@ async def rebuild_state(
     try:
         # what had been read before: the state's own offsets, else (a lost volume) the consumer group's
         committed = store.next_offsets(topic) or await group_committed(settings, settings.group_id, topic)
-        store.reset()
-        async for records in reader.records():
-            items: list[Incoming] = []
-            for r in records:
-                try:
-                    event = RecordValidated.model_validate_json(r.value or b"")
-                except ValidationError as exc:
-                    unreadable[unreadable_reason(r.value, exc).value] += 1
-                    continue  # the live consumer dead-lettered it already
-                items.append(Incoming(event, r.topic, r.partition, r.offset))
-            if items:
-                store.apply_many(items)
-                applied += len(items)
-            if on_progress is not None:
-                on_progress(reader.read, reader.total)
+        async with reader:  # the broker answered: only now is the state emptied
+            store.reset()
+            async for records in reader.records():
+                items: list[Incoming] = []
+                for r in records:
+                    try:
+                        event = RecordValidated.model_validate_json(r.value or b"")
+                    except ValidationError as exc:
+                        unreadable[unreadable_reason(r.value, exc).value] += 1
+                        continue  # the live consumer dead-lettered it already
+                    items.append(Incoming(event, r.topic, r.partition, r.offset))
+                if items:
+                    store.apply_many(items)
+                    applied += len(items)
+                if on_progress is not None:
+                    on_progress(reader.read, reader.total)
     finally:
         store.close()
     return RebuildReport(

@@ -142,16 +142,17 @@ async def rebuild_history(
     reader = RetainedReader(settings, topic, batch=batch)
     by_partition: dict[int, list[LocatedEvent]] = {}
     unreadable: Counter[str] = Counter()
-    async for records in reader.records():
-        for r in records:
-            try:
-                event = SubmissionEvent.model_validate_json(r.value or b"")
-            except ValidationError as exc:
-                unreadable[unreadable_reason(r.value, exc).value] += 1
-                continue
-            by_partition.setdefault(r.partition, []).append(LocatedEvent(event, r.partition, r.offset))
-        if on_progress is not None:
-            on_progress(reader.read, reader.total)
+    async with reader:
+        async for records in reader.records():
+            for r in records:
+                try:
+                    event = SubmissionEvent.model_validate_json(r.value or b"")
+                except ValidationError as exc:
+                    unreadable[unreadable_reason(r.value, exc).value] += 1
+                    continue
+                by_partition.setdefault(r.partition, []).append(LocatedEvent(event, r.partition, r.offset))
+            if on_progress is not None:
+                on_progress(reader.read, reader.total)
     replayed, verified = restore(
         [by_partition[p] for p in sorted(by_partition)],
         state_dir=settings.state_dir,
