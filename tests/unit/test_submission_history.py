@@ -130,3 +130,12 @@ def test_a_history_report_names_what_could_not_be_recovered() -> None:
     )
     assert not report.complete
     assert any("DQ summaries" in item for item in report.not_in_events)
+
+
+def test_deletions_before_the_period_are_a_note_not_a_gap() -> None:
+    report = RebuildReport(
+        "t", date(2026, 1, 1), 5, 0, (PartitionCoverage(0, 10, 15, datetime(2025, 11, 30, tzinfo=UTC), 5),)
+    )
+    assert report.complete
+    [note] = report.notes
+    assert note.startswith("partition 0: 10 record(s) from before 2026-01-01 were deleted by retention")

@@ -60,6 +60,8 @@ def print_state_report(console: Console, report: RebuildReport) -> None:
             f"  partition {p.partition}: offsets {p.first_offset}..{p.end_offset - 1} retained, "
             f"{p.records_read} read, committed before the rebuild: {committed}"
         )
+    for note in report.notes:
+        console.print(f"NOTE: {note}")
     for problem in report.problems:
         console.print(f"MISSING: {problem}")
     if not report.complete:

@@ -90,6 +90,11 @@ class RebuildReport:
         )
 
     @property
+    def notes(self) -> tuple[str, ...]:
+        """What may be missing but usually is not (:func:`older_deletions`): shown, not an incomplete rebuild."""
+        return older_deletions(self.partitions, self.period_start)
+
+    @property
     def warnings(self) -> tuple[str, ...]:
         return self.problems
 
@@ -128,6 +133,22 @@ def coverage_warnings(partitions: tuple[PartitionCoverage, ...], period_start: d
                 "and what they held is missing from the rebuilt state"
             )
     return tuple(out)
+
+
+def older_deletions(partitions: tuple[PartitionCoverage, ...], period_start: date) -> tuple[str, ...]:
+    """One sentence per partition whose deleted records all predate the period start.
+
+    Usually nothing is lost: an LA's quarterly file is a complete snapshot of its rolling 12 months, so every
+    in-scope record was sent again after them. A record sent only once before the period start and never again
+    (an open service from a source that streams changes only) was among them, and the rebuilt state lacks it.
+    """
+    return tuple(
+        f"partition {p.partition}: {p.records_lost} record(s) from before {period_start.isoformat()} were deleted "
+        "by retention; a record not sent again since (e.g. a service still open) is not in the rebuilt state: "
+        "a full snapshot upload from the source restores it"
+        for p in partitions
+        if p.first_offset > 0 and p.first_timestamp is not None and p.first_timestamp.date() <= period_start
+    )
 
 
 def committed_gaps(partitions: tuple[PartitionCoverage, ...]) -> tuple[str, ...]:
