@@ -116,10 +116,12 @@ async def test_history_and_audit_chain_are_rebuilt_from_the_lifecycle_events(har
     events.insert(3, LocatedEvent(events[2].event, 0, 99))  # the outbox published 'checked' twice (a crash)
 
     rebuilt_dir = tmp_path / "rebuilt"  # the lost volume, replaced by an empty one
-    replayed, verified = restore([events], state_dir=rebuilt_dir, topic=TOPIC)
+    restored = restore([events], state_dir=rebuilt_dir, topic=TOPIC)
+    replayed, verified = restored.replayed, restored.audit
 
     assert replayed.duplicates == 1
     assert replayed.refused == []
+    assert restored.failed_by_rebuild == ()  # nothing was approved and unsent
     repo = Repository(rebuilt_dir)
     try:
         rebuilt = repo.history()
@@ -173,3 +175,36 @@ async def test_a_rebuild_never_writes_over_an_existing_history(harness: Harness,
     (only_audit / AUDIT_NAME).write_bytes(before)
     with pytest.raises(HistoryNotEmptyError, match="already exists"):
         restore([_as_read(harness)], state_dir=only_audit, topic=TOPIC)
+
+
+async def test_an_approved_submission_whose_file_is_lost_is_failed_and_says_so(
+    harness: Harness, tmp_path: Path
+) -> None:
+    _, v2, _ = await _a_year_of_submissions(harness)
+    events = _as_read(harness)
+    upto = next(i for i, x in enumerate(events) if x.event.submission_id == v2 and x.event.state.value == "approved")
+    before_sending = [events[: upto + 1]]  # the volume was lost before 'sent' was published
+
+    kept = tmp_path / "files-restored"
+    (kept / "files").mkdir(parents=True)  # the operator restored the submission files from a backup
+    (kept / "files" / f"{v2}.csv").write_bytes((harness.state_dir / "files" / f"{v2}.csv").read_bytes())
+    assert restore(before_sending, state_dir=kept, topic=TOPIC).failed_by_rebuild == ()
+
+    lost = tmp_path / "files-lost"
+    restored = restore(before_sending, state_dir=lost, topic=TOPIC)
+
+    assert restored.failed_by_rebuild == (v2,)
+    repo = Repository(lost)
+    try:
+        sub = repo.get(v2)
+        assert sub is not None
+        assert sub.state.value == "failed"
+        assert sub.detail is not None
+        assert "file was lost with the state volume" in sub.detail
+        [(_, queued)] = repo.pending_events()  # the service publishes the step when it starts
+        assert (queued.submission_id, queued.state.value, queued.by) == (v2, "failed", "cld-submission-rebuild")
+    finally:
+        repo.close()
+    assert restored.audit.ok
+    last_step = [e for e in read_audit_log(lost / AUDIT_NAME) if e.get("submission_id") == v2][-1]
+    assert (last_step["action"], last_step["by"]) == ("failed", "cld-submission-rebuild")

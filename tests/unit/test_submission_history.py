@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 from cld_schemas.events import SubmissionEvent, SubmissionState
-from cld_submission.history import LocatedEvent, audit_fields, in_order, replay
+from cld_submission.history import REBUILD_ACTOR, LocatedEvent, audit_fields, in_order, replay, unsendable
 from cld_submission.lifecycle import advance, approve, new_submission
 from cld_submission.rebuild import PartitionCoverage, RebuildReport, committed_gaps, missing_partitions
 from cld_submission.rebuild_history import HistoryReport
@@ -139,3 +139,12 @@ def test_deletions_before_the_period_are_a_note_not_a_gap() -> None:
     assert report.complete
     [note] = report.notes
     assert note.startswith("partition 0: 10 record(s) from before 2026-01-01 were deleted by retention")
+
+
+def test_only_an_approved_submission_without_its_file_is_failed_by_the_rebuild() -> None:
+    approved = replay(_at(_lifecycle("s1", "318", T0)[:4])).submissions["s1"]
+    sent = replay(_at(_lifecycle("s2", "318", T0))).submissions["s2"]
+    assert unsendable([approved, sent], file_held=lambda s: True, at=T0) == []
+    [(failed, event)] = unsendable([approved, sent], file_held=lambda s: False, at=T0 + timedelta(days=1))
+    assert (failed.submission_id, failed.state, event.by) == ("s1", S.FAILED, REBUILD_ACTOR)
+    assert failed.approved_by == "Grace Approver"  # the approval stays on record

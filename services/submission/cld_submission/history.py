@@ -19,14 +19,17 @@ previous submission), row findings, the assembled files, and the audit lines tha
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
 from cld_schemas.events import SubmissionEvent, SubmissionState
 
-from .lifecycle import ALLOWED, Submission
+from .lifecycle import ALLOWED, Submission, advance
+
+REBUILD_ACTOR: Final = "cld-submission-rebuild"
+"""Who took a step the rebuild itself takes (:func:`unsendable`)."""
 
 NOT_IN_EVENTS: Final = (
     "DQ summaries (GET /v1/submissions/{id}/summary)",
@@ -174,3 +177,28 @@ def audit_fields(located: LocatedEvent, *, topic: str) -> tuple[str, dict[str, A
         "detail": e.detail,
         "rebuilt_from": f"{topic}/{located.partition}/{located.offset}",
     }
+
+
+def unsendable(
+    submissions: Iterable[Submission], *, file_held: Callable[[Submission], bool], at: datetime
+) -> list[tuple[Submission, SubmissionEvent]]:
+    """Approved submissions whose assembled file is gone (lost with the volume), moved to 'failed'.
+
+    Left 'approved', the service would try to send a file it no longer has on every start, and the
+    approved version would block any new request for its period (``lifecycle.decide_request``). It may have
+    reached MESH before the volume was lost (its 'sent' event not yet published): the detail says so.
+    """
+    out: list[tuple[Submission, SubmissionEvent]] = []
+    for sub in submissions:
+        if sub.state is SubmissionState.APPROVED and not file_held(sub):
+            out.append(
+                advance(
+                    sub,
+                    SubmissionState.FAILED,
+                    at=at,
+                    by=REBUILD_ACTOR,
+                    detail="approved but its assembled file was lost with the state volume, so it cannot be sent "
+                    "(it may have reached MESH just before: check the mailbox); request it again",
+                )
+            )
+    return out

@@ -27,16 +27,26 @@ from cld_runtime.messages import unreadable_reason
 from cld_schemas import topics
 from cld_schemas.events import SubmissionEvent
 
+from .assemble import sha256_of
 from .audit import AuditLog, AuditVerification, verify_audit_log
-from .history import NOT_IN_EVENTS, LocatedEvent, Refused, Replayed, audit_fields, in_order, replay
+from .history import NOT_IN_EVENTS, LocatedEvent, Refused, Replayed, audit_fields, in_order, replay, unsendable
 from .rebuild import PartitionCoverage, Progress, RetainedReader, missing_partitions
 from .repository import Repository
+from .workflow import WorkflowSettings
 
 if TYPE_CHECKING:
     from .service import SubmissionSettings
 
 AUDIT_NAME: Final = "audit.jsonl"
 """The audit log's file name in the state directory (as the service opens it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Restored:
+    replayed: Replayed
+    audit: AuditVerification
+    failed_by_rebuild: tuple[str, ...] = ()
+    """Approved submissions whose file was lost, moved to 'failed' by the rebuild."""
 
 
 class HistoryNotEmptyError(Exception):
@@ -56,6 +66,7 @@ class HistoryReport:
     unreadable_by_reason: Mapping[str, int] = field(default_factory=dict)
     partitions: tuple[PartitionCoverage, ...] = field(default=())
     missing: tuple[str, ...] = field(default=())
+    failed_by_rebuild: tuple[str, ...] = field(default=())
     not_in_events: tuple[str, ...] = NOT_IN_EVENTS
 
     @property
@@ -72,6 +83,11 @@ class HistoryReport:
         out += [
             f"submission {r.submission_id}: event at partition {r.partition} offset {r.offset} not applied: {r.reason}"
             for r in self.refused
+        ]
+        out += [
+            f"submission {sid}: approved but not sent, and its file was lost: moved to 'failed' (published when "
+            "the service starts); request it again"
+            for sid in self.failed_by_rebuild
         ]
         if not self.audit_verified:
             out.append("the rebuilt audit log does not verify")
@@ -104,21 +120,42 @@ def check_empty(state_dir: Path) -> None:
 
 def restore(
     partitions: Sequence[Sequence[LocatedEvent]], *, state_dir: Path, topic: str, unreadable: int = 0
-) -> tuple[Replayed, AuditVerification]:
+) -> Restored:
     """Replay the events (per partition, in offset order) into the empty repository of ``state_dir`` and a new
-    audit log there; returns the replay and the verification of the chain written."""
+    audit log there; approved submissions whose file is not in ``state_dir`` (restored from a backup) are
+    moved to 'failed' (``history.unsendable``)."""
     audit_path = state_dir / AUDIT_NAME
     repo = Repository(state_dir)
     try:
         _check_empty(repo, audit_path)
         replayed = replay(in_order(partitions))
-        repo.save(list(replayed.submissions.values()), [])  # one transaction; no outbox: nothing re-published
+        files_dir = WorkflowSettings(state_dir=state_dir).files_dir
+        failed = unsendable(
+            replayed.submissions.values(),
+            file_held=lambda s: _file_held(files_dir / f"{s.submission_id}.csv", s.file_sha256),  # as file_path
+            at=datetime.now(UTC),
+        )
+        for sub, _ in failed:
+            replayed.submissions[sub.submission_id] = sub
+        # One transaction; no outbox for the replayed steps (nothing re-published). The rebuild's own 'failed'
+        # steps are queued in the outbox: the service publishes them at start, so the topic says so too.
+        repo.save(list(replayed.submissions.values()), [event for _, event in failed])
     finally:
         repo.close()
     audit = AuditLog(audit_path)
     for located in replayed.applied:
         action, fields = audit_fields(located, topic=topic)
         audit.append(action, **fields)
+    for sub, event in failed:
+        audit.append(
+            event.state.value,
+            at=event.at.isoformat(),
+            submission_id=sub.submission_id,
+            la_code=sub.la_code,
+            by=event.by,
+            file_sha256=sub.file_sha256,
+            detail=event.detail,
+        )
     audit.append(
         "history_rebuilt",
         at=datetime.now(UTC).isoformat(),
@@ -130,7 +167,14 @@ def restore(
         refused=len(replayed.refused),
         unreadable=unreadable,
     )
-    return replayed, verify_audit_log(audit_path)
+    return Restored(replayed, verify_audit_log(audit_path), tuple(sub.submission_id for sub, _ in failed))
+
+
+def _file_held(path: Path, sha256: str | None) -> bool:
+    try:
+        return sha256 is not None and sha256_of(path) == sha256
+    except OSError:
+        return False
 
 
 async def rebuild_history(
@@ -153,12 +197,13 @@ async def rebuild_history(
                 by_partition.setdefault(r.partition, []).append(LocatedEvent(event, r.partition, r.offset))
             if on_progress is not None:
                 on_progress(reader.read, reader.total)
-    replayed, verified = restore(
+    restored = restore(
         [by_partition[p] for p in sorted(by_partition)],
         state_dir=settings.state_dir,
         topic=topic,
         unreadable=sum(unreadable.values()),
     )
+    replayed, verified = restored.replayed, restored.audit
     return HistoryReport(
         topic=topic,
         events_read=reader.read,
@@ -171,4 +216,5 @@ async def rebuild_history(
         unreadable_by_reason=dict(sorted(unreadable.items())),
         partitions=reader.coverage(),
         missing=missing_partitions(topic, reader.partitions, {}),
+        failed_by_rebuild=restored.failed_by_rebuild,
     )
