@@ -476,9 +476,9 @@ def rebuild_state_cmd(
     import asyncio
     import sqlite3
 
-    from cld_submission.rebuild import rebuild_state  # local: only this command needs the service package
-    from cld_submission.service import SubmissionSettings
-    from cld_submission.storage import fault_cause, folder_problem
+    from cld_submission.adapters.storage import fault_cause, folder_problem
+    from cld_submission.entrypoints.rebuild import rebuild_state  # local: only this command needs the service package
+    from cld_submission.entrypoints.settings import SubmissionSettings
 
     settings = SubmissionSettings(state_dir=state_dir)
     try:

@@ -25,11 +25,12 @@ from pydantic import ValidationError
 from cld_schemas import topics
 from cld_schemas.events import RecordValidated
 
-from .deadlines import DeadlineRule, next_deadline
-from .state import Incoming, StateStore
+from ..adapters.sqlite_record_store import StateStore
+from ..domain.deadlines import DeadlineRule, next_deadline
+from ..domain.records import Incoming
 
 if TYPE_CHECKING:
-    from .service import SubmissionSettings
+    from .settings import SubmissionSettings
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,11 +52,11 @@ from cld_governance.sharing import (
 )
 from cld_runtime.files import private_dir
 
-from .assemble import LINE_TERMINATOR, neutralise
-from .audit import AuditLog
-from .lifecycle import Submission
-from .repository import ExportRow, Repository
-from .state import StateStore
+from ..adapters.audit_log import AuditLog
+from ..adapters.sqlite_record_store import StateStore
+from ..adapters.sqlite_repository import ExportRow, Repository
+from ..adapters.submission_file import LINE_TERMINATOR, neutralise
+from ..domain.lifecycle import Submission
 
 _FLUSH_ROWS: Final = 2000
 

@@ -24,21 +24,26 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Final, TypeVar
 
-from pydantic import BaseModel, ConfigDict
-
 from cld_governance.loaders import default_policy
 from cld_governance.sharing import Form, SharingPolicy
 from cld_runtime.files import private_dir, tighten
 from cld_schemas.events import RecordPseudonymised, SubmissionEvent, SubmissionState
 
-from .assemble import AssembledFile, sha256_of, write_submission_file
-from .audit import AuditLog
-from .checks import (
-    CheckResult,
+from ..adapters.audit_log import AuditLog
+from ..adapters.metrics import SubmissionMetrics
+from ..adapters.sqlite_record_store import StateStore
+from ..adapters.sqlite_repository import Repository
+from ..adapters.storage import StorageHealth, is_storage_fault
+from ..adapters.submission_file import AssembledFile, sha256_of, write_submission_file
+from ..adapters.transport import (
+    DeliveryState,
+    FileExportTransport,
+    Transport,
+    TransportError,
+)
+from ..domain.checks import (
     DatasetChecker,
     Diff,
-    FindingCount,
-    LeftOut,
     ManifestEntry,
     PartialThresholds,
     Severity,
@@ -49,10 +54,9 @@ from .checks import (
     left_out_check,
     left_out_of,
 )
-from .deadlines import DeadlineRule, covers_next_deadline, seconds_remaining
-from .exports import ExportResult, run_export
-from .identity import Kind
-from .lifecycle import (
+from ..domain.deadlines import DeadlineRule, covers_next_deadline, seconds_remaining
+from ..domain.identity import Kind
+from ..domain.lifecycle import (
     DeliveryProblem,
     Existing,
     Submission,
@@ -63,16 +67,10 @@ from .lifecycle import (
     decide_request,
     new_submission,
 )
-from .metrics import SubmissionMetrics
-from .repository import ManifestWriter, Repository, RowFindings
-from .state import Applied, Incoming, StateStore, StoredRecord
-from .storage import StorageHealth, is_storage_fault
-from .transport import (
-    DeliveryState,
-    FileExportTransport,
-    Transport,
-    TransportError,
-)
+from ..domain.records import Applied, Incoming, RowFindings, StoredRecord
+from ..domain.report_page import render_submission_report
+from ..domain.summary import DQSummary
+from .exports import ExportResult, run_export
 
 S = SubmissionState
 SERVICE_ACTOR: Final = "cld-submission"
@@ -94,34 +92,6 @@ Publish = Callable[[SubmissionEvent], Awaitable[None]]
 
 class SubmissionNotFoundError(LookupError):
     """No submission with that id."""
-
-
-class DQSummary(BaseModel):
-    """What an operator sees before approving: record-level failures, dataset checks, diff. No values."""
-
-    model_config = ConfigDict(frozen=True)
-
-    submission_id: str
-    la_code: str
-    period_start: date
-    period_end: date
-    rows: int
-    file_sha256: str
-    size_bytes: int
-    rows_with_failures: int
-    opt_out_rows: int
-    record_findings: list[FindingCount]
-    dataset_checks: list[CheckResult]
-    errors: int
-    warnings: int
-    profile: SubmissionProfile
-    diff: Diff | None
-    previous_submission_id: str | None
-    left_out: LeftOut | None = None
-    """Held records of the LA not in the file (outside the period by the scope rules), by reason."""
-    row_findings_kept: bool = False
-    """True when each failed row's findings were kept with the submission (its DQ report page lists them);
-    False for submissions assembled before they were kept (the page then shows the counts by field and rule)."""
 
 
 @dataclass(frozen=True)
@@ -328,8 +298,6 @@ class SubmissionWorkflow:
     def report_page(self, submission_id: str) -> bytes:
         """The submission's DQ report as one self-contained HTML page (``report_page.py``). Blocking: run it in a
         worker thread."""
-        from .report_page import render_submission_report  # the page imports this module's DQSummary
-
         sub = self.get(submission_id)
         summary = self.summary(submission_id)
         return render_submission_report(sub, summary, self.repo.iter_row_findings(submission_id))
@@ -508,11 +476,7 @@ class SubmissionWorkflow:
 
     def _build(self, new_id: str, path: Path, la_code: str, start: date, end: date, today: date) -> _Built:
         checker = DatasetChecker(period_start=start, period_end=end, import_date=today)
-        conn = self.repo.manifest_writer()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            manifest = ManifestWriter(conn, new_id)
-
+        with self.repo.manifest(new_id) as manifest:
             row = 0
 
             def on_row(r: StoredRecord) -> None:
@@ -546,14 +510,6 @@ class SubmissionWorkflow:
                 period_end=end,
                 on_row=on_row,
             )
-            manifest.flush()
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(Exception):
-                conn.execute("ROLLBACK")
-            raise
-        finally:
-            conn.close()
         return _Built(file=file, checker=checker)
 
     def _discard(self, new_id: str, path: Path) -> None:
