@@ -4,7 +4,7 @@ One SQLite database (stdlib ``sqlite3``, WAL) under the state directory. A valid
 one transaction together with the Kafka offset it came from, so the store always knows exactly how far it has
 read. The consumer commits its Kafka offsets only after a batch is stored; a crash in between redelivers the
 tail, which is a no-op (each (LA, source, event id) is applied once). Deleting the database and consuming the
-topic from its beginning rebuilds the same state (``rebuild.rebuild_state``).
+topic from its beginning rebuilds the same state (``entrypoints.rebuild.rebuild_state``).
 
 Rules applied here:
 - identity (``identity.identify``): Event Reference, else NHS England's bespoke key (R-FLD-23, R-DUP-4);
@@ -25,7 +25,7 @@ Rules applied here:
 
 Opt-out and objection flags (``Provenance.opt_outs``, set by the source system; ``cld_governance.sharing``) are
 kept with each record. They never exclude a record from the NHS England file (the opt-out does not apply to that
-legally required flow); exports to other recipients leave flagged records out (``exports.py``).
+legally required flow); exports to other recipients leave flagged records out (``service_layer.exports``).
 
 The pseudonymised form of records (``RecordPseudonymised`` from ``cld.records.pseudonymised.v1``, produced by the
 pseudonymisation service, which this service does not import) is kept in a second table keyed by (LA, source, event

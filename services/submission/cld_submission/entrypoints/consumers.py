@@ -103,7 +103,7 @@ def add_consumers(
     )
     async def on_records_validated(message: KafkaMessage) -> None:
         # A record that is readable but cannot be stored (e.g. the state cannot key it) is dead-lettered after
-        # the batch is split (``workflow.store_or_split``); a transient error (database locked, disk I/O)
+        # the batch is split (``service_layer.intake.store_or_split``); a transient error (database locked, disk I/O)
         # raises, so the batch is redelivered.
         async def not_stored(msg: RawMessage, exc: Exception) -> None:
             await dead_letter(msg, DeadLetterReason.PROCESSING_ERROR, f"storing failed ({type(exc).__name__})")
