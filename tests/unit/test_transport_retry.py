@@ -30,7 +30,8 @@ from cld_submission.adapters.transport import (
     classify_mesh_error,
     retry_async,
 )
-from cld_submission.adapters.transport.mesh import _FileSlice, _pick, mesh_state
+from cld_submission.adapters.transport.mesh import _FileSlice
+from cld_submission.adapters.transport.mesh_protocol import _pick, mesh_state
 
 # -- retry helper -----------------------------------------------------------------------------------------
 
