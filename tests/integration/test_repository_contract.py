@@ -21,14 +21,13 @@ import pytest
 
 from cld_schemas.events import Finding, Provenance, RecordPseudonymised, RecordValidated, SubmissionState
 from cld_schemas.spec import FieldStatus, Release, Validity
-from cld_submission.checks import ManifestEntry
-from cld_submission.identity import Kind
-from cld_submission.lifecycle import Submission, advance, approve, new_submission
-from cld_submission.pg import applied_versions, migrate, migrations
-from cld_submission.ports import RecordStore, SubmissionsRepository
-from cld_submission.repository import RowFindings
-from cld_submission.sqlite_migrations import applied_sqlite_versions, migrate_sqlite, sqlite_migrations
-from cld_submission.state import Applied, Incoming
+from cld_submission.adapters.pg import applied_versions, migrate, migrations
+from cld_submission.adapters.ports import RecordStore, SubmissionsRepository
+from cld_submission.adapters.sqlite_migrations import applied_sqlite_versions, migrate_sqlite, sqlite_migrations
+from cld_submission.domain.checks import ManifestEntry
+from cld_submission.domain.identity import Kind
+from cld_submission.domain.lifecycle import Submission, advance, approve, new_submission
+from cld_submission.domain.records import Applied, Incoming, RowFindings
 from tests.integration.pg_fixtures import RepositoryEngine
 from tests.support.builders import LA_CODE, Row, a_ckba_row, a_request_row, a_service_row
 
@@ -282,7 +281,7 @@ def test_submissions_summaries_manifests_and_the_outbox(repo: SubmissionsReposit
     repo.put_summary("s-1", '{"a":1}')
     repo.put_summary("s-1", '{"a":2}')
     assert repo.get_summary("s-1") == '{"a":2}'
-    with repo.manifest_session("s-1") as m:
+    with repo.manifest("s-1") as m:
         for k in ("k2", "k1", "K3"):
             m.add(ManifestEntry(k, "h" + k, k == "k1"), event_id="e" + k, opt_outs="", source="case-system")
         m.add_row_findings(RowFindings(2, "REF", [("f", "CLD002", "invalid", "mandatory", "msg", "fix")]))
@@ -301,11 +300,11 @@ def test_submissions_summaries_manifests_and_the_outbox(repo: SubmissionsReposit
     assert [e.state for _, e in repo.pending_events()] == [S.CHECKED]
 
 
-def test_a_manifest_session_that_fails_leaves_nothing(repo: SubmissionsRepository) -> None:
+def test_a_manifest_that_fails_leaves_nothing(repo: SubmissionsRepository) -> None:
     a_submission(repo, "s-1", approved=False)
 
     def fail_midway() -> None:
-        with repo.manifest_session("s-1") as m:
+        with repo.manifest("s-1") as m:
             m.add(ManifestEntry("k1", "h", False))
             m.flush()
             raise RuntimeError("the file could not be written")

@@ -23,9 +23,10 @@ import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 
 from cld_schemas import topics
-from cld_submission.service import SubmissionSettings, create_app
-from cld_submission.transport import FileExportTransport
-from cld_submission.transport.base import SendResult
+from cld_submission.adapters.transport import FileExportTransport
+from cld_submission.adapters.transport.base import SendResult
+from cld_submission.entrypoints.app import create_app
+from cld_submission.entrypoints.settings import SubmissionSettings
 from tests.component import test_submission_service as component
 from tests.component.test_submission_service import (
     ADA,

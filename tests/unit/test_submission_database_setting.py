@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from cld_runtime.settings import StartupError
-from cld_submission.engines import open_record_store, open_repository
-from cld_submission.pg import is_postgres_url, redacted
-from cld_submission.repository import Repository
-from cld_submission.service import SubmissionSettings, _open_storage
-from cld_submission.state import StateStore
+from cld_submission.adapters.pg import is_postgres_url, redacted
+from cld_submission.adapters.sqlite_record_store import StateStore
+from cld_submission.adapters.sqlite_repository import Repository
+from cld_submission.adapters.stores import open_record_store, open_repository, open_stores
+from cld_submission.entrypoints.settings import SubmissionSettings
 
 
 def _closed_port() -> int:
@@ -51,7 +51,7 @@ def test_a_database_not_reachable_stops_the_start_with_one_line_without_the_pass
     port = _closed_port()
     url = f"postgresql://cld:s3cret-pw@127.0.0.1:{port}/cld"
     with pytest.raises(StartupError) as caught:
-        _open_storage(tmp_path / "state", url)
+        open_stores(tmp_path / "state", url)
     message = str(caught.value)
     assert f"127.0.0.1:{port}/cld" in message
     assert "s3cret-pw" not in message

@@ -8,14 +8,13 @@ publishes the event on restart instead of losing it.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager, suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final, NamedTuple
@@ -23,8 +22,9 @@ from typing import Final, NamedTuple
 from cld_runtime.files import private_dir, tighten
 from cld_schemas.events import SubmissionEvent, SubmissionState
 
-from .checks import ManifestEntry
-from .lifecycle import Submission
+from ..domain.checks import ManifestEntry
+from ..domain.lifecycle import Submission
+from ..domain.records import RowFindings
 from .sqlite_migrations import migrate_sqlite
 from .storage import ReopeningConnection
 
@@ -90,14 +90,6 @@ class ExportRow(NamedTuple):
     event_id: str | None
     opt_outs: str | None
     source: str | None
-
-
-class RowFindings(NamedTuple):
-    """The failures of one row of a submission file: (field, rule, validity, status, message, fix) each."""
-
-    row: int
-    event_reference: str | None
-    findings: list[tuple[str, str, str, str, str, str]]
 
 
 class ManifestWriter:
@@ -287,11 +279,24 @@ class Repository:
             w.flush()
             conn.execute("COMMIT")
 
-    def manifest_writer(self) -> sqlite3.Connection:
-        """A dedicated connection for streaming a manifest (caller begins/commits and closes it)."""
+    @contextmanager
+    def manifest(self, submission_id: str) -> Iterator[ManifestWriter]:
+        """The unit of work of one submission's manifest: a dedicated connection and one write transaction,
+        committed (after a last flush) when the block ends and rolled back when it raises."""
         conn = _connect(self._path)
-        conn.execute("PRAGMA synchronous=NORMAL")
-        return conn
+        try:
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("BEGIN IMMEDIATE")
+            writer = ManifestWriter(conn, submission_id)
+            yield writer
+            writer.flush()
+            conn.execute("COMMIT")
+        except BaseException:
+            with suppress(Exception):
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
 
     def delete_manifest(self, submission_id: str) -> None:
         with self._lock:
@@ -417,7 +422,7 @@ class Repository:
                 raise
         return won
 
-    @contextlib.contextmanager
+    @contextmanager
     def outbox_drainer(self) -> Iterator[bool]:
         """The outbox for one drainer at a time: an exclusive ``flock`` of a file beside the database (released
         by the kernel when its holder dies; each call opens the file anew, so threads exclude each other too)."""
@@ -434,20 +439,3 @@ class Repository:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
-
-    @contextlib.contextmanager
-    def manifest_session(self, submission_id: str) -> Iterator[ManifestWriter]:
-        """A manifest writer on its own connection, in one transaction (committed at the end of the block)."""
-        conn = self.manifest_writer()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            writer = ManifestWriter(conn, submission_id)
-            yield writer
-            writer.flush()
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(Exception):
-                conn.execute("ROLLBACK")
-            raise
-        finally:
-            conn.close()

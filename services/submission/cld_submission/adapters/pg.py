@@ -1,8 +1,8 @@
 """PostgreSQL for the submission service's state when it scales out (issue 12): connections, migrations, faults.
 
 ``CLD_SUBMISSION_DATABASE_URL`` (``postgresql://...``) selects PostgreSQL for both the record state
-(``pg_state.PgStateStore``) and the submissions repository (``pg_repository.PgRepository``); unset, the service
-keeps its embedded SQLite files in the state directory (``engines.open_storage``).
+(``pg_record_store.PgStateStore``) and the submissions repository (``pg_repository.PgRepository``); unset, the service
+keeps its embedded SQLite files in the state directory (``stores.open_stores``).
 
 - ``open_pool``: a psycopg 3 connection pool (autocommit connections; every write opens its own transaction);
 - ``migrate``: the numbered SQL files of ``migrations/postgres/`` applied in order, each recorded in
@@ -27,7 +27,7 @@ from psycopg_pool import ConnectionPool
 
 from cld_runtime.settings import StartupError
 
-MIGRATIONS_PACKAGE: Final = "cld_submission.migrations.postgres"
+MIGRATIONS_PACKAGE: Final = "cld_submission.adapters.migrations.postgres"
 MIGRATION_LOCK: Final = 0x434C445F4D494752  # 'CLD_MIGR': pg_advisory_xact_lock key while migrating
 OUTBOX_LOCK: Final = 0x434C445F4F555442  # 'CLD_OUTB': pg_try_advisory_lock key of the one outbox drainer
 _NAME: Final = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")

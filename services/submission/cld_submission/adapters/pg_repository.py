@@ -24,10 +24,11 @@ from psycopg_pool import ConnectionPool
 
 from cld_schemas.events import SubmissionEvent, SubmissionState
 
-from .checks import ManifestEntry
-from .lifecycle import Submission
+from ..domain.checks import ManifestEntry
+from ..domain.lifecycle import Submission
+from ..domain.records import RowFindings
 from .pg import OUTBOX_LOCK, migrate, open_pool
-from .repository import ExportRow, RowFindings
+from .sqlite_repository import ExportRow
 
 _Conn = psycopg.Connection[tuple[Any, ...]]
 _UPSERT: Final = (
@@ -53,7 +54,7 @@ def _row(s: Submission) -> tuple[str, str, str, str, str, int, str, str]:
 
 
 class PgManifestWriter:
-    """Streams one submission's manifest and row findings in batches inside ``PgRepository.manifest_session``."""
+    """Streams one submission's manifest and row findings in batches inside ``PgRepository.manifest``."""
 
     def __init__(self, conn: _Conn, submission_id: str, batch: int = 5000) -> None:
         self._conn = conn
@@ -207,7 +208,7 @@ class PgRepository:
         return str(row[0]) if row else None
 
     @contextlib.contextmanager
-    def manifest_session(self, submission_id: str) -> Iterator[PgManifestWriter]:
+    def manifest(self, submission_id: str) -> Iterator[PgManifestWriter]:
         with self._pool.connection() as conn, conn.transaction():
             conn.execute("DELETE FROM manifests WHERE submission_id = %s", (submission_id,))
             conn.execute("DELETE FROM row_findings WHERE submission_id = %s", (submission_id,))
@@ -216,7 +217,7 @@ class PgRepository:
             writer.flush()
 
     def write_manifest(self, submission_id: str, entries: Iterable[ManifestEntry]) -> None:
-        with self.manifest_session(submission_id) as w:
+        with self.manifest(submission_id) as w:
             for e in entries:
                 w.add(e)
 

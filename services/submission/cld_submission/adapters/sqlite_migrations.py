@@ -27,7 +27,7 @@ BASELINE: Final = 1
 def sqlite_migrations(database: str) -> list[tuple[int, str, str]]:
     """(version, file name, SQL) of the numbered files for ``database`` ('records', 'submissions'), in order."""
     out: list[tuple[int, str, str]] = []
-    for entry in resources.files(f"cld_submission.migrations.sqlite.{database}").iterdir():
+    for entry in resources.files(f"cld_submission.adapters.migrations.sqlite.{database}").iterdir():
         m = _NAME.match(entry.name)
         if m:
             out.append((int(m.group(1)), entry.name, entry.read_text(encoding="utf-8")))

@@ -1,7 +1,8 @@
-"""The record state in PostgreSQL (issue 12): ``state.StateStore``'s rules and answers, shared by many instances.
+"""The record state in PostgreSQL (issue 12): ``sqlite_record_store.StateStore``'s rules and answers, shared by many
+instances.
 
-Same rules as the SQLite store (``state.py``'s docstring: identity, later version wins, withdrawn, a repeated
-event is a no-op, scope for a period) on the same columns, so both engines answer the same (the repository
+Same rules as the SQLite store (``sqlite_record_store.py``'s docstring: identity, later version wins, withdrawn, a
+repeated event is a no-op, scope for a period) on the same columns, so both engines answer the same (the repository
 contract tests, ``tests/integration/test_repository_contract.py``, run one suite against both).
 
 What several instances sharing the database add:
@@ -33,14 +34,11 @@ from psycopg_pool import ConnectionPool
 
 from cld_schemas.events import RecordPseudonymised, RecordValidated
 
-from .identity import Identity, KeyHasher, Kind, canonical_json, identify
+from ..domain.identity import Identity, KeyHasher, Kind, canonical_json, identify
+from ..domain.records import Applied, HeldOut, Incoming, StoredRecord, opt_outs_of
 from .pg import migrate, open_pool
-from .state import (
+from .sqlite_record_store import (
     _COLUMNS,
-    Applied,
-    HeldOut,
-    Incoming,
-    StoredRecord,
     _flags_text,
     _is_newer,
     _iso,
@@ -48,7 +46,6 @@ from .state import (
     _stored,
     _unambiguous,
     load_or_create_secret,
-    opt_outs_of,
 )
 
 _BATCH: Final = 2000
@@ -58,7 +55,7 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 
 
 def _pg(sql: str) -> str:
-    """The scope SQL of ``state.py`` in PostgreSQL's dialect (named parameters, a plain JOIN)."""
+    """The scope SQL of ``sqlite_record_store.py`` in PostgreSQL's dialect (named parameters, a plain JOIN)."""
     return _PARAM.sub(r"%(\1)s", sql.replace("CROSS JOIN", "JOIN"))
 
 

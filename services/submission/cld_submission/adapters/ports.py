@@ -1,10 +1,11 @@
 """The two storage interfaces of the submission service (issue 12): what the workflow, exports and rebuild need of
 the record state and of the submissions repository, whichever engine holds them.
 
-Two adapters implement each: SQLite (``state.StateStore``, ``repository.Repository``: the embedded default, one
-instance per state volume) and PostgreSQL (``pg_state.PgStateStore``, ``pg_repository.PgRepository``: any number
-of instances sharing one database). ``engines.open_storage`` picks one by ``CLD_SUBMISSION_DATABASE_URL``. The
-repository contract tests (``tests/integration/test_repository_contract.py``) run one suite against both.
+Two adapters implement each: SQLite (``sqlite_record_store.StateStore``, ``sqlite_repository.Repository``: the
+embedded default, one instance per state volume) and PostgreSQL (``pg_record_store.PgStateStore``,
+``pg_repository.PgRepository``: any number of instances sharing one database). ``stores.open_stores`` picks one by
+``CLD_SUBMISSION_DATABASE_URL``. The repository contract tests (``tests/integration/test_repository_contract.py``)
+run one suite against both.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from typing import Any, Protocol
 
 from cld_schemas.events import RecordPseudonymised, RecordValidated, SubmissionEvent, SubmissionState
 
-from .checks import ManifestEntry
-from .identity import KeyHasher
-from .lifecycle import Submission
-from .repository import ExportRow, RowFindings
-from .state import Applied, HeldOut, Incoming, StoredRecord
+from ..domain.checks import ManifestEntry
+from ..domain.identity import KeyHasher
+from ..domain.lifecycle import Submission
+from ..domain.records import Applied, HeldOut, Incoming, RowFindings, StoredRecord
+from .sqlite_repository import ExportRow
 
 
 class RecordStore(Protocol):
@@ -131,7 +132,7 @@ class SubmissionsRepository(Protocol):
 
     def write_manifest(self, submission_id: str, entries: Iterable[ManifestEntry]) -> None: ...
 
-    def manifest_session(self, submission_id: str) -> AbstractContextManager[ManifestSink]:
+    def manifest(self, submission_id: str) -> AbstractContextManager[ManifestSink]:
         """A manifest writer in its own transaction: committed when the block ends, rolled back on an error."""
 
     def delete_manifest(self, submission_id: str) -> None: ...
