@@ -77,7 +77,8 @@ postgres-down: ## Stop that PostgreSQL
 	@bash deploy/postgres/postgres.sh stop
 
 test-postgres: install system-deps ## Repository contract tests on SQLite and PostgreSQL, the submission service on PostgreSQL
-	@$(PYTEST) tests/integration/test_repository_contract.py tests/integration/test_submission_on_postgres.py -q -m integration
+	@$(PYTEST) tests/integration/test_repository_contract.py tests/integration/test_submission_on_postgres.py \
+		tests/integration/test_history_rebuild_on_postgres.py -q -m integration
 
 test-integration: install system-deps ## Integration tier: real Kafka (started here unless KAFKA_BOOTSTRAP_SERVERS is set), MESH sandbox, Prometheus
 	@bash deploy/kafka/kafka.sh fetch
