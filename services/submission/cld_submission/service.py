@@ -24,18 +24,16 @@ import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi_offline import FastAPIOffline
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
-from faststream.middlewares import AckPolicy
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
 from cld_governance.loaders import load_policy
@@ -50,17 +48,15 @@ from cld_governance.tenancy import (
 )
 from cld_runtime import (
     ConsumerLagMonitor,
-    DeadLetterPublisher,
     Settings,
     configure_logging,
-    dead_letter_for,
     make_broker,
     metrics_body,
 )
-from cld_runtime.accounting import ConsumerAccounting, Outcome
+from cld_runtime.consumer import ConsumedBatch, Consumer
 from cld_runtime.files import private_dir, private_umask
 from cld_runtime.http import add_health_routes
-from cld_runtime.messages import RawMessage, raw_messages, tolerant_parser, undecoded, unreadable_reason
+from cld_runtime.messages import RawMessage
 from cld_schemas import topics
 from cld_schemas.events import DeadLetterReason, RecordPseudonymised, RecordValidated, SubmissionEvent
 
@@ -78,7 +74,6 @@ from .transport.retry import OnRetry
 from .workflow import DQSummary, SubmissionNotFoundError, SubmissionWorkflow, WorkflowSettings
 
 SERVICE = "submission"
-_Event = TypeVar("_Event", RecordValidated, RecordPseudonymised)
 
 
 class SubmissionSettings(Settings):
@@ -284,115 +279,50 @@ def create_app(
         policy=policy,
     )
     retry_hooks.append(workflow.on_transport_retry)
-    deadletters = DeadLetterPublisher(
-        broker,
-        topic=settings.topic(topics.DEADLETTER),
-        service=SERVICE,
-        registry=registry,
-        fingerprint_key=settings.deadletter_fingerprint_key(),
+    consumer = Consumer.create(
+        broker, settings, registry=registry, consumed=[topics.VALIDATED, topics.PSEUDONYMISED], log=log
     )
 
-    accounting = ConsumerAccounting(registry, service=SERVICE, topics=[topics.VALIDATED, topics.PSEUDONYMISED])
-
-    async def dead_letter(msg: RawMessage, reason: DeadLetterReason, detail: str) -> None:
-        log.warning(
-            "dead letter",
-            extra={"reason": reason.value, "topic": msg.topic, "partition": msg.partition, "offset": msg.offset},
-        )
-        await deadletters.publish(
-            dead_letter_for(
-                reason=reason,
-                detail=detail,
-                payload=msg.value,
-                topic=msg.topic,
-                partition=msg.partition,
-                offset=msg.offset,
-                key=msg.key,
-                service=SERVICE,
-                at=datetime.now(UTC),
-                fingerprint_key=deadletters.fingerprint_key,
-            )
-        )
-
-    async def decode(msg: RawMessage, model: type[_Event]) -> _Event | None:
-        """The event in ``msg``, or None after dead-lettering it: a message that cannot be read never stalls
-        the partition (the subscribers decode nothing themselves: ``cld_runtime.messages.undecoded``)."""
-        if (problem := msg.header_problem()) is not None:
-            await dead_letter(msg, problem.reason, problem.detail)
-            return None
-        try:
-            return model.model_validate_json(msg.value or b"")
-        except ValidationError as exc:
-            reason = unreadable_reason(msg.value, exc)
-            detail = f"not a {model.__name__} event ({exc.error_count()} error(s))"
-        except Exception as exc:  # an unforeseen input must not stall the partition either
-            log.exception(
-                "reading failed", extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
-            )
-            reason, detail = DeadLetterReason.PROCESSING_ERROR, f"reading failed ({type(exc).__name__})"
-        await dead_letter(msg, reason, detail)
-        return None
-
-    async def read(msg: RawMessage) -> Incoming | None:
-        event = await decode(msg, RecordValidated)
-        return None if event is None else Incoming(event, msg.topic, msg.partition, msg.offset)
-
-    async def read_pseudonymised(msg: RawMessage) -> RecordPseudonymised | None:
-        return await decode(msg, RecordPseudonymised)
-
-    @broker.subscriber(
-        settings.topic(topics.VALIDATED),
-        group_id=settings.group_id,
-        batch=True,
-        max_records=settings.consumer_max_records,
-        batch_timeout_ms=settings.consumer_batch_timeout_ms,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        parser=tolerant_parser,
-        decoder=undecoded,
-        title=f"{topics.VALIDATED}:submission",
-        description="Validated records into the per-LA submission state (latest version per record).",
-    )
-    async def on_records_validated(message: KafkaMessage) -> None:
+    async def on_records_validated(batch: ConsumedBatch) -> None:
         # A record that is readable but cannot be stored (e.g. the state cannot key it) is dead-lettered after
         # the batch is split (``workflow.store_or_split``); a transient error (database locked, disk I/O)
         # raises, so the batch is redelivered.
         async def not_stored(msg: RawMessage, exc: Exception) -> None:
-            await dead_letter(msg, DeadLetterReason.PROCESSING_ERROR, f"storing failed ({type(exc).__name__})")
+            await batch.dead_letter(msg, DeadLetterReason.PROCESSING_ERROR, f"storing failed ({type(exc).__name__})")
 
-        consumed = raw_messages(message)
-        pairs = [(m, i) for m in consumed if (i := await read(m)) is not None]
-        stored = len(pairs)
+        pairs = [
+            (m, Incoming(e, m.topic, m.partition, m.offset))
+            for m in batch.messages
+            if (e := await batch.decode(m, RecordValidated)) is not None
+        ]
         if pairs:
-            stored -= len(await workflow.on_records_or_split(pairs, not_stored))
-        accounting.batch(topics.VALIDATED, {Outcome.STORED: stored, Outcome.DEADLETTERED: len(consumed) - stored})
+            batch.stored(len(pairs) - len(await workflow.on_records_or_split(pairs, not_stored)))
 
-    @broker.subscriber(
-        settings.topic(topics.PSEUDONYMISED),
+    async def on_records_pseudonymised(batch: ConsumedBatch) -> None:
+        async def not_stored(msg: RawMessage, exc: Exception) -> None:  # as in on_records_validated
+            await batch.dead_letter(msg, DeadLetterReason.PROCESSING_ERROR, f"storing failed ({type(exc).__name__})")
+
+        pairs = [(m, e) for m in batch.messages if (e := await batch.decode(m, RecordPseudonymised)) is not None]
+        if pairs:
+            batch.stored(len(pairs) - len(await workflow.on_pseudonymised_or_split(pairs, not_stored)))
+
+    consumer.subscribe(
+        topics.VALIDATED,
+        group_id=settings.group_id,
+        handler=on_records_validated,
+        title=f"{topics.VALIDATED}:submission",
+        description="Validated records into the per-LA submission state (latest version per record).",
+    )
+    consumer.subscribe(
+        topics.PSEUDONYMISED,
         group_id=f"{settings.group_id}-pseudonymised",
-        batch=True,
-        max_records=settings.consumer_max_records,
-        batch_timeout_ms=settings.consumer_batch_timeout_ms,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        parser=tolerant_parser,
-        decoder=undecoded,
+        handler=on_records_pseudonymised,
         title=f"{topics.PSEUDONYMISED}:submission",
         description=(
             "Pseudonymised records (by LA, source, event id and purpose) for exports to recipients other than "
             "NHS England."
         ),
     )
-    async def on_records_pseudonymised(message: KafkaMessage) -> None:
-        async def not_stored(msg: RawMessage, exc: Exception) -> None:  # as in on_records_validated
-            await dead_letter(msg, DeadLetterReason.PROCESSING_ERROR, f"storing failed ({type(exc).__name__})")
-
-        consumed = raw_messages(message)
-        pairs = [(m, i) for m in consumed if (i := await read_pseudonymised(m)) is not None]
-        stored = len(pairs)
-        if pairs:
-            stored -= len(await workflow.on_pseudonymised_or_split(pairs, not_stored))
-        accounting.batch(topics.PSEUDONYMISED, {Outcome.STORED: stored, Outcome.DEADLETTERED: len(consumed) - stored})
 
     lag = ConsumerLagMonitor(
         settings, group=settings.group_id, topics=[settings.topic(topics.VALIDATED)], registry=registry
