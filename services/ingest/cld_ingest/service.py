@@ -35,12 +35,10 @@ from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from cld_governance.sharing import OPT_OUT_HEADER
 from cld_governance.tenancy import Decision, Registry, Source, authorise_source
 from cld_ingest.auth import SourceAuthentication, source_of
 from cld_ingest.envelope import (
     ID_PATTERN,
-    LA_CODE_PATTERN,
     OPT_OUT_PATTERN,
     RELEASE_PATTERN,
     Envelope,
@@ -56,6 +54,7 @@ from cld_ingest.limits import BodySizeLimit, JsonContentType
 from cld_runtime import Settings, configure_logging, ensure_topics, make_broker, metrics_body
 from cld_runtime.http import add_health_routes
 from cld_schemas import topics
+from cld_schemas.contract import HEADER_OPT_OUT, LA_CODE_PATTERN
 from cld_schemas.csvfile import CLDFileError, iter_records
 from cld_schemas.record import MAX_VALUE_LENGTH, CLDRecord
 
@@ -166,7 +165,7 @@ ReleaseHeader = Annotated[
 OptOutHeader = Annotated[
     str | None,
     Header(
-        alias=OPT_OUT_HEADER,
+        alias=HEADER_OPT_OUT,
         pattern=OPT_OUT_PATTERN,
         description=(
             "The person's opt-outs for every record of the request: comma-separated national-data-opt-out, "
@@ -296,7 +295,7 @@ def create_app(settings: IngestSettings, *, tenants: Registry | None = None) -> 
         """A client's idempotency key must carry the same body each time (409 otherwise, nothing published)."""
         if key is None:
             return
-        parts: list[bytes | str | None] = [envelopes[0].headers.get(OPT_OUT_HEADER) if envelopes else None]
+        parts: list[bytes | str | None] = [envelopes[0].headers.get(HEADER_OPT_OUT) if envelopes else None]
         for env in envelopes:
             parts += [env.la_code, env.value]
         claim = idempotency.claim(source=source, endpoint=endpoint, key=key, fingerprint=idempotency.fingerprint(parts))

@@ -22,7 +22,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import Field
 from pydantic_core import to_json
 
-from cld_governance.sharing import OPT_OUT_HEADER
 from cld_governance.tenancy import Registry
 from cld_runtime import (
     ConsumerLagMonitor,
@@ -36,6 +35,7 @@ from cld_runtime.broker import BatchPublisher
 from cld_runtime.consumer import ConsumedBatch, Consumer
 from cld_runtime.messages import RawMessage
 from cld_schemas import topics
+from cld_schemas.contract import HEADER_OPT_OUT
 from cld_schemas.events import DeadLetterReason, RecordValidated
 from cld_schemas.spec import Release
 from cld_validation.intake import Intake, Rejected, read_message
@@ -263,7 +263,7 @@ class RawEventsHandler:
             self.metrics.observe(outcome, channel=channel)
             headers = {topics.HEADER_EVENT_ID: outcome.event_id, topics.HEADER_SOURCE: outcome.source}
             if outcome.opt_outs:  # also in the body; the header serves RecordMeta.from_headers readers
-                headers[OPT_OUT_HEADER] = ",".join(outcome.opt_outs)
+                headers[HEADER_OPT_OUT] = ",".join(outcome.opt_outs)
             await batch.forward(self.validated, outcome.body, key=outcome.la_code.encode(), headers=headers)
 
     def release_for(self, intake: Intake, msg: RawMessage) -> ReleaseChoice:
