@@ -15,9 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
-from typing import Final
+from typing import Annotated, Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 # -- header names ------------------------------------------------------------------------------------------
 
@@ -153,6 +153,10 @@ def opt_out_tokens(flags: Iterable[OptOut]) -> tuple[str, ...]:
 # -- the headers of each topic, as models (for the AsyncAPI document) ----------------------------------------
 
 
+_Text = Annotated[str | None, WithJsonSchema({"type": "string"})]
+"""An optional header: absent, or text (a Kafka header has no null)."""
+
+
 class _Headers(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
@@ -160,41 +164,39 @@ class _Headers(BaseModel):
 class RawRecordHeaders(_Headers):
     """Headers of a message on ``cld.events.raw.v1``. Each ``cld-*`` header at most once (or with one value)."""
 
-    source: str | None = Field(
+    source: _Text = Field(
         default=None,
         alias=HEADER_SOURCE,
         description="The source system's id (tenants registry). Required when tenancy is enforced.",
     )
-    event_id: str | None = Field(
+    event_id: _Text = Field(
         default=None,
         alias=HEADER_EVENT_ID,
         description="Idempotency key: the same id sent twice is one record (default: derived from the content).",
     )
-    received_at: str | None = Field(
+    received_at: _Text = Field(
         default=None, alias=HEADER_RECEIVED_AT, description="ISO 8601 time the record was received (ingest)."
     )
-    action: Action | None = Field(default=None, alias=HEADER_ACTION, description="upsert (default) or withdraw.")
-    release: str | None = Field(
+    action: Annotated[Action | None, WithJsonSchema({"type": "string", "enum": [a.value for a in Action]})] = Field(
+        default=None, alias=HEADER_ACTION, description="upsert (default) or withdraw."
+    )
+    release: _Text = Field(
         default=None, alias=HEADER_RELEASE, description="r1 or r2: the release the record is written to."
     )
-    opt_out: str | None = Field(
+    opt_out: _Text = Field(
         default=None,
         alias=HEADER_OPT_OUT,
         description="Comma-separated opt-out tokens: national-data-opt-out, objection.",
     )
-    channel: str | None = Field(
-        default=None, alias=HEADER_CHANNEL, description="Set by the ingest service: http or csv."
-    )
+    channel: _Text = Field(default=None, alias=HEADER_CHANNEL, description="Set by the ingest service: http or csv.")
 
 
 class RecordHeaders(_Headers):
     """Headers of a message on ``cld.records.validated.v1`` and ``cld.records.pseudonymised.v1``."""
 
     event_id: str = Field(alias=HEADER_EVENT_ID, description="The record's idempotency key (as in its provenance).")
-    source: str | None = Field(
-        default=None, alias=HEADER_SOURCE, description="The source system (validated topic only)."
-    )
-    opt_out: str | None = Field(
+    source: _Text = Field(default=None, alias=HEADER_SOURCE, description="The source system (validated topic only).")
+    opt_out: _Text = Field(
         default=None,
         alias=HEADER_OPT_OUT,
         description="The source's opt-out tokens (validated topic only; also in the body's provenance).",
@@ -222,6 +224,8 @@ class MessageContract:
     headers: type[BaseModel]
     key: str
     """What the message key holds, in words."""
+    key_pattern: str | None = LA_CODE_PATTERN
+    """The key's pattern, when every key has one."""
 
 
 LA_CODE_KEY: Final = "The LA code (3 ASCII digits, e.g. 318): records of one LA stay in order on one partition."

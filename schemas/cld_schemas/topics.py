@@ -45,6 +45,7 @@ MESSAGES: Final[Mapping[str, MessageContract]] = {
         payload="DeadLetter",
         headers=contract.DeadLetterHeaders,
         key="The dead-lettered message's key when it is an LA code, else none.",
+        key_pattern=None,
     ),
 }
 """Each contract topic's message: payload schema, headers and key (the AsyncAPI document is built from it)."""
