@@ -22,7 +22,6 @@ from faststream.asgi.types import Scope
 from faststream.kafka import KafkaBroker
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import AliasChoices, Field, SecretStr
-from pydantic_core import to_json
 
 from cld_governance.tenancy import (
     Operator,
@@ -196,26 +195,25 @@ class ValidatedRecordsHandler:
         self._counted: dict[str, Any] = {}  # label children by LA: prometheus_client's labels() costs µs
 
     def pseudonymise(self, event: RecordValidated, *, now: datetime) -> RecordPseudonymised:
-        """The pseudonymised event as a model (for callers that want one; the handler uses
-        :func:`pseudonymised_body`, which builds the same JSON without validating it again)."""
+        """The pseudonymised event of one validated event."""
         record = self.pseudonymisers.for_tenant(event.la_code).pseudonymise(event.record)
-        return RecordPseudonymised.model_validate_json(self.pseudonymised_body(event, record, now=now))
+        return self.pseudonymised_event(event, record, now=now)
 
-    def pseudonymised_body(self, event: RecordValidated, record: dict[str, str | None], *, now: datetime) -> bytes:
-        """``RecordPseudonymised`` as wire bytes: plain data in the model's field order, serialised by
-        pydantic-core (the same bytes as ``model_dump_json``). Every value already has the model's type (the
-        provenance is the validated event's own model), so validating it again would check nothing."""
+    def pseudonymised_event(
+        self, event: RecordValidated, record: dict[str, str | None], *, now: datetime
+    ) -> RecordPseudonymised:
+        """``RecordPseudonymised`` of a validated event and its pseudonymised record. Every value already has the
+        model's type (the provenance is the validated event's own model), so it is built without validating it
+        again (``RecordPseudonymised.trusted``)."""
         p = self.pseudonymisers.for_tenant(event.la_code)
-        return to_json(
-            {
-                "la_code": event.la_code,
-                "provenance": event.provenance,
-                "key_id": p.key_id,
-                "purpose": p.purpose,
-                "record": record,
-                "withdrawn": event.withdrawn,
-                "pseudonymised_at": now,
-            }
+        return RecordPseudonymised.trusted(
+            la_code=event.la_code,
+            provenance=event.provenance,
+            key_id=p.key_id,
+            purpose=p.purpose,
+            record=record,
+            withdrawn=event.withdrawn,
+            pseudonymised_at=now,
         )
 
     def _count(self, la_code: str) -> None:
@@ -233,7 +231,7 @@ class ValidatedRecordsHandler:
             now = datetime.now(UTC)
             try:
                 record = self.pseudonymisers.for_tenant(event.la_code).pseudonymise(event.record)
-                body = self.pseudonymised_body(event, record, now=now)
+                body = self.pseudonymised_event(event, record, now=now).wire_json()
                 if not event.withdrawn:
                     key = self.risk.add(event.la_code, reporting_period(event.record, today=now.date()), record)
                     if key is not None:
