@@ -9,6 +9,11 @@ Error bodies are JSON and never quote a submitted value (field names and row num
 Tenancy (docs/governance.md): every ``/v1/`` request is authenticated by its API key before its body is read
 (:mod:`cld_ingest.auth`, 401), and every record is authorised for its LA (403) before anything is published.
 The ``cld-source`` header on the raw topic is the authenticated source's id, never a client's claim.
+
+The conversion at this hop (HTTP -> ``cld.events.raw.v1``): a request's JSON record, or each row of an uploaded
+CSV, is read once into a ``CLDRecord`` (the one record model, ``cld_schemas.record``), and its values become
+the raw topic's value (``envelope.record_value``: spec fields by snake_case name, blanks left out) with the
+contract's headers (``cld_schemas.contract``). Nothing else is built per record.
 """
 
 from __future__ import annotations

@@ -5,6 +5,11 @@ this module only wires Kafka, metrics and one read-only HTTP route (``GET /v1/ri
 operator key of the tenants registry, scoped to their LAs as in the submission API). Tenant = the record's
 LA code (pseudonyms differ per LA), purpose from settings. One risk accumulator per (LA, reporting period), where
 only the collection's periods count as periods of their own and everything else is ``other`` (``periods.py``).
+
+The conversion at this hop (``cld.records.validated.v1`` -> ``cld.records.pseudonymised.v1``): each message is
+validated once into ``RecordValidated`` (``cld_runtime.consumer.ConsumedBatch.decode``; dead-lettered if it
+cannot be), its record pseudonymised, and the ``RecordPseudonymised`` model built from the validated event's own
+provenance without validating again (``RecordPseudonymised.trusted``) and serialised once.
 """
 
 from __future__ import annotations

@@ -15,6 +15,11 @@ requester and approver are the authenticated operator. ``CLD_TENANCY_MODE=open``
 synthetic data) keeps the unauthenticated behaviour, logged as a warning at start.
 
 ``create_app(settings)`` builds everything; nothing is created at import time.
+
+The conversion at this hop (``cld.records.validated.v1`` / ``cld.records.pseudonymised.v1`` -> the record
+state): each message is validated once into its event model (``cld_runtime.consumer.ConsumedBatch.decode``;
+dead-lettered if it cannot be) and the events are stored as they are (``state.StateStore``); the file to NHS
+England is assembled later from the state. Lifecycle steps are published as ``SubmissionEvent`` models.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ from cld_runtime.files import private_dir, private_umask
 from cld_runtime.http import add_health_routes
 from cld_runtime.messages import RawMessage
 from cld_schemas import topics
+from cld_schemas.contract import HEADER_SUBMISSION_ID
 from cld_schemas.events import DeadLetterReason, RecordPseudonymised, RecordValidated, SubmissionEvent
 
 from .audit import AuditLog
@@ -261,10 +267,8 @@ def create_app(
     )
 
     async def publish(event: SubmissionEvent) -> None:
-        await submissions_out.publish(
-            event.model_dump(mode="json"),
-            key=event.la_code.encode(),
-            headers={"cld-submission-id": event.submission_id},
+        await submissions_out.publish(  # the model itself: FastStream writes its JSON (one conversion)
+            event, key=event.la_code.encode(), headers={HEADER_SUBMISSION_ID: event.submission_id}
         )
 
     workflow = SubmissionWorkflow(

@@ -5,6 +5,12 @@ Composition root: :func:`create_app`. The handler is a few lines; the work is in
 batch's offsets are committed only after every output has been acknowledged by the broker (at-least-once:
 a crash re-delivers, never loses). A message that cannot be processed goes to the dead-letter topic and
 the partition moves on: a poison message never stalls it.
+
+The conversion at this hop (``cld.events.raw.v1`` -> ``cld.records.validated.v1``): each raw record's bytes are
+decoded once (``intake.read_message``: one JSON parse, the record model only for an unusual value), the rules run
+over that dict, and the ``RecordValidated`` model is built from it without validating again
+(``RecordValidated.trusted``) and serialised once by its own serializer. The consumer plumbing (batches,
+dead letters, confirm-then-commit, accounting) is ``cld_runtime.consumer``.
 """
 
 from __future__ import annotations
