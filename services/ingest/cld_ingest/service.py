@@ -34,7 +34,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
-from faststream.kafka.publisher import DefaultPublisher
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
@@ -57,6 +56,7 @@ from cld_ingest.envelope import (
 from cld_ingest.idempotency import Claim, IdempotencyMemory
 from cld_ingest.limits import BodySizeLimit, JsonContentType
 from cld_runtime import Settings, configure_logging, ensure_topics, make_broker, metrics_body
+from cld_runtime.broker import BatchPublisher
 from cld_runtime.http import add_health_routes
 from cld_schemas import topics
 from cld_schemas.contract import HEADER_OPT_OUT, LA_CODE_PATTERN
@@ -191,9 +191,10 @@ EventIdHeader = Annotated[
 
 
 class RawPublisher:
-    """Publishes envelopes to the raw topic and waits until the broker has acknowledged them all."""
+    """Publishes envelopes to the raw topic and waits until the broker has acknowledged them all (through
+    ``cld_runtime.broker.BatchPublisher``: the one publish path of every service, in memory as in production)."""
 
-    def __init__(self, publisher: DefaultPublisher, *, registry: CollectorRegistry) -> None:
+    def __init__(self, publisher: BatchPublisher, *, registry: CollectorRegistry) -> None:
         self.publisher = publisher
         self.received = Counter(
             "cld_records_received_total",
@@ -203,12 +204,12 @@ class RawPublisher:
         )
 
     async def send(self, env: Envelope) -> asyncio.Future[Any] | None:
-        result = await self.publisher.publish(env.value, key=env.la_code.encode(), headers=env.headers, no_confirm=True)
-        return result if isinstance(result, asyncio.Future) else None
+        return await self.publisher.send(env.value, key=env.la_code.encode(), headers=env.headers)
 
     async def send_all(self, envelopes: Sequence[Envelope], *, channel: str) -> None:
         pending = [f for env in envelopes if (f := await self.send(env)) is not None]
-        await asyncio.gather(*pending)
+        await asyncio.gather(*pending)  # a failed publish raises: the request fails, nothing is counted
+        self.publisher.count_published()
         for env in envelopes:
             self.received.labels(env.la_code, channel).inc()
 
@@ -314,14 +315,18 @@ def create_app(settings: IngestSettings, *, tenants: Registry | None = None) -> 
             )
 
     raw = RawPublisher(
-        broker.publisher(
-            settings.topic(topics.RAW),
-            schema=CLDRecord,
-            title=topics.RAW,
-            description=(
-                "One CLD record per message. Key: the LA code. Value: JSON object of spec fields by snake_case "
-                "name. Headers: cld-source, cld-event-id (idempotency), cld-received-at, cld-action."
+        BatchPublisher(
+            broker,
+            broker.publisher(
+                settings.topic(topics.RAW),
+                schema=CLDRecord,
+                title=topics.RAW,
+                description=(
+                    "One CLD record per message. Key: the LA code. Value: JSON object of spec fields by snake_case "
+                    "name. Headers: cld-source, cld-event-id (idempotency), cld-received-at, cld-action."
+                ),
             ),
+            topic=settings.topic(topics.RAW),
         ),
         registry=registry,
     )
