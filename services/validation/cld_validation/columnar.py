@@ -42,7 +42,7 @@ from cld_schemas.spec import (
     Validity,
     load_spec,
 )
-from cld_validation.rules import CARER_FIELDS, EVENT_GROUPS, MAX_TEXT_LENGTH
+from cld_validation.findings import CARER_FIELDS, EVENT_GROUPS, MAX_TEXT_LENGTH
 
 DEFAULT_BATCH_ROWS: Final = 50_000
 
@@ -54,8 +54,12 @@ FINDINGS_SCHEMA: Final = {
     "validity": pl.String,
     "rule": pl.String,
     "message": pl.String,
+    "case": pl.Int16,
+    "value": pl.String,
 }
-"""The findings frame: ``row`` is the 0-based index of the row in the frame (the file reader adds the offset)."""
+"""The findings frame: ``row`` is the 0-based index of the row in the frame (the file reader adds the offset);
+``case`` the index of the field's deciding status case (-1: Undetermined); ``value`` the cell (null: blank), for
+the fix only (never a message)."""
 
 # Python's re with re.ASCII, as Rust regex: [0-9] for \d; (?i-u) so case-insensitivity stays ASCII.
 _DATE_RX: Final = r"^[0-9]{2}/[0-9]{2}/[0-9]{4}$"
@@ -187,6 +191,10 @@ def _own(name: str) -> str:
 
 def _case(name: str) -> str:
     return f"__case__{name}"
+
+
+def _unchk(name: str) -> str:
+    return f"__unchk__{name}"
 
 
 def _slot_col(order: int) -> str:
@@ -548,6 +556,12 @@ class FrameResult:
     unchecked: dict[str, int]
     """Field name -> number of rows whose non-blank value could not be checked against a complete code list."""
     rows: int
+    frame: pl.DataFrame | None = None
+    """With ``detail``: the prepared frame (one String column per spec field, blank = null, la_code filled)."""
+    detail: pl.DataFrame | None = None
+    """With ``detail``: per row, each field's deciding status case (``__case__<name>``, Int16, -1 Undetermined),
+    whether its value was unchecked (``__unchk__<name>``, for fields that can be), and the Event Start Date as a
+    yyyymmdd integer (``__date__event_start_date``, null when not a real date)."""
 
 
 def _coded_columns(
@@ -580,7 +594,7 @@ def _coded_columns(
         col = pl.col(name)
         columns.append(_lookup(col, failing, codes, pl.Int32).alias(_vcode(name)))
         if unchecked:
-            counts.append(col.is_in(unchecked).sum().alias(f"__unch__{name}"))
+            counts.append(col.is_in(unchecked).alias(_unchk(name)))
         if name in plan.meaning_fields:
             verdicts = [(value, judge.judge(value)) for value in distinct]
             known = [(value, v) for value, v in verdicts if v.key is not None]
@@ -610,28 +624,41 @@ def prepare(frame: pl.DataFrame, plan: Plan, *, la_code: str | None = None) -> p
     return frame.select(exprs)
 
 
-def validate_frame(frame: pl.DataFrame, plan: Plan, *, la_code: str | None = None) -> FrameResult:
+def validate_frame(
+    frame: pl.DataFrame, plan: Plan, *, la_code: str | None = None, detail: bool = False
+) -> FrameResult:
     """Validate every row of ``frame`` (string cells by spec field name, null or empty = blank, values stripped).
 
-    ``la_code`` fills blank LA codes first (as ``cld validate --la``)."""
+    ``la_code`` fills blank LA codes first (as ``cld validate --la``). ``detail``: also return the prepared frame
+    and the per-row status cases and unchecked flags (what the DQ profile counts)."""
     df = prepare(frame, plan, la_code=la_code)
     n = df.height
-    coded, counts, batch_outcomes = _coded_columns(df, plan)
+    coded, flags, batch_outcomes = _coded_columns(df, plan)
+    flags += [e.fill_null(False).alias(_unchk(name)) for name, e in plan.unchecked.items()]
     lf = df.lazy().with_columns(coded)
     for stage in plan.stages:
         lf = lf.with_columns(stage)
     slots = plan.slot_columns
-    counts += [e.cast(pl.UInt32).sum().alias(f"__unch__{name}") for name, e in plan.unchecked.items()]
+    detail_frame: pl.DataFrame | None = None
+    if detail:
+        cases = [_case(name) for name in plan.names]
+        start = [_date("event_start_date")] if "event_start_date" in plan.names else []
+        full = lf.with_columns(flags).select(*slots, *cases, *start, *(e.meta.output_name() for e in flags)).collect()
+        detail_frame = full.drop(slots)
+        hits = full.select(slots).with_row_index("row").filter(pl.any_horizontal(pl.col(slots).is_not_null()))
+        totals = detail_frame.select(pl.col(_unchk(name)).sum() for name in plan.names if _unchk(name) in full.columns)
+    else:
+        wide = lf.with_row_index("row").filter(pl.any_horizontal(pl.col(slots).is_not_null()))
+        hits = wide.select("row", *slots).collect()
+        totals = df.select(e.sum() for e in flags) if flags else pl.DataFrame()  # raw columns only
     unchecked: dict[str, int] = {}
-    wide = lf.with_row_index("row").filter(pl.any_horizontal(pl.col(slots).is_not_null()))
-    hits = wide.select("row", *slots).collect()
-    totals = df.select(counts) if counts else pl.DataFrame()  # unchecked values: read from the raw columns only
-    for name, total in (totals.row(0, named=True) if counts else {}).items():
+    for col_name, total in (totals.row(0, named=True) if totals.width else {}).items():
         if total:
-            unchecked[name.removeprefix("__unch__")] = int(total)
+            unchecked[col_name.removeprefix("__unchk__")] = int(total)
     unchecked = {k: unchecked[k] for k in plan.names if k in unchecked}
     if hits.height == 0:
-        return FrameResult(findings=pl.DataFrame(schema=FINDINGS_SCHEMA), unchecked=unchecked, rows=n)
+        empty = pl.DataFrame(schema=FINDINGS_SCHEMA)
+        return FrameResult(empty, unchecked, n, df if detail else None, detail_frame)
     outcomes = (
         pl.concat([plan.static_outcomes, _outcome_frame(batch_outcomes)]) if batch_outcomes else plan.static_outcomes
     )
@@ -647,17 +674,22 @@ def validate_frame(frame: pl.DataFrame, plan: Plan, *, la_code: str | None = Non
         .join(plan.statuses, on=["slot", "case"], how="left")
         .join(plan.slot_meta, on="slot", how="left")
         .sort(["row", "slot"])
-        .select(
-            pl.col("row").cast(pl.Int64),
-            "field",
-            "header",
-            "status",
-            "validity",
-            "rule",
-            "message",
-        )
+        .select(pl.col("row").cast(pl.Int64), "field", "header", "status", "validity", "rule", "message", "case")
     )
-    return FrameResult(findings=long, unchecked=unchecked, rows=n)
+    return FrameResult(_with_values(long, df), unchecked, n, df if detail else None, detail_frame)
+
+
+def _with_values(long: pl.DataFrame, df: pl.DataFrame) -> pl.DataFrame:
+    """The findings with each failed cell's value (for the fix), gathered per field from the failing rows only."""
+    used = long.get_column("field").unique().to_list()
+    cells = (
+        df.select(used)
+        .with_row_index("row")
+        .join(long.select(pl.col("row").cast(pl.UInt32)).unique(), on="row", how="semi")
+        .unpivot(index="row", on=used, variable_name="field", value_name="value")
+        .with_columns(pl.col("row").cast(pl.Int64))
+    )
+    return long.join(cells, on=["row", "field"], how="left", maintain_order="left")
 
 
 # ---- files ----
