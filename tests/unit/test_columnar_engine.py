@@ -31,7 +31,7 @@ from cld_validation.columnar import (
     validate_frame,
     validate_stream_columnar,
 )
-from cld_validation.report import validate_stream
+from cld_validation.reference import validate_stream
 from cld_validation.rules import validator_for
 from tests.golden.build import DATA, _mutate
 from tests.support import builders

@@ -18,6 +18,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from rich.console import Console
 from rich.table import Table
 
@@ -26,7 +28,6 @@ from cld_submission.checks import SubmissionProfile
 from cld_submission.file_checks import FileChecks, previous_profile
 from cld_validation.identity_checks import IdentityChecker
 from cld_validation.release import ReleaseLabels
-from cld_validation.rules import RowResult
 
 SHOW_CHECKS = 12
 SHOW_WARNINGS = 10
@@ -58,10 +59,16 @@ class AcrossRows:
         self.identity = IdentityChecker(spec)
         self.labels = ReleaseLabels(spec)
 
-    def add(self, row: int, record: dict[str, str | None], result: RowResult) -> None:
-        self.files.add(row, record, ((f.header, f.rule, f.validity.value) for f in result.findings))
-        self.identity.add(row, record)
-        self.labels.add(record)
+    def add_frame(self, offset: int, frame: pl.DataFrame, findings: pl.DataFrame) -> None:
+        """One frame of ``report.validate_stream`` (``on_frame``): rows ``offset + 1`` on, with their findings."""
+        per_row: dict[int, list[tuple[str, str, str]]] = {}
+        for row, header, rule, validity in findings.select("row", "header", "rule", "validity").iter_rows():
+            per_row.setdefault(row, []).append((header, rule, validity))
+        for i, rec in enumerate(frame.iter_rows(named=True)):
+            record = {k: v for k, v in rec.items() if v is not None}
+            self.files.add(offset + i + 1, record, per_row.get(i, ()))
+            self.identity.add(offset + i + 1, record)
+            self.labels.add(record)
 
     def to_json(self, checked: Release) -> dict[str, Any]:
         """``checked``: the release the file was checked against (for the hint)."""

@@ -369,6 +369,9 @@ class Plan:
     """(slot, case) -> status."""
     unchecked: dict[str, pl.Expr]
     coded_slots: dict[str, int] = field(default_factory=dict)
+    by_name: dict[str, SpecField] = field(default_factory=dict)
+    fix_cache: dict[tuple[str, str, str, str | None, int, str | None], str] = field(default_factory=dict)
+    """Fixes already worded (cells fail the same way many times)."""
 
 
 def compile_plan(spec: Spec, release: Release, *, absent: frozenset[str] = frozenset()) -> Plan:
@@ -453,6 +456,7 @@ def compile_plan(spec: Spec, release: Release, *, absent: frozenset[str] = froze
         ),
         unchecked=unchecked,
         coded_slots=coded_slots,
+        by_name={f.name: f for f in fields},
     )
 
 
@@ -624,9 +628,7 @@ def prepare(frame: pl.DataFrame, plan: Plan, *, la_code: str | None = None) -> p
     return frame.select(exprs)
 
 
-def validate_frame(
-    frame: pl.DataFrame, plan: Plan, *, la_code: str | None = None, detail: bool = False
-) -> FrameResult:
+def validate_frame(frame: pl.DataFrame, plan: Plan, *, la_code: str | None = None, detail: bool = False) -> FrameResult:
     """Validate every row of ``frame`` (string cells by spec field name, null or empty = blank, values stripped).
 
     ``la_code`` fills blank LA codes first (as ``cld validate --la``). ``detail``: also return the prepared frame
@@ -807,3 +809,89 @@ def validate_stream_columnar(
     summary.short_rows, summary.long_rows = rows.short_rows, rows.long_rows
     summary.ragged_lines = tuple(rows.ragged_lines)
     return summary
+
+
+# ---- fixes: per failed cell (never per row), cached per (field, rule, value, case, event type) ----
+
+
+def event_label_in(plan: Plan, value: str | None) -> str | None:
+    """The row's Event Type when it is exactly a defined value of the plan's release (so never personal)."""
+    judge = plan.judges.get("event_type")
+    return value if value and judge is not None and value in judge.exact else None
+
+
+def finding_fix(
+    plan: Plan, name: str, rule: str, validity: str, value: str | None, case: int, event: str | None
+) -> str:
+    """How to fix one finding, as the reference's ``Validator`` words it (``fixes``); ``event``: the row's Event
+    Type when a defined value (:func:`event_label_in`)."""
+    key = (name, rule, validity, value, case, event)
+    hit = plan.fix_cache.get(key)
+    if hit is None:
+        hit = _finding_fix(plan, name, rule, validity, value, case, event)
+        if len(plan.fix_cache) > _VERDICT_CACHE_MAX:
+            plan.fix_cache.clear()
+        plan.fix_cache[key] = hit
+    return hit
+
+
+def _finding_fix(
+    plan: Plan, name: str, rule: str, validity: str, value: str | None, case: int, event: str | None
+) -> str:
+    from cld_validation import fixes
+
+    f = plan.by_name[name]
+    if validity == Validity.BLANK_MANDATORY.value:
+        return fixes.blank_mandatory_fix(f, f.status[case], event_type=event)
+    if rule.startswith("XF"):
+        return fixes.cross_field_fix(rule)
+    v = value or ""
+    if rule == "CLD053":
+        return fixes.too_long_fix(f, MAX_TEXT_LENGTH)
+    fmt = f.format
+    if fmt == "code":
+        judge = plan.judges[name]
+        folded = judge.folded.get(_fold(v))
+        other = Release.R1 if plan.release is Release.R2 else Release.R2
+        same: str | None = None
+        m = judge.other_exact.get(v) or judge.other_folded.get(_fold(v))
+        if m is not None:
+            same = next((x for x, (k, _g) in judge.exact.items() if k == m[0]), None)
+        return fixes.code_fix(
+            f,
+            v,
+            rule,
+            release_label=judge.release_label,
+            release_id=plan.release.value,
+            defined=judge.exact,
+            folded_match=folded[2] if folded else None,
+            other_release_label=plan.spec.releases[other].label,
+            same_meaning=same,
+        )
+    if fmt == "date":
+        return fixes.date_fix(f, v, rule)
+    if fmt == "nhs_number":
+        return fixes.nhs_fix(v, rule)
+    if fmt == "postcode":
+        return fixes.postcode_fix(v)
+    if fmt in ("decimal_2dp", "integer"):
+        return fixes.number_fix(f, v, rule)
+    if fmt == "la_code":
+        return fixes.la_code_fix(v)
+    if fmt == "ods_gp_practice_code":
+        return fixes.ods_fix(v)
+    if fmt == "cqc_location_id":
+        return fixes.cqc_fix(v)
+    return fixes.NO_AUTOMATIC_FIX
+
+
+def fixes_of(findings: pl.DataFrame, plan: Plan, events: pl.Series | None) -> list[str]:
+    """The fix of each finding of a frame's findings, in order; ``events``: the frame's event_type column."""
+    ev = events.to_list() if events is not None else None
+    out: list[str] = []
+    for row, name, rule, validity, value, case in findings.select(
+        "row", "field", "rule", "validity", "value", "case"
+    ).iter_rows():
+        event = event_label_in(plan, ev[row]) if ev is not None else None
+        out.append(finding_fix(plan, name, rule, validity, value, case, event))
+    return out
