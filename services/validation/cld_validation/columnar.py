@@ -23,6 +23,7 @@ Messages never contain a value from the row; they may quote the specification's 
 from __future__ import annotations
 
 import io
+import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -370,6 +371,8 @@ class Plan:
     unchecked: dict[str, pl.Expr]
     coded_slots: dict[str, int] = field(default_factory=dict)
     by_name: dict[str, SpecField] = field(default_factory=dict)
+    case_columns: dict[str, str] = field(default_factory=dict)
+    """Field name -> the column holding its deciding status case (shared by fields with the same conditions)."""
     fix_cache: dict[tuple[str, str, str, str | None, int, str | None], str] = field(default_factory=dict)
     """Fixes already worded (cells fail the same way many times)."""
 
@@ -398,9 +401,17 @@ def compile_plan(spec: Spec, release: Release, *, absent: frozenset[str] = froze
     stage_cases: list[pl.Expr] = []
     stage_own: list[pl.Expr] = []
     coded_slots: dict[str, int] = {}
+    case_cols: dict[str, str] = {}
+    shared: dict[str, str] = {}  # fields whose status cases read the same conditions share one case column
+    for f in fields:
+        signature = json.dumps([c.when for c in f.status], sort_keys=True, default=str)
+        first = shared.get(signature)
+        if first is None:
+            first = shared[signature] = _case(f.name)
+            stage_cases.append(_case_index(f.status, coded, used).alias(first))
+        case_cols[f.name] = first
     for order, f in enumerate(fields):
-        case = pl.col(_case(f.name))
-        stage_cases.append(_case_index(f.status, coded, used).alias(_case(f.name)))
+        case = pl.col(case_cols[f.name])
         status_rows += [(order, i, c.status.value) for i, c in enumerate(f.status)]
         status_rows.append((order, _UNDETERMINED, FieldStatus.UNDETERMINED.value))
         if f.format == "code":
@@ -427,12 +438,12 @@ def compile_plan(spec: Spec, release: Release, *, absent: frozenset[str] = froze
     slot_exprs: list[pl.Expr] = []
     meta: list[tuple[int, str, str]] = []
     for order, f in enumerate(fields):
-        packed = pl.col(_own(f.name)).cast(pl.Int64) * _CASE_BITS + (pl.col(_case(f.name)) + 1)
+        packed = pl.col(_own(f.name)).cast(pl.Int64) * _CASE_BITS + (pl.col(case_cols[f.name]) + 1)
         slot_exprs.append(packed.alias(_slot_col(order)))
         meta.append((order, f.name, f.header))
     for order, (name, rule, cond, message) in enumerate(_cross_field_rules(fields, names), start=len(fields)):
         i = names.index(name)
-        packed = pl.when(cond.fill_null(False)).then(_CASE_BITS + pl.col(_case(name)).cast(pl.Int64) + 1)
+        packed = pl.when(cond.fill_null(False)).then(_CASE_BITS + pl.col(case_cols[name]).cast(pl.Int64) + 1)
         slot_exprs.append(packed.otherwise(None).alias(_slot_col(order)))
         meta.append((order, name, fields[i].header))
         outcomes.append((order, 1, rule, message, Validity.INVALID.value))
@@ -457,6 +468,7 @@ def compile_plan(spec: Spec, release: Release, *, absent: frozenset[str] = froze
         unchecked=unchecked,
         coded_slots=coded_slots,
         by_name={f.name: f for f in fields},
+        case_columns=case_cols,
     )
 
 
@@ -643,7 +655,7 @@ def validate_frame(frame: pl.DataFrame, plan: Plan, *, la_code: str | None = Non
     slots = plan.slot_columns
     detail_frame: pl.DataFrame | None = None
     if detail:
-        cases = [_case(name) for name in plan.names]
+        cases = [pl.col(plan.case_columns[name]).alias(_case(name)) for name in plan.names]
         start = [_date("event_start_date")] if "event_start_date" in plan.names else []
         full = lf.with_columns(flags).select(*slots, *cases, *start, *(e.meta.output_name() for e in flags)).collect()
         detail_frame = full.drop(slots)
