@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-
 from rich.console import Console
 from rich.table import Table
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TextIO
 
@@ -43,7 +43,7 @@ from cld_schemas.spec import (
     Validity,
     load_spec,
 )
-from cld_validation.findings import CARER_FIELDS, EVENT_GROUPS, MAX_TEXT_LENGTH
+from cld_validation.findings import CARER_FIELDS, EVENT_GROUPS, MAX_TEXT_LENGTH, FieldFinding
 
 DEFAULT_BATCH_ROWS: Final = 50_000
 
@@ -372,6 +372,8 @@ class Plan:
     coded_slots: dict[str, int] = field(default_factory=dict)
     by_name: dict[str, SpecField] = field(default_factory=dict)
     case_columns: dict[str, str] = field(default_factory=dict)
+    schema: dict[str, type[pl.DataType]] = field(default_factory=dict)
+    """One String column per spec field name: the frame a batch of records is read into."""
     """Field name -> the column holding its deciding status case (shared by fields with the same conditions)."""
     fix_cache: dict[tuple[str, str, str, str | None, int, str | None], str] = field(default_factory=dict)
     """Fixes already worded (cells fail the same way many times)."""
@@ -469,6 +471,7 @@ def compile_plan(spec: Spec, release: Release, *, absent: frozenset[str] = froze
         coded_slots=coded_slots,
         by_name={f.name: f for f in fields},
         case_columns=case_cols,
+        schema=dict.fromkeys(names, pl.String),
     )
 
 
@@ -907,3 +910,39 @@ def fixes_of(findings: pl.DataFrame, plan: Plan, events: pl.Series | None) -> li
         event = event_label_in(plan, ev[row]) if ev is not None else None
         out.append(finding_fix(plan, name, rule, validity, value, case, event))
     return out
+
+
+# ---- records (the validation service): a Kafka batch is one frame per release; one record is a one-row batch ----
+
+
+def validate_records(
+    records: Sequence[Mapping[str, str | None]], releases: Sequence[Release], *, spec: Spec | None = None
+) -> list[tuple[FieldFinding, ...]]:
+    """The findings of each record (fields by snake_case name), in order, each checked against its release: one
+    frame and one :func:`validate_frame` per release present, not a Python pass per record over the rules."""
+    if len(records) != len(releases):
+        raise ValueError("one release per record")
+    spec = spec or load_spec()
+    out: list[tuple[FieldFinding, ...]] = [()] * len(records)
+    by_release: dict[Release, list[int]] = {}
+    for i, rel in enumerate(releases):
+        by_release.setdefault(rel, []).append(i)
+    for rel, positions in by_release.items():
+        plan = plan_for(spec, rel)
+        frame = pl.from_dicts([records[i] for i in positions], schema=plan.schema)
+        result = validate_frame(frame, plan)
+        if result.findings.height == 0:
+            continue
+        fixes = fixes_of(result.findings, plan, frame.get_column("event_type"))
+        per_row: dict[int, list[FieldFinding]] = {}
+        cols = result.findings.select("row", "field", "header", "status", "validity", "rule", "message").iter_rows()
+        for (row, name, header, status, validity, rule, message), fix in zip(cols, fixes, strict=True):
+            fnd = FieldFinding(name, header, _STATUS[status], _VALIDITY[validity], rule, message, fix)
+            per_row.setdefault(row, []).append(fnd)
+        for row, found in per_row.items():
+            out[positions[row]] = tuple(found)
+    return out
+
+
+_STATUS: Final = {s.value: s for s in FieldStatus}
+_VALIDITY: Final = {v.value: v for v in Validity}

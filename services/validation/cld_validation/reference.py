@@ -99,7 +99,7 @@ def validate_stream(
         if result.unchecked:
             summary.unchecked.update(result.unchecked)
         if on_record is not None:
-            on_record(n, rec, result)
+            on_record(n, rec, result.findings)
         if on_row is not None and n % 1000 == 0:
             on_row(n)
     summary.short_rows, summary.long_rows = rows.short_rows, rows.long_rows

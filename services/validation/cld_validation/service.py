@@ -1,7 +1,9 @@
 """The validation service process: raw events -> ``RecordValidated`` (or a dead letter), nothing else.
 
 Composition root: :func:`create_app`. The handler is a few lines; the work is in ``intake.read_message``
-(reading the message) and ``rules.validate_record`` (the DQ rules). Records are consumed in batches and the
+(reading the message) and ``columnar.validate_records`` (the DQ rules: each Kafka batch is validated as one
+polars frame per release, by the spec compiled once; a single record is a one-row batch). Records are consumed in
+batches and the
 batch's offsets are committed only after every output has been acknowledged by the broker (at-least-once:
 a crash re-delivers, never loses). A message that cannot be processed goes to the dead-letter topic and
 the partition moves on: a poison message never stalls it.
@@ -43,9 +45,10 @@ from cld_runtime.messages import RawMessage, raw_messages, tolerant_parser, unde
 from cld_schemas import topics
 from cld_schemas.events import DeadLetterReason, RecordValidated
 from cld_schemas.spec import Release
+from cld_validation.columnar import validate_records
+from cld_validation.findings import FieldFinding
 from cld_validation.intake import Intake, Rejected, read_message
 from cld_validation.release import ReleaseChoice, parse_release, select_release
-from cld_validation.rules import FieldFinding, validate_record
 
 SERVICE = "validation"
 
@@ -164,8 +167,16 @@ def validated_event(intake: Intake, msg: RawMessage, *, release: Release, now: d
     return RecordValidated.model_validate_json(validated_message(intake, msg, release=release, now=now).body)
 
 
-def validated_message(intake: Intake, msg: RawMessage, *, release: Release, now: datetime) -> Validated:
-    """The DQ rules over one readable record. A withdrawal carries no findings: it only names the record.
+def validated_message(
+    intake: Intake,
+    msg: RawMessage,
+    *,
+    release: Release,
+    now: datetime,
+    findings: Sequence[FieldFinding] | None = None,
+) -> Validated:
+    """One readable record's event, with its ``findings`` (the batch's, from ``columnar.validate_records``; None:
+    the record is validated alone, as a one-row batch). A withdrawal carries no findings: it only names the record.
 
     The event is built as plain data in ``RecordValidated``'s field order and serialised by pydantic-core
     (``to_json``: the same bytes as ``model_dump_json``, datetimes included); every value is already of
@@ -173,7 +184,7 @@ def validated_message(intake: Intake, msg: RawMessage, *, release: Release, now:
     """
     found: Sequence[FieldFinding] = ()
     if not intake.withdrawn:
-        found = validate_record(intake.record, release=release).findings
+        found = findings if findings is not None else validate_records([intake.record], [release])[0]
     failed = any(f.validity.failed for f in found)
     event = {
         "la_code": intake.la_code,
@@ -245,10 +256,12 @@ class RawEventsHandler:
     async def handle(self, messages: Sequence[RawMessage]) -> None:
         pending: list[asyncio.Future[Any]] = []
         deadlettered = 0
-        for msg in messages:
+        read: list[tuple[RawMessage, datetime, Intake | Rejected, Release | None, str]] = []
+        for msg in messages:  # read each message (and choose its release) first: the rules run once per batch
             now = datetime.now(UTC)
-            outcome: Validated | Rejected
             channel = "kafka"
+            release: Release | None = None
+            intake: Intake | Rejected
             try:
                 intake = read_message(
                     msg,
@@ -258,16 +271,26 @@ class RawEventsHandler:
                     max_future=self._max_future,
                     max_age=self._max_age,
                 )
-                if isinstance(intake, Rejected):
-                    outcome = intake
-                else:
+                if not isinstance(intake, Rejected):
                     channel = intake.channel
-                    outcome = validated_message(intake, msg, release=self.release_for(intake, msg).release, now=now)
+                    release = self.release_for(intake, msg).release
             except Exception as exc:  # a bug or an unforeseen input must not stall the partition
-                self.log.exception(
-                    "processing failed", extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
-                )
-                outcome = Rejected(DeadLetterReason.PROCESSING_ERROR, f"processing failed ({type(exc).__name__})")
+                intake = self._failed(msg, exc)
+            read.append((msg, now, intake, release, channel))
+        found = self._validate(read)
+        for (msg, now, intake, release, channel), findings in zip(read, found, strict=True):
+            outcome: Validated | Rejected
+            if isinstance(intake, Rejected):
+                outcome = intake
+            elif release is None:  # pragma: no cover - a readable record always has a release
+                outcome = Rejected(DeadLetterReason.PROCESSING_ERROR, "processing failed (no release)")
+            elif isinstance(findings, Rejected):
+                outcome = findings
+            else:
+                try:
+                    outcome = validated_message(intake, msg, release=release, now=now, findings=findings)
+                except Exception as exc:
+                    outcome = self._failed(msg, exc)
             deadlettered += isinstance(outcome, Rejected)
             fut = await self._publish(outcome, msg, now=now, channel=channel)
             if fut is not None:
@@ -279,6 +302,38 @@ class RawEventsHandler:
         self.accounting.batch(
             topics.RAW, {Outcome.FORWARDED: len(messages) - deadlettered, Outcome.DEADLETTERED: deadlettered}
         )
+
+    def _failed(self, msg: RawMessage, exc: Exception) -> Rejected:
+        self.log.exception(
+            "processing failed", extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
+        )
+        return Rejected(DeadLetterReason.PROCESSING_ERROR, f"processing failed ({type(exc).__name__})")
+
+    def _validate(
+        self, read: Sequence[tuple[RawMessage, datetime, Intake | Rejected, Release | None, str]]
+    ) -> list[tuple[FieldFinding, ...] | Rejected]:
+        """The DQ rules over the batch's readable, not withdrawn records: one frame per release. Should the batch
+        fail (a bug), each record is tried alone, so only the record that fails goes to the dead letters."""
+        todo: list[tuple[int, dict[str, str | None], Release]] = []
+        for i, (_msg, _now, intake, release, _channel) in enumerate(read):
+            if isinstance(intake, Intake) and not intake.withdrawn and release is not None:
+                todo.append((i, intake.record, release))
+        out: list[tuple[FieldFinding, ...] | Rejected] = [()] * len(read)
+        if not todo:
+            return out
+        try:
+            found = validate_records([r for _i, r, _rel in todo], [rel for _i, _r, rel in todo])
+        except Exception:
+            self.log.exception("batch validation failed: validating its records one by one")
+            for i, record, rel in todo:
+                try:
+                    out[i] = validate_records([record], [rel])[0]
+                except Exception as exc:
+                    out[i] = self._failed(read[i][0], exc)
+            return out
+        for (i, _r, _rel), findings in zip(todo, found, strict=True):
+            out[i] = findings
+        return out
 
     def release_for(self, intake: Intake, msg: RawMessage) -> ReleaseChoice:
         """The release this record is checked against: upload header, source, setting, else its period."""
