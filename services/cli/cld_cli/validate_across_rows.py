@@ -25,7 +25,7 @@ from rich.table import Table
 from cld_schemas.spec import Release, Spec
 from cld_submission.checks import SubmissionProfile
 from cld_submission.file_checks import FileChecks, previous_profile
-from cld_validation.identity_checks import IdentityChecker
+from cld_validation.identity_checks import FrameIdentityChecker
 from cld_validation.release import ReleaseLabels
 
 SHOW_CHECKS = 12
@@ -55,7 +55,7 @@ def load_previous(path: Path) -> SubmissionProfile:
 class AcrossRows:
     def __init__(self, spec: Spec, *, la_code: str | None, previous: SubmissionProfile | None = None) -> None:
         self.files = FileChecks(import_date=date.today(), la_code=la_code, previous=previous)
-        self.identity = IdentityChecker(spec)
+        self.identity = FrameIdentityChecker(spec)
         self.labels = ReleaseLabels(spec)
 
     def add_frame(self, offset: int, frame: pl.DataFrame, findings: pl.DataFrame) -> None:
@@ -63,11 +63,11 @@ class AcrossRows:
         per_row: dict[int, list[tuple[str, str, str]]] = {}
         for row, header, rule, validity in findings.select("row", "header", "rule", "validity").iter_rows():
             per_row.setdefault(row, []).append((header, rule, validity))
-        for i, rec in enumerate(frame.iter_rows(named=True)):
+        self.identity.add_frame(offset, frame)
+        self.labels.add_frame(frame)
+        for i, rec in enumerate(frame.iter_rows(named=True)):  # the submission's dataset checks read records
             record = {k: v for k, v in rec.items() if v is not None}
             self.files.add(offset + i + 1, record, per_row.get(i, ()))
-            self.identity.add(offset + i + 1, record)
-            self.labels.add(record)
 
     def to_json(self, checked: Release) -> dict[str, Any]:
         """``checked``: the release the file was checked against (for the hint)."""

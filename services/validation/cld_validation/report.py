@@ -107,7 +107,7 @@ FrameHook = Callable[[int, pl.DataFrame, pl.DataFrame], None]
 """Sees every frame: (rows before it, the prepared frame (one String column per spec field, blank = null, la_code
 filled), its findings (``columnar.FINDINGS_SCHEMA``, ``row`` 0-based in the frame)): the checks across rows."""
 _CODE_RULES: Final = ("CLD002", "CLD003", "CLD004")
-DEFAULT_BATCH_ROWS: Final = 20_000
+DEFAULT_BATCH_ROWS: Final = 10_000
 """Rows per frame: memory follows it (the plan's intermediate columns), the fixed cost per frame is ~30 ms."""
 LocatedSink = Callable[[int, int, str | None, FieldFinding], None]
 """(1-based data row, the row as Excel shows it (its physical line; header = 1), the row's Event Reference or None,
