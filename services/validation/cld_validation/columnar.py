@@ -219,14 +219,13 @@ _CASE_BITS: Final = 64
 
 def _date_key(v: pl.Expr) -> pl.Expr:
     """yyyymmdd as an integer for a real calendar date written dd/mm/yyyy (years 1..9999, as Python's date), else
-    null. Ordering these integers orders the dates."""
+    null. Ordering these integers orders the dates. The calendar is chrono's (``str.to_date``) on values already of
+    the exact shape; year 0, which chrono knows and Python's date does not, is refused."""
     shaped = v.str.contains(_DATE_RX)
     d = v.str.slice(0, 2).cast(pl.Int32, strict=False)
     m = v.str.slice(3, 2).cast(pl.Int32, strict=False)
     y = v.str.slice(6, 4).cast(pl.Int32, strict=False)
-    leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
-    dim = pl.when(m == 2).then(pl.when(leap).then(29).otherwise(28)).when(m.is_in([4, 6, 9, 11])).then(30).otherwise(31)
-    real = shaped & (y >= 1) & (m >= 1) & (m <= 12) & (d >= 1) & (d <= dim)
+    real = shaped & (y >= 1) & v.str.to_date("%d/%m/%Y", strict=False).is_not_null()
     return pl.when(real).then(y * 10000 + m * 100 + d).otherwise(None)
 
 
