@@ -1,4 +1,4 @@
-"""The columnar engine against the reference engine (``rules.Validator``, ``report.validate_stream``).
+"""The columnar engine against the reference engine (``rules.Validator``, ``reference.validate_stream``).
 
 A hypothesis differential test on generated and mutated rows (both releases, with and without LA code list
 overrides, with and without an LA code), on frames and on whole files; findings identical whatever the batch size
