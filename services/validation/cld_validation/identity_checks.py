@@ -253,6 +253,41 @@ def _number_verdict(value: str) -> tuple[str | None, int]:
     return number, _OK
 
 
+_PLAIN_RX: Final = r"^[0-9]{10}$"
+_INVALID: Final = -1
+_RUNS: Final = sorted(
+    {str(d) * 10 for d in range(10)}
+    | {"".join(str((d + i) % 10) for i in range(10)) for d in range(10)}
+    | {"".join(str((d - i) % 10) for i in range(10)) for d in range(10)}
+)
+"""Every placeholder of 10 ASCII digits: one digit repeated, or a run up or down (``is_placeholder``)."""
+
+
+def _plain_verdicts(v: pl.Expr) -> pl.Expr:
+    """For a number of exactly 10 ASCII digits, :func:`_number_verdict`'s kind as an expression (-1: the check
+    digit fails); null for any other value (judged in Python). Modulus 11 as ``nhs_number.calculate_checksum``:
+    weights 10..2, 11 -> 0, 10 never valid."""
+    digits = [v.str.slice(i, 1).cast(pl.Int32, strict=False) for i in range(10)]
+    total = sum((digits[i] * (10 - i) for i in range(9)), pl.lit(0, pl.Int32))
+    check = 11 - total % 11
+    check = pl.when(check == 11).then(0).otherwise(check)
+    ok = (check != 10) & (check == digits[9])
+    n = v.cast(pl.Int64, strict=False)
+    inside = pl.any_horizontal([n.is_between(r.start, r.end) for r in REGION_ENGLAND_WALES_IOM.ranges])
+    kind = (
+        pl.when(~ok)
+        .then(pl.lit(_INVALID, pl.Int8))
+        .when(v.is_in(_RUNS))
+        .then(pl.lit(_PLACEHOLDER, pl.Int8))
+        .when(v.str.starts_with(TEST_RANGE_PREFIX))
+        .then(pl.lit(_TEST, pl.Int8))
+        .when(~inside)
+        .then(pl.lit(_OUTSIDE, pl.Int8))
+        .otherwise(pl.lit(_OK, pl.Int8))
+    )
+    return pl.when(v.str.contains(_PLAIN_RX)).then(kind).otherwise(None)
+
+
 @dataclass
 class FrameIdentityChecker(IdentityChecker):
     """:class:`IdentityChecker` fed whole frames (``add_frame``): the same counts, warnings and order, with no
@@ -306,7 +341,9 @@ class FrameIdentityChecker(IdentityChecker):
 
     def _numbers(self, frame: pl.DataFrame, rows: pl.Series, person: pl.Series | None) -> None:
         raw = frame.get_column("nhs_number")
-        distinct = raw.drop_nulls().unique().to_list()
+        plain = frame.select(pl.col("nhs_number").str.contains(_PLAIN_RX).fill_null(False)).to_series()
+        fast = frame.select(_plain_verdicts(pl.col("nhs_number"))).to_series()  # null where not plain
+        distinct = raw.filter(~plain).drop_nulls().unique().to_list()  # the rest: Python, as ``add``
         digits: list[str | None] = []
         kinds: list[int] = []
         for value in distinct:
@@ -318,10 +355,11 @@ class FrameIdentityChecker(IdentityChecker):
                 self._verdicts[value] = hit
             digits.append(hit[0])
             kinds.append(hit[1])
-        if not distinct:
-            return
-        number = raw.replace_strict(distinct, digits, default=None, return_dtype=pl.String)
-        kind = raw.replace_strict(distinct, kinds, default=_OK, return_dtype=pl.Int8)
+        slow_number = raw.replace_strict(distinct, digits, default=None, return_dtype=pl.String)
+        slow_kind = raw.replace_strict(distinct, kinds, default=_OK, return_dtype=pl.Int8)
+        plain_valid = plain & fast.is_not_null() & (fast != _INVALID)
+        number = pl.select(pl.when(plain_valid).then(raw).otherwise(slow_number)).to_series()
+        kind = pl.select(pl.when(plain_valid).then(fast).otherwise(slow_kind)).to_series()
         valid = number.is_not_null()
         self.test_range_numbers += int((valid & (kind == _TEST)).sum())
         flagged = pl.DataFrame({"row": rows, "kind": kind}).filter(valid & kind.is_in([_PLACEHOLDER, _OUTSIDE]))
