@@ -5,16 +5,19 @@ HTML page (bytes), the workbook as cells (sheet by sheet, row by row: an .xlsx f
 time), the terminal summary and the exit code, for a few golden inputs and options. ``tests/unit/
 test_validate_cli_golden.py`` holds today's command to them byte for byte.
 
-Run from the repository root to (re)freeze: ``.venv/bin/python -m tests.golden.cli_reports``. The date of the
+Run from the repository root to (re)freeze: ``.venv/bin/python -m tests.golden.cli_reports`` (it runs the
+reference engine, :func:`reference_engine`, never the columnar one it holds to account). The date of the
 run matters to nothing in these reports (the checks across rows take today's date only for the submission
 deadline, which no report here prints), and everything is synthetic.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +75,40 @@ def load_case(case: str) -> dict[str, Any]:
     return data
 
 
-def main() -> None:  # pragma: no cover - run by hand to (re)freeze
+@contextlib.contextmanager
+def reference_engine() -> Iterator[None]:
+    """``cld validate`` as it ran before the columnar switch: the per-row reference (``reference.validate_stream``)
+    with the checks across rows fed one record at a time (``FileChecks``, ``IdentityChecker``, ``ReleaseLabels``).
+    For re-freezing after a change elsewhere (say, the submission's dataset checks) without freezing the columnar
+    engine's own output."""
+    from cld_validation import reference, report
+    from cld_validation.identity_checks import IdentityChecker
+
+    columnar = report.validate_stream
+
+    def by_row(*args: Any, on_frame: Any = None, **kwargs: Any) -> Any:
+        across = on_frame.__self__
+        across.identity = IdentityChecker(across.identity.spec)
+
+        def hook(n: int, rec: dict[str, str | None], found: Any) -> None:
+            across.files.add(n, rec, [(f.header, f.rule, f.validity.value) for f in found])
+            across.identity.add(n, rec)
+            across.labels.add(rec)
+
+        kwargs.pop("batch_size", None)
+        return reference.validate_stream(*args, on_record=hook, **kwargs)
+
+    report.validate_stream = by_row  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        report.validate_stream = columnar
+
+
+def main() -> None:  # pragma: no cover - run by hand to (re)freeze with the reference engine
     for case in CASES:
-        data = run_case(case)
+        with reference_engine():
+            data = run_case(case)
         text = json.dumps(data, ensure_ascii=False, default=str, sort_keys=True)
         with gzip.GzipFile(DATA / f"{case}.json.gz", "wb", mtime=0) as fh:
             fh.write(text.encode("utf-8"))
