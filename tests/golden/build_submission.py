@@ -88,9 +88,9 @@ def _validated(
     )
 
 
-def _injected(records: list[tuple[dict[str, str | None], Release]], rnd: random.Random) -> Iterator[
-    tuple[dict[str, str | None], Release]
-]:
+def _injected(
+    records: list[tuple[dict[str, str | None], Release]], rnd: random.Random
+) -> Iterator[tuple[dict[str, str | None], Release]]:
     """Copies that the dataset checks must notice: DHSC duplicates under a new reference, a reference reused for
     another event, and one person with another date of birth or gender (in another casing too)."""
     for i, (rec, release) in enumerate(records):
@@ -174,9 +174,8 @@ def submission_result(state: Any, workdir: Path, name: str) -> dict[str, Any]:
                 ]
             )
         open_service = r.kind is Kind.SERVICE and (r.derived_end is None or r.derived_end > PERIOD_END)
-        manifest.append(
-            [r.record_key, r.content_hash, open_service, r.event_id, r.source, ",".join(sorted(x.value for x in r.opt_outs))]
-        )
+        flags = ",".join(sorted(x.value for x in r.opt_outs))
+        manifest.append([r.record_key, r.content_hash, open_service, r.event_id, r.source, flags])
 
     path = workdir / f"{name}.csv"
     file = write_submission_file(
