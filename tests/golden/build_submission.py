@@ -147,43 +147,30 @@ def build_state(state_dir: Path) -> tuple[Any, list[RecordValidated]]:
 
 def submission_result(state: Any, workdir: Path, name: str) -> dict[str, Any]:
     """What the engine in use assembles and checks for the LA and period from ``state`` (a ``StateStore``)."""
-    from cld_submission.assemble import write_submission_file
+    import polars as pl
+
     from cld_submission.checks import DatasetChecker, left_out_check, left_out_of
-    from cld_submission.identity import Kind
-    from cld_submission.state import StoredRecord
+    from cld_submission.frames import decoded, manifest_rows, raw_frame, row_findings, write_frames
 
     checker = DatasetChecker(period_start=PERIOD_START, period_end=PERIOD_END, import_date=IMPORT_DATE)
-    row_findings: list[list[Any]] = []
+    found: list[list[Any]] = []
     manifest: list[list[Any]] = []
-    row = 0
 
-    def on_row(r: StoredRecord) -> None:  # as ``workflow.SubmissionWorkflow._build`` records each row
-        nonlocal row
-        row += 1
-        checker.add(r)
-        if r.findings:
-            notes = r.finding_notes if len(r.finding_notes) == len(r.findings) else ()
-            row_findings.append(
-                [
-                    row,
-                    r.record.get("event_reference"),
-                    [
-                        [fld, rule, validity, *(notes[i] if notes else ("", "", ""))]
-                        for i, (fld, rule, validity) in enumerate(r.findings)
-                    ],
-                ]
-            )
-        open_service = r.kind is Kind.SERVICE and (r.derived_end is None or r.derived_end > PERIOD_END)
-        flags = ",".join(sorted(x.value for x in r.opt_outs))
-        manifest.append([r.record_key, r.content_hash, open_service, r.event_id, r.source, flags])
+    def on_batch(batch: pl.DataFrame) -> None:  # as ``workflow.SubmissionWorkflow._build`` records each batch
+        checker.add_frame(batch)
+        found.extend([f.row, f.event_reference, [list(x) for x in f.findings]] for f in row_findings(batch))
+        manifest.extend(
+            [m.entry.record_key, m.entry.content_hash, m.entry.open_service, m.event_id, m.source, m.opt_outs]
+            for m in manifest_rows(batch, PERIOD_END)
+        )
 
     path = workdir / f"{name}.csv"
-    file = write_submission_file(
-        state.iter_in_scope(LA, PERIOD_START, PERIOD_END),
+    file = write_frames(
+        decoded(raw_frame(rows) for rows in state.iter_in_scope_batches(LA, PERIOD_START, PERIOD_END, batch=1000)),
         path,
         period_start=PERIOD_START,
         period_end=PERIOD_END,
-        on_row=on_row,
+        on_batch=on_batch,
     )
     left = left_out_of(
         state.iter_left_out(LA, PERIOD_START, PERIOD_END),
@@ -205,7 +192,7 @@ def submission_result(state: Any, workdir: Path, name: str) -> dict[str, Any]:
         "checks": [c.model_dump(mode="json") for c in checker.finish()],
         "profile": checker.profile().model_dump(mode="json"),
         "record_findings": [f.model_dump(mode="json") for f in checker.record_findings()],
-        "row_findings": row_findings,
+        "row_findings": found,
         "manifest": manifest,
         "left_out": left.model_dump(mode="json"),
         "left_out_check": left_check.model_dump(mode="json") if left_check is not None else None,

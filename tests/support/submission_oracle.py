@@ -21,7 +21,6 @@ from pathlib import Path
 from cld_runtime.files import private_dir
 from cld_schemas.spec import Spec, SpecField, load_spec
 from cld_submission.assemble import (
-    _FLUSH_ROWS,
     _NUMERIC_FORMATS,
     _PERIOD_FIELDS,
     LINE_TERMINATOR,
@@ -42,6 +41,8 @@ from cld_submission.checks import (
 )
 from cld_submission.identity import Kind, code_key
 from cld_submission.state import StoredRecord
+
+_FLUSH_ROWS = 2000
 
 
 def _h(*parts: str) -> bytes:

@@ -15,33 +15,26 @@
   leading apostrophe so that a spreadsheet shows it as text instead of running it. A plain negative number
   in a numeric field (Unit Cost, Planned units per week, No. of adults being cared for) is left alone: it is
   a legitimate value, and spreadsheets read it as a number, not a formula.
-- The file's SHA-256 is computed over the bytes as written. Rows are ordered by record key, so the same
+- The file is written from polars frames of the in-scope records (``frames.write_frames``); its SHA-256 is
+  computed over the bytes as written (one pass, no read-back). Rows are ordered by record key, so the same
   content always gives the same bytes and the same hash (the basis of idempotent requests).
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
-import os
 import re
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Final
 
-from cld_runtime.files import private_dir
-from cld_schemas.spec import Spec, SpecField, load_spec
-
-from .state import StoredRecord
+from cld_schemas.spec import Spec, load_spec
 
 LINE_TERMINATOR: Final = "\r\n"
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 _NUMBER: Final = re.compile(r"-?\d+(\.\d+)?")
 _NUMERIC_FORMATS: Final = frozenset({"decimal_2dp", "integer"})
-_FLUSH_ROWS: Final = 2000
 _PERIOD_FIELDS: Final = ("reporting_period_start_date", "reporting_period_end_date")
 
 
@@ -69,58 +62,6 @@ class AssembledFile:
 
 def headers(spec: Spec | None = None) -> list[str]:
     return [f.header for f in (spec or load_spec()).file_fields]
-
-
-def write_submission_file(
-    records: Iterable[StoredRecord],
-    path: Path,
-    *,
-    period_start: date,
-    period_end: date,
-    spec: Spec | None = None,
-    on_row: Callable[[StoredRecord], None] | None = None,
-) -> AssembledFile:
-    """Write the file atomically (temporary name, fsync, rename); ``on_row`` sees every row written."""
-    fields: tuple[SpecField, ...] = (spec or load_spec()).file_fields
-    plan = [(f.name, f.format in _NUMERIC_FORMATS) for f in fields]
-    period = {_PERIOD_FIELDS[0]: cld_date(period_start), _PERIOD_FIELDS[1]: cld_date(period_end)}
-    path = Path(path)
-    private_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.tmp")
-    digest = hashlib.sha256()
-    size = rows = opt_out = 0
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator=LINE_TERMINATOR)
-    with tmp.open("wb") as out:
-
-        def flush() -> None:
-            nonlocal size
-            data = buf.getvalue().encode("utf-8")
-            digest.update(data)
-            out.write(data)
-            size += len(data)
-            buf.seek(0)
-            buf.truncate()
-
-        writer.writerow([f.header for f in fields])
-        for r in records:
-            rec = r.record
-            row: list[str] = []
-            for name, numeric in plan:
-                value = period.get(name) or rec.get(name)
-                row.append(neutralise(value, numeric=numeric) if value else "")
-            writer.writerow(row)
-            rows += 1
-            opt_out += r.opt_out
-            if on_row is not None:
-                on_row(r)
-            if rows % _FLUSH_ROWS == 0:
-                flush()
-        flush()
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-    return AssembledFile(path=path, sha256=digest.hexdigest(), rows=rows, size_bytes=size, opt_out_rows=opt_out)
 
 
 def sha256_of(path: Path) -> str:

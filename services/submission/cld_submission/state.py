@@ -663,6 +663,25 @@ class StateStore:
         finally:
             conn.close()
 
+    def iter_in_scope_batches(
+        self, la_code: str, period_start: date, period_end: date, *, batch: int = 20_000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """The in-scope records as ``iter_in_scope`` streams them (ordered by record key, one snapshot), a batch of
+        stored rows at a time, undecoded (``_COLUMNS`` order: the record and its findings as stored JSON text):
+        assembly decodes a batch at once (``frames.decode``) instead of a record at a time."""
+        if period_end < period_start:
+            raise ValueError("period end is before period start")
+        conn = _connect(self._path)
+        try:
+            conn.execute("BEGIN")  # one read transaction: a snapshot while the consumer writes
+            sql, params = _scope_query(la_code, period_start, period_end, count=False)
+            cur = conn.execute(sql, params)
+            while rows := cur.fetchmany(batch):
+                yield rows
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
 
 _COLUMNS: Final = (
     "record_key, kind, event_type, client_type, person_key, start_date, der_end_date, record_json, "

@@ -24,6 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Final, TypeVar
 
+import polars as pl
 from pydantic import BaseModel, ConfigDict
 
 from cld_governance.loaders import default_policy
@@ -31,7 +32,7 @@ from cld_governance.sharing import Form, SharingPolicy
 from cld_runtime.files import private_dir, tighten
 from cld_schemas.events import RecordPseudonymised, SubmissionEvent, SubmissionState
 
-from .assemble import AssembledFile, sha256_of, write_submission_file
+from .assemble import AssembledFile, sha256_of
 from .audit import AuditLog
 from .checks import (
     CheckResult,
@@ -39,7 +40,6 @@ from .checks import (
     Diff,
     FindingCount,
     LeftOut,
-    ManifestEntry,
     PartialThresholds,
     Severity,
     SubmissionProfile,
@@ -51,7 +51,7 @@ from .checks import (
 )
 from .deadlines import DeadlineRule, covers_next_deadline, seconds_remaining
 from .exports import ExportResult, run_export
-from .identity import Kind
+from .frames import decoded, manifest_rows, raw_frame, row_findings, write_frames
 from .lifecycle import (
     DeliveryProblem,
     Existing,
@@ -64,8 +64,8 @@ from .lifecycle import (
     new_submission,
 )
 from .metrics import SubmissionMetrics
-from .repository import ManifestWriter, Repository, RowFindings
-from .state import Applied, Incoming, StateStore, StoredRecord
+from .repository import ManifestWriter, Repository
+from .state import Applied, Incoming, StateStore
 from .storage import StorageHealth, is_storage_fault
 from .transport import (
     DeliveryState,
@@ -513,38 +513,21 @@ class SubmissionWorkflow:
             conn.execute("BEGIN IMMEDIATE")
             manifest = ManifestWriter(conn, new_id)
 
-            row = 0
+            def on_batch(batch: pl.DataFrame) -> None:
+                checker.add_frame(batch)
+                for found in row_findings(batch):
+                    manifest.add_row_findings(found)
+                for m in manifest_rows(batch, end):
+                    manifest.add(m.entry, event_id=m.event_id, source=m.source, opt_outs=m.opt_outs)
 
-            def on_row(r: StoredRecord) -> None:
-                nonlocal row
-                row += 1  # the data row of the file, as the checks number it (1 = first after the header)
-                checker.add(r)
-                if r.findings:
-                    notes = r.finding_notes if len(r.finding_notes) == len(r.findings) else ()
-                    manifest.add_row_findings(
-                        RowFindings(
-                            row,
-                            r.record.get("event_reference"),
-                            [
-                                (fld, rule, validity, *(notes[i] if notes else ("", "", "")))
-                                for i, (fld, rule, validity) in enumerate(r.findings)
-                            ],
-                        )
-                    )
-                open_service = r.kind is Kind.SERVICE and (r.derived_end is None or r.derived_end > end)
-                manifest.add(
-                    ManifestEntry(r.record_key, r.content_hash, open_service),
-                    event_id=r.event_id,
-                    source=r.source,
-                    opt_outs=",".join(sorted(f.value for f in r.opt_outs)),
-                )
-
-            file = write_submission_file(
-                self.state.iter_in_scope(la_code, start, end),
+            # One conversion per hop: the store's rows are decoded a batch at a time (frames.decode), the file is
+            # written from the frames and hashed as written, and the checks group the same frames.
+            file = write_frames(
+                decoded(raw_frame(rows) for rows in self.state.iter_in_scope_batches(la_code, start, end)),
                 path,
                 period_start=start,
                 period_end=end,
-                on_row=on_row,
+                on_batch=on_batch,
             )
             manifest.flush()
             conn.execute("COMMIT")
