@@ -664,7 +664,7 @@ class StateStore:
             conn.close()
 
     def iter_in_scope_batches(
-        self, la_code: str, period_start: date, period_end: date, *, batch: int = 20_000
+        self, la_code: str, period_start: date, period_end: date, *, batch: int = 2000
     ) -> Iterator[list[tuple[Any, ...]]]:
         """The in-scope records as ``iter_in_scope`` streams them (ordered by record key, one snapshot), a batch of
         stored rows at a time, undecoded (``_COLUMNS`` order: the record and its findings as stored JSON text):
@@ -673,6 +673,8 @@ class StateStore:
             raise ValueError("period end is before period start")
         conn = _connect(self._path)
         try:
+            # One pass in key order over the index: a large page cache would only hold pages read once.
+            conn.execute("PRAGMA cache_size=-8192")  # 8 MiB
             conn.execute("BEGIN")  # one read transaction: a snapshot while the consumer writes
             sql, params = _scope_query(la_code, period_start, period_end, count=False)
             cur = conn.execute(sql, params)
