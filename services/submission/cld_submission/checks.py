@@ -272,48 +272,70 @@ class _Tally:
     ref_rows: list[int]
 
 
+def _in_groups(frame: pl.DataFrame, keys: list[str], values: list[str]) -> pl.DataFrame:
+    """The rows sorted by key then file order, each with its group (``_group``: 1, 2, ...), whether it is its
+    group's first row (``_first``) and, per value column, whether it differs from the group's first row's value
+    (``<value>_differs``). Sorting keeps memory flat (a hashed window or group-by holds ~3x as much at 500k)."""
+    ordered = frame.sort([*keys, "_row"])
+    first = pl.lit(value=True)
+    for k in keys:
+        first = first & (pl.col(k) == pl.col(k).shift())
+    first = ~first.fill_null(value=False)
+    ordered = ordered.with_columns(first.alias("_first"))
+    return ordered.with_columns(
+        pl.col("_first").cum_sum().alias("_group"),
+        *(
+            (pl.col(v) != pl.when(pl.col("_first")).then(pl.col(v)).forward_fill()).alias(f"{v}_differs")
+            for v in values
+        ),
+    )
+
+
+def _first_rows(frame: pl.DataFrame) -> list[int]:
+    """The first rows of the file among these (examples, in file order)."""
+    return sorted(frame["_row"].bottom_k(MAX_EXAMPLES).to_list())
+
+
 def _tally(dup: list[pl.DataFrame], person: list[pl.DataFrame], ref: list[pl.DataFrame]) -> _Tally:
-    """Group-bys over the keys of every row, in file order (the first row of a key is the one others are
-    compared with, as DHSC's processing reads the file)."""
-    d = pl.concat(dup) if dup else pl.DataFrame(schema={"_row": pl.Int64, "_dup_a": pl.UInt64, "_dup_b": pl.UInt64})
-    repeats = d.filter(~pl.struct("_dup_a", "_dup_b").is_first_distinct())
-    p = (
+    """The checks across rows over the keys of every row: within a key, the first row in file order is the one
+    the others are compared with (as DHSC's processing reads the file)."""
+    d = _in_groups(
+        pl.concat(dup) if dup else pl.DataFrame(schema={"_row": pl.Int64, "_dup_a": pl.UInt64, "_dup_b": pl.UInt64}),
+        ["_dup_a", "_dup_b"],
+        [],
+    )
+    repeats = d.filter(~pl.col("_first"))
+    p = _in_groups(
         pl.concat(person)
         if person
         else pl.DataFrame(
             schema={"_row": pl.Int64, "_pk_a": pl.UInt64, "_pk_b": pl.UInt64, "_dob": pl.UInt64, "_gender": pl.UInt64}
-        )
-    )
-    who = ["_pk_a", "_pk_b"]
-    p = p.with_columns(
-        (pl.col("_dob") != pl.col("_dob").first().over(who)).alias("_dob_differs"),
-        (pl.col("_gender") != pl.col("_gender").first().over(who)).alias("_gender_differs"),
+        ),
+        ["_pk_a", "_pk_b"],
+        ["_dob", "_gender"],
     )
     conflicting = p.filter(pl.col("_dob_differs") | pl.col("_gender_differs"))
-    by_person = conflicting.group_by(who).agg(pl.col("_dob_differs").any(), pl.col("_gender_differs").any())
-    r = (
+    r = _in_groups(
         pl.concat(ref)
         if ref
         else pl.DataFrame(
             schema={"_row": pl.Int64, "_ref_a": pl.UInt64, "_ref_b": pl.UInt64, "_id_a": pl.UInt64, "_id_b": pl.UInt64}
-        )
+        ),
+        ["_ref_a", "_ref_b"],
+        ["_id_a", "_id_b"],
     )
-    refs = ["_ref_a", "_ref_b"]
-    reused = r.filter(
-        (pl.col("_id_a") != pl.col("_id_a").first().over(refs))
-        | (pl.col("_id_b") != pl.col("_id_b").first().over(refs))
-    )
+    reused = r.filter(pl.col("_id_a_differs") | pl.col("_id_b_differs"))
     return _Tally(
-        dup_groups=repeats.select(pl.struct("_dup_a", "_dup_b").n_unique()).item() if repeats.height else 0,
+        dup_groups=repeats["_group"].n_unique(),
         dup_extra=repeats.height,
-        dup_rows=repeats["_row"].head(MAX_EXAMPLES).to_list(),
-        people=p.select(pl.struct(who).n_unique()).item() if p.height else 0,
-        person_conflicts=by_person.height,
-        dob_conflicts=int(by_person["_dob_differs"].sum()),
-        gender_conflicts=int(by_person["_gender_differs"].sum()),
-        person_rows=conflicting["_row"].head(MAX_EXAMPLES).to_list(),
-        refs_reused=reused.select(pl.struct(refs).n_unique()).item() if reused.height else 0,
-        ref_rows=reused["_row"].head(MAX_EXAMPLES).to_list(),
+        dup_rows=_first_rows(repeats),
+        people=int(p["_first"].sum()),
+        person_conflicts=conflicting["_group"].n_unique(),
+        dob_conflicts=conflicting.filter(pl.col("_dob_differs"))["_group"].n_unique(),
+        gender_conflicts=conflicting.filter(pl.col("_gender_differs"))["_group"].n_unique(),
+        person_rows=_first_rows(conflicting),
+        refs_reused=reused["_group"].n_unique(),
+        ref_rows=_first_rows(reused),
     )
 
 
