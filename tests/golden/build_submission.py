@@ -111,7 +111,8 @@ def _injected(
 
 def build_state(state_dir: Path) -> tuple[Any, list[RecordValidated]]:
     """The ``previous`` state in a store under ``state_dir``, and the changes that make it ``current``."""
-    from cld_submission.state import Incoming, StateStore
+    from cld_submission.adapters.sqlite_record_store import StateStore
+    from cld_submission.domain.records import Incoming
 
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "record-key.secret").write_text(SECRET_HEX, encoding="ascii")
@@ -149,8 +150,9 @@ def submission_result(state: Any, workdir: Path, name: str) -> dict[str, Any]:
     """What the engine in use assembles and checks for the LA and period from ``state`` (a ``StateStore``)."""
     import polars as pl
 
-    from cld_submission.checks import DatasetChecker, left_out_check, left_out_of
-    from cld_submission.frames import decoded, manifest_rows, raw_frame, row_findings, write_frames
+    from cld_submission.adapters.submission_file import write_frames
+    from cld_submission.domain.checks import DatasetChecker, left_out_check, left_out_of
+    from cld_submission.domain.frames import decoded, manifest_rows, raw_frame, row_findings
 
     checker = DatasetChecker(period_start=PERIOD_START, period_end=PERIOD_END, import_date=IMPORT_DATE)
     found: list[list[Any]] = []
@@ -201,7 +203,7 @@ def submission_result(state: Any, workdir: Path, name: str) -> dict[str, Any]:
 
 def diff_result(previous: list[list[Any]], current: list[list[Any]]) -> dict[str, Any]:
     """The quarter-to-quarter diff between two frozen manifests (sorted by record key, as stored)."""
-    from cld_submission.checks import ManifestEntry, diff_checks, diff_manifests
+    from cld_submission.domain.checks import ManifestEntry, diff_checks, diff_manifests
 
     diff = diff_manifests(
         (ManifestEntry(m[0], m[1], m[2]) for m in previous),
@@ -213,7 +215,7 @@ def diff_result(previous: list[list[Any]], current: list[list[Any]]) -> dict[str
 
 def file_checks_result(name: str, release: Release) -> dict[str, Any]:
     """``cld validate``'s checks across rows over one golden input (row findings from the record rules)."""
-    from cld_submission.file_checks import FileChecks
+    from cld_submission.domain.file_checks import FileChecks
     from cld_validation.rules import validate_record
 
     checks = FileChecks(import_date=IMPORT_DATE, la_code=LA)
@@ -225,7 +227,7 @@ def file_checks_result(name: str, release: Release) -> dict[str, Any]:
 
 def result(workdir: Path) -> dict[str, Any]:
     """Everything frozen: both snapshots, the diff and the file checks."""
-    from cld_submission.state import Incoming
+    from cld_submission.domain.records import Incoming
 
     store, changes = build_state(workdir / "state")
     try:

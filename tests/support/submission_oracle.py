@@ -1,7 +1,7 @@
 """The per-record implementations of submission assembly and the dataset checks, kept as an oracle (issue 11).
 
-These are the engines the submission service ran before the columnar ones (``cld_submission.frames``,
-``cld_submission.checks.DatasetChecker``), kept verbatim so that a differential property test
+These are the engines the submission service ran before the columnar ones (``cld_submission.domain.frames``,
+``cld_submission.domain.checks.DatasetChecker``), kept verbatim so that a differential property test
 (``tests/unit/test_submission_columnar.py``) can hold the new ones to the old behaviour. Only tests import this
 module; nothing in production does.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cld_runtime.files import private_dir
 from cld_schemas.spec import Spec, SpecField, load_spec
-from cld_submission.assemble import (
+from cld_submission.adapters.submission_file import (
     _NUMERIC_FORMATS,
     _PERIOD_FIELDS,
     LINE_TERMINATOR,
@@ -28,7 +28,7 @@ from cld_submission.assemble import (
     cld_date,
     neutralise,
 )
-from cld_submission.checks import (
+from cld_submission.domain.checks import (
     MAX_EXAMPLES,
     SMALL_FILE_EVENTS,
     CheckedRecord,
@@ -39,8 +39,8 @@ from cld_submission.checks import (
     _month,
     derive_period,
 )
-from cld_submission.identity import Kind, code_key
-from cld_submission.state import StoredRecord
+from cld_submission.domain.identity import Kind, code_key
+from cld_submission.domain.records import StoredRecord
 
 _FLUSH_ROWS = 2000
 

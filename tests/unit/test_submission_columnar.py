@@ -1,5 +1,5 @@
-"""Differential property test: the columnar submission file and dataset checks (``cld_submission.frames``,
-``cld_submission.checks.DatasetChecker``) agree with the per-record engines they replaced, kept as an oracle in
+"""Differential property test: the columnar submission file and dataset checks (``cld_submission.domain.frames``,
+``cld_submission.domain.checks.DatasetChecker``) agree with the per-record engines they replaced, kept as an oracle in
 ``tests/support/submission_oracle.py``, on generated records built to collide (few people, references, dates
 and codes; whitespace, casing and Unicode variants; values a spreadsheet would run as formulas; CSV quoting).
 
@@ -16,10 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cld_schemas.spec import load_spec
-from cld_submission.checks import DatasetChecker
-from cld_submission.frames import stored_frame, write_submission_file
-from cld_submission.identity import Kind
-from cld_submission.state import StoredRecord
+from cld_submission.adapters.submission_file import write_submission_file
+from cld_submission.domain.checks import DatasetChecker
+from cld_submission.domain.frames import stored_frame
+from cld_submission.domain.identity import Kind
+from cld_submission.domain.records import StoredRecord
 from tests.support.submission_oracle import OracleDatasetChecker, oracle_write_submission_file
 
 P_START, P_END, IMPORT = date(2025, 4, 1), date(2026, 3, 31), date(2026, 4, 15)

@@ -12,7 +12,7 @@ from typing import Any
 
 from faststream.specification import AsyncAPI
 
-from cld_cli.cmd_serve import ServiceName
+from cld_cli.cmd_serve import ServiceName, composition_root
 
 DOC_KEY = "00" * 32  # a placeholder key: the document generation never pseudonymises anything
 
@@ -27,7 +27,7 @@ def brokers() -> list[Any]:
     try:
         for name in ServiceName:
             try:
-                module = importlib.import_module(f"cld_{name.value}.service")
+                module = importlib.import_module(composition_root(name.value))
             except ModuleNotFoundError:
                 continue
             settings_cls = typing.get_type_hints(module.create_app)["settings"]

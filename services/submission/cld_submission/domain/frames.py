@@ -1,10 +1,10 @@
-"""In-scope records as polars frames, and the submission file written from them (issue 11). Pure apart from the file.
+"""In-scope records as polars frames: what assembly, the manifest and the dataset checks read (issue 11). Pure.
 
 One conversion per hop: the record store hands over batches of its stored columns as they are (``RAW_SCHEMA``:
 the record and its findings still as stored JSON text); :func:`decode` turns one batch into the frame assembly
 and the dataset checks read (``checks.CHECK_SCHEMA`` plus every column of the file), decoding the JSON in polars,
-not row by row in Python. :func:`write_frames` writes the file from those frames, as ``assemble`` lays it out,
-and hashes the bytes as they are written (one SHA-256 pass, no read-back).
+not row by row in Python. ``adapters.submission_file.write_frames`` writes the file from those frames and hashes
+the bytes as they are written (one SHA-256 pass, no read-back).
 
 Row numbers (``_row``) are the file's data rows (1 = the first line after the header), as the dataset checks'
 examples and the DQ report name them.
@@ -12,26 +12,18 @@ examples and the DQ report name them.
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import json
-import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
-from pathlib import Path
 from typing import Final, NamedTuple
 
 import polars as pl
 
 from cld_governance.sharing import parse_opt_out_header
-from cld_runtime.files import private_dir
 from cld_schemas.spec import Spec, load_spec
 
-from .assemble import _NUMERIC_FORMATS, _PERIOD_FIELDS, LINE_TERMINATOR, AssembledFile, cld_date
 from .checks import CHECK_SCHEMA, CHECKED_FIELDS, ManifestEntry
-from .repository import RowFindings
-from .state import StoredRecord
+from .records import RowFindings, StoredRecord
 
 RAW_COLUMNS: Final = (
     "record_key",
@@ -114,69 +106,6 @@ def _canonical_flags(flags: pl.Series) -> pl.Series:
     )
 
 
-def _cells(spec: Spec, *, period_start: date, period_end: date) -> list[pl.Expr]:
-    """The file's columns in spec order (``assemble``): the stated period on every row, formulas defused, blanks
-    empty (null: written as nothing)."""
-    period = {_PERIOD_FIELDS[0]: cld_date(period_start), _PERIOD_FIELDS[1]: cld_date(period_end)}
-    out: list[pl.Expr] = []
-    for f in spec.file_fields:
-        if f.name in period:
-            out.append(pl.lit(period[f.name], dtype=pl.String).alias(f.name))
-            continue
-        v = pl.col(f.name)
-        formula = v.str.contains(_FORMULA_START)
-        if f.format in _NUMERIC_FORMATS:  # a plain negative number is a number, not a formula
-            formula = formula & ~v.str.contains(_NUMBER)
-        out.append(pl.when(v == "").then(None).when(formula).then(pl.lit("'") + v).otherwise(v).alias(f.name))
-    return out
-
-
-def write_frames(
-    batches: Iterable[pl.DataFrame],
-    path: Path,
-    *,
-    period_start: date,
-    period_end: date,
-    spec: Spec | None = None,
-    on_batch: Callable[[pl.DataFrame], None] | None = None,
-) -> AssembledFile:
-    """Write the file atomically (temporary name, fsync, rename) from decoded batches in file order, hashing the
-    bytes as they are written; ``on_batch`` sees every batch after its rows are written."""
-    spec = spec or load_spec()
-    cells = _cells(spec, period_start=period_start, period_end=period_end)
-    path = Path(path)
-    private_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.tmp")
-    digest = hashlib.sha256()
-    size = rows = opt_out = 0
-    with tmp.open("wb") as out:
-
-        def emit(data: bytes) -> None:
-            nonlocal size
-            digest.update(data)
-            out.write(data)
-            size += len(data)
-
-        head = io.StringIO()
-        csv.writer(head, lineterminator=LINE_TERMINATOR).writerow([f.header for f in spec.file_fields])
-        emit(head.getvalue().encode("utf-8"))
-        for batch in batches:
-            if batch.height == 0:
-                continue
-            body = io.BytesIO()
-            # RFC 4180 quoting where needed, as csv.writer's QUOTE_MINIMAL (the golden corpus holds it to that).
-            batch.select(cells).write_csv(body, include_header=False, line_terminator=LINE_TERMINATOR)
-            emit(body.getvalue())
-            rows += batch.height
-            opt_out += int(batch["_opt_out"].sum())
-            if on_batch is not None:
-                on_batch(batch)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-    return AssembledFile(path=path, sha256=digest.hexdigest(), rows=rows, size_bytes=size, opt_out_rows=opt_out)
-
-
 def decoded(raw_batches: Iterable[pl.DataFrame], spec: Spec | None = None) -> Iterator[pl.DataFrame]:
     """The record store's raw batches decoded and numbered in file order."""
     row = 1
@@ -249,43 +178,3 @@ def stored_frame(records: Sequence[StoredRecord], *, first_row: int, spec: Spec 
     }
     schema = {**CHECK_SCHEMA, **dict.fromkeys(fields, pl.String)}
     return pl.DataFrame(columns, schema={n: schema.get(n, pl.String) for n in columns})
-
-
-def write_submission_file(
-    records: Iterable[StoredRecord],
-    path: Path,
-    *,
-    period_start: date,
-    period_end: date,
-    spec: Spec | None = None,
-    on_row: Callable[[StoredRecord], None] | None = None,
-    batch: int = 2000,
-) -> AssembledFile:
-    """:func:`write_frames` over records read one by one; ``on_row`` sees every row written, in order."""
-    spec = spec or load_spec()
-    held: dict[int, list[StoredRecord]] = {}
-
-    def batches() -> Iterator[pl.DataFrame]:
-        row = 1
-        for chunk in _chunks(records, batch):
-            held[row] = list(chunk)
-            yield stored_frame(held[row], first_row=row, spec=spec)
-            row += len(chunk)
-
-    def seen(frame: pl.DataFrame) -> None:
-        for r in held.pop(int(frame["_row"][0])):
-            if on_row is not None:
-                on_row(r)
-
-    return write_frames(batches(), path, period_start=period_start, period_end=period_end, spec=spec, on_batch=seen)
-
-
-def _chunks(items: Iterable[StoredRecord], size: int) -> Iterator[list[StoredRecord]]:
-    chunk: list[StoredRecord] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
