@@ -49,8 +49,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from cld_governance.sharing import OptOut, parse_opt_out_header
 from cld_runtime.files import private_dir, tighten
+from cld_schemas.contract import OptOut, parse_opt_out_header
 from cld_schemas.events import RecordPseudonymised, RecordValidated
 
 from ..domain.identity import Identity, KeyHasher, Kind, canonical_json, identify

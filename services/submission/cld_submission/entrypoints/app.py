@@ -24,11 +24,12 @@ from prometheus_client import CollectorRegistry
 from cld_governance.loaders import load_policy
 from cld_governance.sharing import SharingPolicy
 from cld_governance.tenancy import Registry
-from cld_runtime import ConsumerLagMonitor, DeadLetterPublisher, configure_logging, make_broker
-from cld_runtime.accounting import ConsumerAccounting
+from cld_runtime import ConsumerLagMonitor, configure_logging, make_broker
+from cld_runtime.consumer import Consumer
 from cld_runtime.files import private_umask
 from cld_runtime.http import add_health_routes
 from cld_schemas import topics
+from cld_schemas.contract import HEADER_SUBMISSION_ID
 from cld_schemas.events import SubmissionEvent
 
 from ..adapters.audit_log import AuditLog
@@ -96,10 +97,8 @@ def create_app(
     )
 
     async def publish(event: SubmissionEvent) -> None:
-        await submissions_out.publish(
-            event.model_dump(mode="json"),
-            key=event.la_code.encode(),
-            headers={"cld-submission-id": event.submission_id},
+        await submissions_out.publish(  # the model itself: FastStream writes its JSON (one conversion)
+            event, key=event.la_code.encode(), headers={HEADER_SUBMISSION_ID: event.submission_id}
         )
 
     workflow = SubmissionWorkflow(
@@ -114,17 +113,10 @@ def create_app(
         policy=policy,
     )
     retry_hooks.append(workflow.on_transport_retry)
-    deadletters = DeadLetterPublisher(
-        broker,
-        topic=settings.topic(topics.DEADLETTER),
-        service=SERVICE,
-        registry=registry,
-        fingerprint_key=settings.deadletter_fingerprint_key(),
+    consumer = Consumer.create(
+        broker, settings, registry=registry, consumed=[topics.VALIDATED, topics.PSEUDONYMISED], log=log
     )
-
-    accounting = ConsumerAccounting(registry, service=SERVICE, topics=[topics.VALIDATED, topics.PSEUDONYMISED])
-
-    add_consumers(broker, settings=settings, workflow=workflow, deadletters=deadletters, accounting=accounting, log=log)
+    add_consumers(consumer, settings=settings, workflow=workflow)
 
     lag = ConsumerLagMonitor(
         settings, group=settings.group_id, topics=[settings.topic(topics.VALIDATED)], registry=registry

@@ -48,10 +48,10 @@ from cld_governance.sharing import (
     RecordMeta,
     Refusal,
     SharingPolicy,
-    parse_opt_out_header,
     plan_export,
 )
 from cld_runtime.files import private_dir
+from cld_schemas.contract import parse_opt_out_header
 
 from ..adapters.audit_log import AuditLog
 from ..adapters.sqlite_record_store import StateStore
