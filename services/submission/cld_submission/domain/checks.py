@@ -1,4 +1,4 @@
-"""Dataset-level checks before sending, in the terms of the DQ report LAs get back. Pure, single pass.
+"""Dataset-level checks before sending, in the terms of the DQ report LAs get back. Pure, columnar, single pass.
 
 Record-level findings say whether a value is valid; these checks look across rows of one submission file and
 across submissions. Every check has a stable id, a severity, a one-line explanation citing its rule, and
@@ -10,14 +10,15 @@ Checks never remove rows: a submission is a complete snapshot and invalid values
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Final, Protocol
+from functools import cache
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
+import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from .identity import Kind, code_key
@@ -106,58 +107,6 @@ class FindingCount(BaseModel):
     records: int
 
 
-def _h(*parts: str) -> bytes:
-    """A compact in-memory key (16 bytes): sets of these stay small at 500k rows."""
-    return hashlib.blake2b("\x1f".join(parts).encode("utf-8"), digest_size=16).digest()
-
-
-def _v(rec: dict[str, str | None], name: str) -> str:
-    value = rec.get(name)
-    return value.strip() if value else ""
-
-
-def unique_event_key(r: CheckedRecord) -> bytes | None:
-    """DHSC's unique event for a single submission (R-DUP-1): raw values except the derived end date.
-
-    LA code is implied (one LA per file); person = R-ID-1 person key; services add type, component,
-    delivery mechanism and the cost fields; Event Reference is not used.
-    """
-    if r.kind in (Kind.CARER_BY_ASSOCIATION, Kind.UNDETERMINED) or r.event_type is None:
-        return None
-    rec = r.record
-    parts = [
-        r.person_key or "",
-        r.event_type,
-        _v(rec, "event_start_date"),
-        _v(rec, "client_type"),
-    ]
-    if r.event_type != "service":
-        parts.append(r.derived_end.isoformat() if r.derived_end else "")
-    if r.event_type == "request":
-        parts.append(_v(rec, "request_route_of_access"))
-    elif r.event_type == "assessment":
-        parts.append(_v(rec, "assessment_type"))
-    elif r.event_type == "service":
-        parts += [
-            _v(rec, n)
-            for n in (
-                "service_type",
-                "service_component",
-                "delivery_mechanism",
-                "unit_cost",
-                "cost_frequency_unit_type",
-                "planned_units_per_week",
-            )
-        ]
-    return _h(*parts)
-
-
-def _event_identity(r: CheckedRecord) -> bytes:
-    """What makes two rows the same event regardless of their reference (for reference reuse)."""
-    rec = r.record
-    return _h(r.person_key or "", r.event_type or _v(rec, "event_type"), _v(rec, "event_start_date"))
-
-
 def _month(d: date) -> str:
     return f"{d.year:04d}-{d.month:02d}"
 
@@ -198,24 +147,216 @@ def derive_period(
     return date(first_y, first_m, 1), _month_end(last_y, last_m), kept
 
 
+_BUFFER_ROWS: Final = 20_000
+_SEEDS: Final = (0x5EED_C1D0, 0xC1D5_0B5E)
+_PY_WHITESPACE: Final = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+"""What ``str.strip()`` strips (``str.isspace``; Python's includes U+001C..U+001F, Rust's does not)."""
+_SERVICE_KEY_FIELDS: Final = (
+    "service_type",
+    "service_component",
+    "delivery_mechanism",
+    "unit_cost",
+    "cost_frequency_unit_type",
+    "planned_units_per_week",
+)
+CHECKED_FIELDS: Final = (
+    "date_of_birth",
+    "gender",
+    "event_reference",
+    "event_type",
+    "event_start_date",
+    "client_type",
+    "request_route_of_access",
+    "assessment_type",
+    *_SERVICE_KEY_FIELDS,
+)
+"""The record's fields the dataset checks read (by spec name)."""
+CHECK_SCHEMA: Final[dict[str, pl.DataType | type[pl.DataType]]] = {
+    "_row": pl.Int64,
+    "_kind": pl.String,
+    "_event_type": pl.String,
+    "_person_key": pl.String,
+    "_derived_end": pl.String,
+    "_failed": pl.Boolean,
+    "_opt_out": pl.Boolean,
+    "_findings": pl.List(pl.List(pl.String)),
+    **dict.fromkeys(CHECKED_FIELDS, pl.String),
+}
+"""A batch for :meth:`DatasetChecker.add_frame`: the row number examples name, the record's identity facts
+(``identity.identify``: kind, event type, person key, derived end as ISO text), whether it failed (or has
+findings), its opt-out flag, its findings ([field header, rule, validity, ...] each) and the record's
+:data:`CHECKED_FIELDS` as received."""
+
+
+def _v(name: str) -> pl.Expr:
+    """The value as the checks compare it: stripped, '' when blank."""
+    return pl.col(name).fill_null("").str.strip_chars(_PY_WHITESPACE)
+
+
+def _hashed(expr: pl.Expr, name: str, when: pl.Expr | None = None) -> list[pl.Expr]:
+    """Two 64-bit hashes of a key (null where ``when`` is false): compact to keep, negligible to collide."""
+    out = []
+    for suffix, seed in zip("ab", _SEEDS, strict=True):
+        h = expr.hash(seed)
+        out.append((h if when is None else pl.when(when).then(h)).alias(f"_{name}_{suffix}"))
+    return out
+
+
+@cache
+def _gender_key_of(value: str) -> str:
+    """R-DUP-5 compares genders by meaning (any release's code, any casing), else by the folded text."""
+    return code_key("gender", value) or value.strip().casefold()
+
+
+def _gender_keys(frame: pl.DataFrame) -> pl.Series:
+    """Each row's gender key, computed once per distinct value of the batch."""
+    values = frame["gender"].fill_null("")
+    distinct = values.unique()
+    keys = pl.Series([_gender_key_of(v) for v in distinct.to_list()], dtype=pl.String)
+    return values.replace_strict(distinct, keys, return_dtype=pl.String).alias("_gender_key")
+
+
+def _batch_keys() -> list[pl.Expr]:
+    """Per row: the keys the checks across rows compare, and the labels the counts group by."""
+    sep = "\x1f"
+    kind, event_type, person = pl.col("_kind"), pl.col("_event_type"), pl.col("_person_key").fill_null("")
+    end = pl.col("_derived_end").fill_null("")
+    # R-DUP-1: DHSC's unique event within one submission: raw values except the derived end date. LA code is
+    # implied (one LA per file); person = R-ID-1 person key; Event Reference is not used.
+    base = [person, event_type, _v("event_start_date"), _v("client_type")]
+    dup = (
+        pl.when(event_type == "request")
+        .then(pl.concat_str([*base, end, _v("request_route_of_access")], separator=sep))
+        .when(event_type == "assessment")
+        .then(pl.concat_str([*base, end, _v("assessment_type")], separator=sep))
+        .when(event_type == "service")
+        .then(pl.concat_str([*base, *(_v(n) for n in _SERVICE_KEY_FIELDS)], separator=sep))
+        .otherwise(pl.concat_str([*base, end], separator=sep))
+    )
+    eligible = ~kind.is_in([Kind.CARER_BY_ASSOCIATION.value, Kind.UNDETERMINED.value]) & event_type.is_not_null()
+    # What makes two rows the same event regardless of their reference (R-FLD-23).
+    typeless = event_type.is_null() | (event_type == "")  # ``r.event_type or ...``
+    identity = pl.concat_str(
+        [person, pl.when(typeless).then(_v("event_type")).otherwise(event_type), _v("event_start_date")],
+        separator=sep,
+    )
+    ref = _v("event_reference")
+    has_ref = (ref != "") & (kind != Kind.CARER_BY_ASSOCIATION.value)
+    carer = pl.when(kind == Kind.CARER_BY_ASSOCIATION.value).then(pl.lit("carer_by_association"))
+    return [
+        *_hashed(dup, "dup", eligible),
+        *_hashed(pl.col("_person_key"), "pk"),
+        _v("date_of_birth").hash(_SEEDS[0]).alias("_dob"),
+        pl.col("_gender_key").hash(_SEEDS[0]).alias("_gender"),
+        *_hashed(ref, "ref", has_ref),
+        *_hashed(identity, "id"),
+        pl.when(typeless).then(carer.otherwise(pl.lit("unknown"))).otherwise(event_type).alias("_label"),
+        pl.when(event_type.is_not_null()).then(pl.col("_derived_end").str.slice(0, 7)).alias("_month"),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class _Tally:
+    dup_groups: int
+    dup_extra: int
+    dup_rows: list[int]
+    people: int
+    person_conflicts: int
+    dob_conflicts: int
+    gender_conflicts: int
+    person_rows: list[int]
+    refs_reused: int
+    ref_rows: list[int]
+
+
+def _in_groups(frame: pl.DataFrame, keys: list[str], values: list[str]) -> pl.DataFrame:
+    """The rows sorted by key then file order, each with its group (``_group``: 1, 2, ...), whether it is its
+    group's first row (``_first``) and, per value column, whether it differs from the group's first row's value
+    (``<value>_differs``). Sorting keeps memory flat (a hashed window or group-by holds ~3x as much at 500k)."""
+    ordered = frame.sort([*keys, "_row"])
+    first = pl.lit(value=True)
+    for k in keys:
+        first = first & (pl.col(k) == pl.col(k).shift())
+    first = ~first.fill_null(value=False)
+    ordered = ordered.with_columns(first.alias("_first"))
+    return ordered.with_columns(
+        pl.col("_first").cum_sum().alias("_group"),
+        *(
+            (pl.col(v) != pl.when(pl.col("_first")).then(pl.col(v)).forward_fill()).alias(f"{v}_differs")
+            for v in values
+        ),
+    )
+
+
+def _first_rows(frame: pl.DataFrame) -> list[int]:
+    """The first rows of the file among these (examples, in file order)."""
+    return sorted(frame["_row"].bottom_k(MAX_EXAMPLES).to_list())
+
+
+def _tally(dup: list[pl.DataFrame], person: list[pl.DataFrame], ref: list[pl.DataFrame]) -> _Tally:
+    """The checks across rows over the keys of every row: within a key, the first row in file order is the one
+    the others are compared with (as DHSC's processing reads the file)."""
+    d = _in_groups(
+        pl.concat(dup) if dup else pl.DataFrame(schema={"_row": pl.Int64, "_dup_a": pl.UInt64, "_dup_b": pl.UInt64}),
+        ["_dup_a", "_dup_b"],
+        [],
+    )
+    repeats = d.filter(~pl.col("_first"))
+    p = _in_groups(
+        pl.concat(person)
+        if person
+        else pl.DataFrame(
+            schema={"_row": pl.Int64, "_pk_a": pl.UInt64, "_pk_b": pl.UInt64, "_dob": pl.UInt64, "_gender": pl.UInt64}
+        ),
+        ["_pk_a", "_pk_b"],
+        ["_dob", "_gender"],
+    )
+    conflicting = p.filter(pl.col("_dob_differs") | pl.col("_gender_differs"))
+    r = _in_groups(
+        pl.concat(ref)
+        if ref
+        else pl.DataFrame(
+            schema={"_row": pl.Int64, "_ref_a": pl.UInt64, "_ref_b": pl.UInt64, "_id_a": pl.UInt64, "_id_b": pl.UInt64}
+        ),
+        ["_ref_a", "_ref_b"],
+        ["_id_a", "_id_b"],
+    )
+    reused = r.filter(pl.col("_id_a_differs") | pl.col("_id_b_differs"))
+    return _Tally(
+        dup_groups=repeats["_group"].n_unique(),
+        dup_extra=repeats.height,
+        dup_rows=_first_rows(repeats),
+        people=int(p["_first"].sum()),
+        person_conflicts=conflicting["_group"].n_unique(),
+        dob_conflicts=conflicting.filter(pl.col("_dob_differs"))["_group"].n_unique(),
+        gender_conflicts=conflicting.filter(pl.col("_gender_differs"))["_group"].n_unique(),
+        person_rows=_first_rows(conflicting),
+        refs_reused=reused["_group"].n_unique(),
+        ref_rows=_first_rows(reused),
+    )
+
+
 @dataclass
 class DatasetChecker:
-    """Feed every row of the file in order (``add``), then ``finish``. Memory: a few small keys per row."""
+    """Feed the file's rows in order, a batch at a time (``add_frame``, a :data:`CHECK_SCHEMA` frame) or one at a
+    time (``add``: buffered into batches), then ``finish``.
+
+    Columnar (issue 11): each batch is reduced by polars expressions to the keys the checks compare (two 64-bit
+    hashes per key, under two seeds: a collision on both is negligible at any CLD volume) and per-batch counts; the
+    checks across rows are group-bys over those keys at the end. Memory: about 100 bytes per row, no dict per row.
+    """
 
     period_start: date
     period_end: date
     import_date: date
     rows: int = 0
-    _dup_first: dict[bytes, int] = field(default_factory=dict)
-    _dup_rows: list[int] = field(default_factory=list)
-    _dup_groups: set[bytes] = field(default_factory=set)
-    _dup_extra: int = 0
-    _person: dict[str, tuple[bytes, bytes, int]] = field(default_factory=dict)
-    _person_conflicts: dict[str, set[str]] = field(default_factory=dict)
-    _person_rows: list[int] = field(default_factory=list)
-    _ref: dict[bytes, tuple[bytes, int]] = field(default_factory=dict)
-    _ref_reused: set[bytes] = field(default_factory=set)
-    _ref_rows: list[int] = field(default_factory=list)
+    _buffer: list[tuple[Any, ...]] = field(default_factory=list)
+    _dup: list[pl.DataFrame] = field(default_factory=list)
+    _person: list[pl.DataFrame] = field(default_factory=list)
+    _ref: list[pl.DataFrame] = field(default_factory=list)
     _month_events: Counter[str] = field(default_factory=Counter)
     _month_types: dict[str, set[str]] = field(default_factory=dict)
     _event_types: Counter[str] = field(default_factory=Counter)
@@ -224,83 +365,101 @@ class DatasetChecker:
     _opt_out: int = 0
     _failed_rows: int = 0
     _findings: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    _tally: _Tally | None = None
 
     def add(self, r: CheckedRecord, *, row: int | None = None) -> None:
-        """``row``: the row number examples name (default: the count of rows added, 1 = the first)."""
-        self.rows += 1
-        row = self.rows if row is None else row
+        """One row (a one-row batch, buffered). ``row``: the row number examples name (default: the count of rows
+        added, 1 = the first)."""
+        row = self.rows + len(self._buffer) + 1 if row is None else row
         rec = r.record
-        if r.failed or r.findings:
-            self._failed_rows += 1
-        for f in r.findings:
-            self._findings[f] += 1
-        if r.opt_out:
-            self._opt_out += 1
-        if r.kind is Kind.UNDETERMINED:
-            self._undetermined_count += 1
-            if len(self._undetermined) < MAX_EXAMPLES:
-                self._undetermined.append(row)
-        self._event_types[
-            r.event_type or ("carer_by_association" if r.kind is Kind.CARER_BY_ASSOCIATION else "unknown")
-        ] += 1
+        self._buffer.append(
+            (
+                row,
+                r.kind.value,
+                r.event_type,
+                r.person_key,
+                r.derived_end.isoformat() if r.derived_end is not None else None,
+                bool(r.failed or r.findings),
+                bool(r.opt_out),
+                [list(f) for f in r.findings],
+                *(rec.get(n) for n in CHECKED_FIELDS),
+            )
+        )
+        if len(self._buffer) >= _BUFFER_ROWS:
+            self._flush()
 
-        key = unique_event_key(r)
-        if key is not None:
-            first = self._dup_first.setdefault(key, row)
-            if first != row:
-                self._dup_groups.add(key)
-                self._dup_extra += 1
-                if len(self._dup_rows) < MAX_EXAMPLES:
-                    self._dup_rows.append(row)
+    def _flush(self) -> None:
+        if self._buffer:
+            rows, self._buffer = self._buffer, []
+            self.add_frame(pl.DataFrame(rows, schema=CHECK_SCHEMA, orient="row"))
 
-        if r.person_key is not None:
-            dob = _h(_v(rec, "date_of_birth"))
-            gender = _h(code_key("gender", rec.get("gender")) or _v(rec, "gender").casefold())
-            seen = self._person.get(r.person_key)
-            if seen is None:
-                self._person[r.person_key] = (dob, gender, row)
-            else:
-                what = set()
-                if seen[0] != dob:
-                    what.add("date_of_birth")
-                if seen[1] != gender:
-                    what.add("gender")
-                if what:
-                    self._person_conflicts.setdefault(r.person_key, set()).update(what)
-                    if len(self._person_rows) < MAX_EXAMPLES:
-                        self._person_rows.append(row)
+    def add_frame(self, frame: pl.DataFrame) -> None:
+        """A batch of rows in file order (:data:`CHECK_SCHEMA`; other columns are ignored)."""
+        self._flush()
+        self._tally = None
+        if frame.height == 0:
+            return
+        self.rows += frame.height
+        f = frame.with_columns(_gender_keys(frame)).lazy().with_columns(_batch_keys()).collect()
+        counts = f.select(
+            pl.col("_failed").sum().alias("failed"),
+            pl.col("_opt_out").sum().alias("opt_out"),
+            (pl.col("_kind") == Kind.UNDETERMINED.value).sum().alias("undetermined"),
+        ).row(0)
+        self._failed_rows += int(counts[0])
+        self._opt_out += int(counts[1])
+        self._undetermined_count += int(counts[2])
+        if len(self._undetermined) < MAX_EXAMPLES and counts[2]:
+            wanted = MAX_EXAMPLES - len(self._undetermined)
+            self._undetermined += f.filter(pl.col("_kind") == Kind.UNDETERMINED.value)["_row"].head(wanted).to_list()
+        for label, n in f.group_by("_label").len().iter_rows():
+            self._event_types[label] += n
+        months = (
+            f.filter(pl.col("_month").is_not_null())
+            .group_by("_month")
+            .agg(pl.len().alias("n"), pl.col("_event_type").unique().alias("types"))
+        )
+        for m, n, types in months.iter_rows():
+            self._month_events[m] += n
+            self._month_types.setdefault(m, set()).update(types)
+        findings = (
+            f.filter(pl.col("_findings").list.len() > 0)
+            .select(pl.col("_findings").explode())
+            .select(pl.col("_findings").list.get(i, null_on_oob=True).alias(str(i)) for i in range(3))
+            .group_by("0", "1", "2")
+            .len()
+        )
+        for fld, rule, validity, n in findings.iter_rows():
+            self._findings[(fld, rule, validity)] += n
+        self._dup.append(f.filter(pl.col("_dup_a").is_not_null()).select("_row", "_dup_a", "_dup_b"))
+        self._person.append(
+            f.filter(pl.col("_person_key").is_not_null()).select("_row", "_pk_a", "_pk_b", "_dob", "_gender")
+        )
+        self._ref.append(f.filter(pl.col("_ref_a").is_not_null()).select("_row", "_ref_a", "_ref_b", "_id_a", "_id_b"))
 
-        ref = _v(rec, "event_reference")
-        if ref and r.kind is not Kind.CARER_BY_ASSOCIATION:
-            ref_key = _h(ref)
-            ident = _event_identity(r)
-            seen_ref = self._ref.get(ref_key)
-            if seen_ref is None:
-                self._ref[ref_key] = (ident, row)
-            elif seen_ref[0] != ident:
-                self._ref_reused.add(ref_key)
-                if len(self._ref_rows) < MAX_EXAMPLES:
-                    self._ref_rows.append(row)
-
-        if r.event_type is not None and r.derived_end is not None:
-            m = _month(r.derived_end)
-            self._month_events[m] += 1
-            self._month_types.setdefault(m, set()).add(r.event_type)
+    def _tallied(self) -> _Tally:
+        """The checks across rows: group-bys over every batch's keys (computed once, until more rows come)."""
+        self._flush()
+        if self._tally is None:
+            self._tally = _tally(self._dup, self._person, self._ref)
+        return self._tally
 
     # -- results ----------------------------------------------------------------------------------------
 
     def record_findings(self) -> list[FindingCount]:
         """Record-level failures by field and rule, most frequent first."""
+        self._flush()
         return [
             FindingCount(field=f, rule=rule, validity=validity, records=n)
             for (f, rule, validity), n in sorted(self._findings.items(), key=lambda kv: (-kv[1], kv[0]))
         ]
 
     def profile(self) -> SubmissionProfile:
+        self._flush()
         start, end, _kept = self.derived()
         return SubmissionProfile(
             rows=self.rows,
-            people=len(self._person),
+            people=self._tallied().people,
             event_types=dict(sorted(self._event_types.items())),
             months=sorted(self._month_events),
             derived_period_start=start,
@@ -308,6 +467,7 @@ class DatasetChecker:
         )
 
     def derived(self) -> tuple[date, date, list[str]]:
+        self._flush()
         return derive_period(
             dict(self._month_events),
             self._month_types,
@@ -317,6 +477,7 @@ class DatasetChecker:
         )
 
     def finish(self) -> list[CheckResult]:
+        t = self._tallied()
         out: list[CheckResult] = []
         if self.rows == 0:
             out.append(
@@ -329,7 +490,7 @@ class DatasetChecker:
                     count=0,
                 )
             )
-        if self._dup_groups:
+        if t.dup_groups:
             out.append(
                 CheckResult(
                     id="DS-DUP-EVENT",
@@ -337,14 +498,12 @@ class DatasetChecker:
                     explanation="Rows share DHSC's unique-event key (person, start, end, client type and the "
                     "event type's own fields); DHSC keeps one row per event.",
                     rule="R-DUP-1",
-                    count=len(self._dup_groups),
-                    details={"extra_rows": self._dup_extra},
-                    examples=tuple(str(r) for r in self._dup_rows),
+                    count=t.dup_groups,
+                    details={"extra_rows": t.dup_extra},
+                    examples=tuple(str(r) for r in t.dup_rows),
                 )
             )
-        if self._person_conflicts:
-            dob = sum(1 for w in self._person_conflicts.values() if "date_of_birth" in w)
-            gender = sum(1 for w in self._person_conflicts.values() if "gender" in w)
+        if t.person_conflicts:
             out.append(
                 CheckResult(
                     id="DS-PERSON-CONFLICT",
@@ -352,12 +511,12 @@ class DatasetChecker:
                     explanation="One person has different dates of birth or genders across rows; central "
                     "processing then guesses or sets 'Unknown'.",
                     rule="R-DUP-5",
-                    count=len(self._person_conflicts),
-                    details={"date_of_birth": dob, "gender": gender},
-                    examples=tuple(str(r) for r in self._person_rows),
+                    count=t.person_conflicts,
+                    details={"date_of_birth": t.dob_conflicts, "gender": t.gender_conflicts},
+                    examples=tuple(str(r) for r in t.person_rows),
                 )
             )
-        if self._ref_reused:
+        if t.refs_reused:
             out.append(
                 CheckResult(
                     id="DS-EVENT-REF-REUSED",
@@ -365,8 +524,8 @@ class DatasetChecker:
                     explanation="An Event Reference is used for different events (person, type or start "
                     "differ); a reference must be unique per event.",
                     rule="R-FLD-23",
-                    count=len(self._ref_reused),
-                    examples=tuple(str(r) for r in self._ref_rows),
+                    count=t.refs_reused,
+                    examples=tuple(str(r) for r in t.ref_rows),
                 )
             )
         if self._undetermined_count:

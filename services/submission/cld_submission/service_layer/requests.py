@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from ..adapters.submission_file import AssembledFile, sha256_of, write_submission_file
+import polars as pl
+
+from ..adapters.submission_file import AssembledFile, sha256_of, write_frames
 from ..domain.checks import (
     DatasetChecker,
     Diff,
-    ManifestEntry,
     Severity,
     SubmissionProfile,
     compare_with_previous,
@@ -24,7 +25,7 @@ from ..domain.checks import (
     left_out_check,
     left_out_of,
 )
-from ..domain.identity import Kind
+from ..domain.frames import decoded, manifest_rows, raw_frame, row_findings
 from ..domain.lifecycle import (
     Existing,
     Submission,
@@ -35,7 +36,6 @@ from ..domain.lifecycle import (
     decide_request,
     new_submission,
 )
-from ..domain.records import RowFindings, StoredRecord
 from ..domain.report_page import render_submission_report
 from ..domain.summary import DQSummary
 from .delivery import Delivery
@@ -237,38 +237,22 @@ class Requests(Delivery):
     def _build(self, new_id: str, path: Path, la_code: str, start: date, end: date, today: date) -> _Built:
         checker = DatasetChecker(period_start=start, period_end=end, import_date=today)
         with self.repo.manifest(new_id) as manifest:
-            row = 0
 
-            def on_row(r: StoredRecord) -> None:
-                nonlocal row
-                row += 1  # the data row of the file, as the checks number it (1 = first after the header)
-                checker.add(r)
-                if r.findings:
-                    notes = r.finding_notes if len(r.finding_notes) == len(r.findings) else ()
-                    manifest.add_row_findings(
-                        RowFindings(
-                            row,
-                            r.record.get("event_reference"),
-                            [
-                                (fld, rule, validity, *(notes[i] if notes else ("", "", "")))
-                                for i, (fld, rule, validity) in enumerate(r.findings)
-                            ],
-                        )
-                    )
-                open_service = r.kind is Kind.SERVICE and (r.derived_end is None or r.derived_end > end)
-                manifest.add(
-                    ManifestEntry(r.record_key, r.content_hash, open_service),
-                    event_id=r.event_id,
-                    source=r.source,
-                    opt_outs=",".join(sorted(f.value for f in r.opt_outs)),
-                )
+            def on_batch(batch: pl.DataFrame) -> None:
+                checker.add_frame(batch)
+                for found in row_findings(batch):
+                    manifest.add_row_findings(found)
+                for m in manifest_rows(batch, end):
+                    manifest.add(m.entry, event_id=m.event_id, source=m.source, opt_outs=m.opt_outs)
 
-            file = write_submission_file(
-                self.state.iter_in_scope(la_code, start, end),
+            # One conversion per hop: the store's rows are decoded a batch at a time (domain.frames.decode), the
+            # file is written from the frames and hashed as written, and the checks group the same frames.
+            file = write_frames(
+                decoded(raw_frame(rows) for rows in self.state.iter_in_scope_batches(la_code, start, end)),
                 path,
                 period_start=start,
                 period_end=end,
-                on_row=on_row,
+                on_batch=on_batch,
             )
         return _Built(file=file, checker=checker)
 
