@@ -423,6 +423,23 @@ class PgStateStore:
         for row in self._stream(sql, params, batch):
             yield _stored(row)
 
+    def iter_in_scope_batches(
+        self, la_code: str, period_start: date, period_end: date, *, batch: int = 2000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """As ``StateStore.iter_in_scope_batches``: the in-scope rows undecoded (``_COLUMNS`` order), a batch at a
+        time, from one snapshot (the server-side cursor's transaction)."""
+        if period_end < period_start:
+            raise ValueError("period end is before period start")
+        sql, params = _scope_sql(la_code, period_start, period_end, count=False)
+        rows: list[tuple[Any, ...]] = []
+        for row in self._stream(sql, params, batch):
+            rows.append(tuple(row))
+            if len(rows) == batch:
+                yield rows
+                rows = []
+        if rows:
+            yield rows
+
 
 def _senders(conn: Conn, la_code: str, event_ids: list[str]) -> dict[str, set[str]]:
     """The sources of the LA known to have sent each event id."""

@@ -77,6 +77,12 @@ class RecordStore(Protocol):
         self, la_code: str, period_start: date, period_end: date, *, batch: int = 2000
     ) -> Iterator[StoredRecord]: ...
 
+    def iter_in_scope_batches(
+        self, la_code: str, period_start: date, period_end: date, *, batch: int = 2000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """The in-scope rows undecoded, ``RAW_COLUMNS`` order, a batch at a time (assembly decodes a batch at once)."""
+        ...
+
 
 class ManifestSink(Protocol):
     """Where one submission's manifest and row findings stream while its file is written (one transaction)."""
