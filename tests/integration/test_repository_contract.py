@@ -196,6 +196,10 @@ def test_carers_by_association_follow_their_linked_adult_and_reads_stream_in_key
     keys = [r.record_key for r in store.iter_in_scope(LA_CODE, P_START, P_END, batch=7)]
     assert keys == sorted(keys)
     assert len(keys) == store.count_in_scope(LA_CODE, P_START, P_END) == 23
+    batches = list(store.iter_in_scope_batches(LA_CODE, P_START, P_END, batch=7))
+    assert [len(b) for b in batches] == [7, 7, 7, 2]  # assembly's undecoded batches: the same rows, same order
+    assert [row[0] for b in batches for row in b] == keys
+    assert all(isinstance(row[7], str) and isinstance(row[10], int) for b in batches for row in b)
 
 
 def test_reset_then_rebuild_gives_the_same_records_keys_and_offsets(repository_engine: RepositoryEngine) -> None:
