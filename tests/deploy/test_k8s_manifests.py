@@ -101,7 +101,7 @@ def test_deployments_probes_resources_and_metrics_annotations() -> None:
     services = _of_kind("Service")
     assert set(deployments) == {f"cld-{name}" for name in SERVICES} | set(RECIPIENT_INSTANCES)
     instances = {f"cld-{name}": (name, port) for name, port in SERVICES.items()}
-    instances |= {deployment: ("pseudonymisation", SERVICES["pseudonymisation"]) for deployment in RECIPIENT_INSTANCES}
+    instances |= dict.fromkeys(RECIPIENT_INSTANCES, ("pseudonymisation", SERVICES["pseudonymisation"]))
     for deployment_name, (name, port) in instances.items():
         deployment = deployments[deployment_name]
         pod = deployment["spec"]["template"]
