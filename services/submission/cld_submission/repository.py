@@ -8,11 +8,15 @@ publishes the event on restart instead of losing it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final, NamedTuple
 
@@ -24,6 +28,7 @@ from .lifecycle import Submission
 from .storage import ReopeningConnection
 
 DB_NAME: Final = "submissions.sqlite3"
+OUTBOX_LOCK_NAME: Final = "outbox.lock"
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS submissions (
@@ -173,6 +178,10 @@ class Repository:
         for col in ("event_id", "opt_outs", "source"):  # added for exports; NULL in manifests written before
             if col not in cols:
                 self._conn.execute(f"ALTER TABLE manifests ADD COLUMN {col} TEXT")
+        sub_cols = {r[1] for r in self._conn.execute("PRAGMA table_info(submissions)")}
+        for col in ("send_claimed_by", "send_claimed_at"):  # the send claim (``claim_send``; issue 12)
+            if col not in sub_cols:
+                self._conn.execute(f"ALTER TABLE submissions ADD COLUMN {col} TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -344,3 +353,90 @@ class Repository:
     def mark_published(self, seqs: Sequence[int]) -> None:
         with self._lock:
             self._conn.executemany("UPDATE outbox SET published = 1 WHERE seq = ?", [(s,) for s in seqs])
+
+    # -- several writers (issue 12: the same semantics as ``pg_repository.PgRepository``) ---------------------
+
+    def save_if(self, sub: Submission, event: SubmissionEvent, *, expected: SubmissionState) -> bool:
+        """Persist ``sub`` and queue ``event`` only if the stored submission is still in ``expected``."""
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                row = cur.execute(
+                    "SELECT state FROM submissions WHERE submission_id = ?", (sub.submission_id,)
+                ).fetchone()
+                if row is None or row[0] != expected.value:
+                    cur.execute("ROLLBACK")
+                    return False
+                cur.execute(
+                    "UPDATE submissions SET state = ?, version = ?, body = ?, send_claimed_by = NULL, "
+                    "send_claimed_at = NULL WHERE submission_id = ?",
+                    (sub.state.value, sub.version, sub.model_dump_json(), sub.submission_id),
+                )
+                cur.execute("INSERT INTO outbox (body) VALUES (?)", (event.model_dump_json(),))
+                cur.execute("COMMIT")
+            except BaseException as exc:
+                self._db.failed(exc, cur)
+                raise
+        return True
+
+    def claim_send(self, submission_id: str, *, instance: str, lease: timedelta) -> bool:
+        """Claim an approved submission for sending: True for one caller only (``BEGIN IMMEDIATE`` serialises
+        writers of the file); a claim older than ``lease`` may be taken over."""
+        now = datetime.now(UTC)
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.execute(
+                    "UPDATE submissions SET send_claimed_by = ?, send_claimed_at = ? WHERE submission_id = ? "
+                    "AND state = ? AND (send_claimed_by IS NULL OR send_claimed_at < ?)",
+                    (
+                        instance,
+                        now.isoformat(),
+                        submission_id,
+                        SubmissionState.APPROVED.value,
+                        (now - lease).isoformat(),
+                    ),
+                )
+                won = cur.rowcount == 1
+                cur.execute("COMMIT")
+            except BaseException as exc:
+                self._db.failed(exc, cur)
+                raise
+        return won
+
+    @contextlib.contextmanager
+    def outbox_drainer(self) -> Iterator[bool]:
+        """The outbox for one drainer at a time: an exclusive ``flock`` of a file beside the database (released
+        by the kernel when its holder dies; each call opens the file anew, so threads exclude each other too)."""
+        fd = os.open(self._path.with_name(OUTBOX_LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    @contextlib.contextmanager
+    def manifest_session(self, submission_id: str) -> Iterator[ManifestWriter]:
+        """A manifest writer on its own connection, in one transaction (committed at the end of the block)."""
+        conn = self.manifest_writer()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            writer = ManifestWriter(conn, submission_id)
+            yield writer
+            writer.flush()
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()

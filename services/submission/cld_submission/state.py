@@ -209,11 +209,21 @@ def load_or_create_secret(state_dir: Path) -> bytes:
         pass
     private_dir(state_dir)
     value = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(value.hex())
-        f.flush()
-        os.fsync(f.fileno())
+    # Written whole under a temporary name, then linked into place: two processes starting together on one
+    # state dir (or one PostgreSQL database seeding its shared secret) never read a half-written secret.
+    tmp = state_dir / f".{SECRET_NAME}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(value.hex())
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another process was first: its secret is the one
+            return bytes.fromhex(path.read_text(encoding="ascii").strip())
+    finally:
+        tmp.unlink(missing_ok=True)
     return value
 
 
