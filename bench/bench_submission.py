@@ -181,7 +181,8 @@ def main() -> None:
                 cmd += ["--mesh-url", args.mesh_url]
             if url:
                 cmd += ["--database-url", url]
-            subprocess.run(cmd, check=True)
+            if subprocess.run(cmd, check=False).returncode != 0:  # not check=True: its error would print the URL
+                raise SystemExit(f"bench_submission.py {phase} failed (see above)")
 
 
 @contextlib.contextmanager
