@@ -327,7 +327,7 @@ async def test_requested_on_one_approved_on_both_at_once_reaches_mesh_exactly_on
         return dict(got.json())
 
     async def both_acknowledged() -> bool:
-        return all((await status(p))["state"] == "acknowledged" for p in (a, b))
+        return all([(await status(p))["state"] == "acknowledged" for p in (a, b)])
 
     await wait_until(both_acknowledged, what="both instances report the submission acknowledged", seconds=WAIT)
     assert (await status(a))["message_id"] == (await status(b))["message_id"] == message_id
