@@ -55,8 +55,9 @@ from cld_runtime.files import private_dir
 from .assemble import LINE_TERMINATOR, neutralise
 from .audit import AuditLog
 from .lifecycle import Submission
-from .repository import ExportRow, Repository
-from .state import StateStore
+from .ports import RecordStore as StateStore
+from .ports import SubmissionsRepository as Repository
+from .repository import ExportRow
 
 _FLUSH_ROWS: Final = 2000
 

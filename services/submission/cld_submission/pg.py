@@ -25,6 +25,8 @@ import psycopg
 import psycopg.errors
 from psycopg_pool import ConnectionPool
 
+from cld_runtime.settings import StartupError
+
 MIGRATIONS_PACKAGE: Final = "cld_submission.migrations.postgres"
 MIGRATION_LOCK: Final = 0x434C445F4D494752  # 'CLD_MIGR': pg_advisory_xact_lock key while migrating
 OUTBOX_LOCK: Final = 0x434C445F4F555442  # 'CLD_OUTB': pg_try_advisory_lock key of the one outbox drainer
@@ -93,6 +95,15 @@ def open_pool(url: str, *, min_size: int = 1, max_size: int = 8, name: str = "cl
     )
     pool.open(wait=True, timeout=30)
     return pool
+
+
+def database_problem(url: str | None, exc: Exception) -> Exception:
+    """A database that cannot be used at start, as one clear line (``StartupError``: host, port and database,
+    the error's class and first line; never the password). Anything not the database's is returned as is."""
+    if not isinstance(exc, psycopg.Error) or not url:
+        return exc
+    first = (str(exc).splitlines() or [""])[0][:200]
+    return StartupError(f"the database {redacted(url)} cannot be used: {type(exc).__name__}: {first}")
 
 
 def is_pg_fault(exc: BaseException) -> bool:

@@ -26,7 +26,8 @@ from cld_schemas import topics
 from cld_schemas.events import RecordValidated
 
 from .deadlines import DeadlineRule, next_deadline
-from .state import Incoming, StateStore
+from .engines import open_record_store
+from .state import Incoming
 
 if TYPE_CHECKING:
     from .service import SubmissionSettings
@@ -123,7 +124,7 @@ async def rebuild_state(
     topic = settings.topic(topics.VALIDATED)
     if period_start is None:
         period_start = rolling_period_start(datetime.now(UTC).date(), settings.workflow_settings().deadline_rule)
-    store = StateStore.open(settings.state_dir)
+    store = open_record_store(settings.state_dir, settings.database_url)
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **settings.aiokafka_kwargs())
     applied = unreadable = 0
     try:

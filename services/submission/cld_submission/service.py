@@ -67,11 +67,13 @@ from cld_schemas.events import DeadLetterReason, RecordPseudonymised, RecordVali
 from .audit import AuditLog
 from .checks import PartialThresholds
 from .deadlines import DeadlineRule
+from .engines import open_record_store, open_repository
 from .exports import ExportRefusedError, ExportUnavailableError, NotAnExportRecipientError
 from .lifecycle import PeriodError, Submission, TransitionRefusedError
 from .metrics import SubmissionMetrics
-from .repository import Repository
-from .state import Incoming, StateStore
+from .pg import database_problem
+from .ports import RecordStore, SubmissionsRepository
+from .state import Incoming
 from .storage import StorageUnavailableError, fault_cause, folder_problem
 from .transport import FileExportTransport, MeshSettings, MeshTransport, Transport
 from .transport.retry import OnRetry
@@ -97,6 +99,13 @@ class SubmissionSettings(Settings):
         default=Path(".run/submission"),
         validation_alias="CLD_SUBMISSION_STATE_DIR",
         description="Directory of the record state, submissions, files and the audit log.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        validation_alias="CLD_SUBMISSION_DATABASE_URL",
+        description="postgresql://... to keep the record state and submissions in PostgreSQL, shared by any number "
+        "of instances (migrated at start); unset: SQLite files in the state directory (one instance).",
+        repr=False,
     )
     transport: Literal["mesh", "file"] = Field(
         default="file",
@@ -254,7 +263,7 @@ def create_app(
     registry = CollectorRegistry()
     broker: KafkaBroker = make_broker(settings, registry=registry)
     metrics = SubmissionMetrics(registry)
-    state, repo = _open_storage(settings.state_dir)
+    state, repo = _open_storage(settings.state_dir, settings.database_url)
     audit = AuditLog(settings.state_dir / "audit.jsonl")
     retry_hooks: list[OnRetry] = []
     chosen = transport or build_transport(settings, metrics, retry_hooks)
@@ -405,6 +414,7 @@ def create_app(
             await asyncio.sleep(settings.gauge_interval_seconds)  # a refresh period, not synchronisation
             try:
                 await workflow.after_change()
+                workflow.pick_up_approved()
             except Exception:
                 log.warning("periodic refresh failed", exc_info=True)
 
@@ -448,18 +458,24 @@ def create_app(
     return app
 
 
-def _open_storage(state_dir: Path) -> tuple[StateStore, Repository]:
-    """The record state and the submissions database, or one clear error (read-only, permission, full)."""
+def _open_storage(state_dir: Path, database_url: str | None = None) -> tuple[RecordStore, SubmissionsRepository]:
+    """The record state and the submissions repository (SQLite in ``state_dir``, or PostgreSQL at
+    ``database_url``: ``engines``), or one clear error (read-only, permission, full; a database not reachable)."""
     try:
         private_dir(state_dir)
-        state = StateStore.open(state_dir)
+        state = open_record_store(state_dir, database_url)
     except (sqlite3.Error, OSError) as exc:
         raise StorageUnavailableError(state_dir, folder_problem(state_dir) or fault_cause(exc)) from None
+    except Exception as exc:
+        raise database_problem(database_url, exc) from None
     try:
-        repo = Repository(state_dir)
+        repo = open_repository(state_dir, database_url)
     except (sqlite3.Error, OSError) as exc:
         state.close()
         raise StorageUnavailableError(state_dir, folder_problem(state_dir) or fault_cause(exc)) from None
+    except Exception as exc:
+        state.close()
+        raise database_problem(database_url, exc) from None
     return state, repo
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
@@ -64,8 +66,9 @@ from .lifecycle import (
     new_submission,
 )
 from .metrics import SubmissionMetrics
-from .repository import ManifestWriter, Repository, RowFindings
-from .state import Applied, Incoming, StateStore, StoredRecord
+from .ports import RecordStore, SubmissionsRepository
+from .repository import RowFindings
+from .state import Applied, Incoming, StoredRecord
 from .storage import StorageHealth, is_storage_fault
 from .transport import (
     DeliveryState,
@@ -76,6 +79,10 @@ from .transport import (
 
 S = SubmissionState
 SERVICE_ACTOR: Final = "cld-submission"
+SEND_CLAIM_LEASE: Final = timedelta(minutes=10)
+"""How long a send claim holds: an instance killed while sending leaves its claim, which another instance (or the
+restarted one) may take over after this (``resume``); the transport's local-id check finds a hand-over that did
+happen, so the file is not sent twice."""
 _DELIVERING: ContextVar[str | None] = ContextVar("cld_submission_delivering", default=None)
 """The submission a delivery task works on (the transport's retry callback does not know it)."""
 
@@ -202,8 +209,8 @@ class SubmissionWorkflow:
         self,
         *,
         settings: WorkflowSettings,
-        state: StateStore,
-        repo: Repository,
+        state: RecordStore,
+        repo: SubmissionsRepository,
         audit: AuditLog,
         transport: Transport,
         publish: Publish,
@@ -226,6 +233,8 @@ class SubmissionWorkflow:
         self.policy = policy or default_policy()
         self._lock = asyncio.Lock()
         self._outbox_lock = asyncio.Lock()
+        self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        """Who holds a send claim (``SubmissionsRepository.claim_send``): one instance among any number."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._problems: dict[str, DeliveryProblem] = {}
         private_dir(settings.files_dir)
@@ -508,11 +517,7 @@ class SubmissionWorkflow:
 
     def _build(self, new_id: str, path: Path, la_code: str, start: date, end: date, today: date) -> _Built:
         checker = DatasetChecker(period_start=start, period_end=end, import_date=today)
-        conn = self.repo.manifest_writer()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            manifest = ManifestWriter(conn, new_id)
-
+        with self.repo.manifest_session(new_id) as manifest:
             row = 0
 
             def on_row(r: StoredRecord) -> None:
@@ -546,14 +551,6 @@ class SubmissionWorkflow:
                 period_end=end,
                 on_row=on_row,
             )
-            manifest.flush()
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(Exception):
-                conn.execute("ROLLBACK")
-            raise
-        finally:
-            conn.close()
         return _Built(file=file, checker=checker)
 
     def _discard(self, new_id: str, path: Path) -> None:
@@ -581,7 +578,10 @@ class SubmissionWorkflow:
                 if on_disk != sub.file_sha256:
                     raise TransitionRefusedError("the assembled file on disk does not match its recorded SHA-256")
             new, ev = approve(sub, by=by, at=self._clock())
-            self.repo.save([new], [ev])
+            if not self.repo.save_if(new, ev, expected=sub.state):
+                # Another instance moved it in the meantime (approved it too): answer as a second approval would.
+                approve(self.get(submission_id), by=by, at=self._clock())  # raises as a second approval does
+                raise TransitionRefusedError(f"submission {submission_id} changed while being approved")
             self.audit.append(
                 "approved",
                 submission_id=submission_id,
@@ -642,6 +642,12 @@ class SubmissionWorkflow:
             self.log.info("resuming delivery", extra={"submission_id": sub.submission_id, "state": sub.state.value})
             self._start_delivery(sub.submission_id)
 
+    def pick_up_approved(self) -> None:
+        """Start delivery of approved submissions no task here is delivering (periodically: one whose sender was
+        killed is sent once its claim lapses, by whichever instance claims it first)."""
+        for sub in self.repo.in_states([S.APPROVED]):
+            self._start_delivery(sub.submission_id)
+
     async def join(self) -> None:
         """Wait for the delivery tasks running now (tests wrap this in ``asyncio.timeout``)."""
         tasks = [t for t in self._tasks.values() if not t.done()]
@@ -659,7 +665,14 @@ class SubmissionWorkflow:
         async with self._lock:
             current = self.get(sub.submission_id)  # the persisted state is the truth
             new, ev = advance(current, to, at=self._clock(), by=SERVICE_ACTOR, **changes)  # type: ignore[arg-type]
-            self.repo.save([new], [ev])
+            if not self.repo.save_if(new, ev, expected=current.state):
+                # Another instance moved it first (it tracked, sent or retried it at the same moment): its step
+                # stands, this one is dropped (no second event, audit entry or metric).
+                self.log.info(
+                    "submission moved by another instance",
+                    extra={"submission_id": sub.submission_id, "state": to.value},
+                )
+                return self.get(sub.submission_id)
             self.audit.append(
                 audit_action,
                 submission_id=new.submission_id,
@@ -697,6 +710,12 @@ class SubmissionWorkflow:
                 sub, S.FAILED, audit_action="send_failed", detail="assembled file changed on disk; not sent"
             )
         assert sub.file_name is not None
+        claimed = await asyncio.to_thread(
+            self.repo.claim_send, sub.submission_id, instance=self.instance_id, lease=SEND_CLAIM_LEASE
+        )
+        if not claimed:  # another instance is sending it: it records the outcome, every instance reads it
+            self.log.info("submission being sent by another instance", extra={"submission_id": sub.submission_id})
+            return self.get(sub.submission_id)
         try:
             result = await self.transport.send(
                 path=path, filename=sub.file_name, submission_id=sub.submission_id, local_id=sub.local_id
@@ -766,15 +785,18 @@ class SubmissionWorkflow:
         """Publish queued lifecycle events in order; stops at the first failure (retried later)."""
         sent = 0
         async with self._outbox_lock:
-            while batch := self.repo.pending_events():
-                for seq, event in batch:
-                    try:
-                        await self._publish(event)
-                    except Exception:
-                        self.log.warning("publishing a submission event failed; will retry", exc_info=True)
-                        return sent
-                    self.repo.mark_published([seq])
-                    sent += 1
+            with self.repo.outbox_drainer() as mine:
+                if not mine:  # another instance is draining it now (it publishes what this one queued too)
+                    return 0
+                while batch := self.repo.pending_events():
+                    for seq, event in batch:
+                        try:
+                            await self._publish(event)
+                        except Exception:
+                            self.log.warning("publishing a submission event failed; will retry", exc_info=True)
+                            return sent
+                        self.repo.mark_published([seq])
+                        sent += 1
         return sent
 
     def refresh_gauges(self) -> None:
