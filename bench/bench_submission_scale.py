@@ -35,6 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import psycopg
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.floors import kafka_hop_floor
@@ -43,6 +44,7 @@ from tests.support.waits import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 VALIDATED = "cld.records.validated.v1"
+PSEUDONYMISED = "cld.records.pseudonymised.v1"
 LAS = [f"{300 + i}" for i in range(12)]  # several keys: records spread over the partitions
 PERIOD_END = date(2025, 3, 31)
 METRIC = f'cld_consumed_records_total{{service="submission",topic="{VALIDATED}"}}'
@@ -131,6 +133,17 @@ async def publish(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]
         await producer.stop()
 
 
+async def create_topics(bootstrap: str, names: list[str]) -> None:
+    """The consumed topics with six partitions, as deployments create them (kafka-init, Strimzi), before any
+    instance subscribes: a topic auto-created by a subscription would have the broker's default partitions."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, num_partitions=6, replication_factor=1) for name in names])
+    finally:
+        await admin.close()
+
+
 async def one_run(bootstrap: str, server: str, instances: int, n: int) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
     name = f"bench_scale_{instances}_{run}"
@@ -146,28 +159,42 @@ async def one_run(bootstrap: str, server: str, instances: int, n: int) -> dict[s
         CLD_SUBMISSION_TRANSPORT="file",
         CLD_LOG_LEVEL="WARNING",
     )
+    await create_topics(bootstrap, [prefix + VALIDATED, prefix + PSEUDONYMISED])
     procs = [ServiceProcess("submission", env, work).start() for _ in range(instances)]
     try:
         for p in procs:
             await asyncio.to_thread(p.wait_healthy, 120.0)
         topic = prefix + VALIDATED
-        warm = validated_messages(len(LAS), f"w{run}")
-        await publish(bootstrap, topic, warm)
+        # Warm-up in rounds until every instance has consumed some (one that joined the group after the first
+        # rounds were applied gets partitions only at the rebalance), then until the state holds every round.
+        warm = 0
         async with httpx.AsyncClient() as client:
 
-            async def warmed() -> bool:
-                if await seen(url) < len(warm):
-                    return False
-                return all([await consumed(client, p) > 0 for p in procs]) if instances > 1 else True
+            async def in_group() -> bool:
+                return all([await consumed(client, p) > 0 for p in procs])
 
-            await wait_until(warmed, what="warm-up applied by every instance", seconds=300)
+            for attempt in range(30):
+                await publish(bootstrap, topic, validated_messages(len(LAS), f"w{attempt}{run}"))
+                warm += len(LAS)
+                try:
+                    await wait_until(in_group, what="every instance consumed", seconds=10)
+                    break
+                except TimeoutError:
+                    continue
+            else:
+                raise SystemExit(f"not every one of {instances} instances consumed records")
+
+        async def warmed() -> bool:
+            return await seen(url) >= warm
+
+        await wait_until(warmed, what="warm-up applied", seconds=300)
         messages = validated_messages(n, run)
         t0 = time.monotonic()
         await publish(bootstrap, topic, messages)
         t_published = time.monotonic()
 
         async def all_in() -> bool:
-            return await seen(url) >= len(warm) + n
+            return await seen(url) >= warm + n
 
         await wait_until(all_in, what=f"{n} records in the state", seconds=1200, poll=0.1)
         t_end = time.monotonic()

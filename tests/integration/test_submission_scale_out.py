@@ -220,17 +220,29 @@ async def test_two_instances_one_killed_mid_stream_hold_every_record_exactly_onc
     b = await started(processes, env, tmp_path, "submission")
     assert a.port != b.port
 
-    # A first part of the stream: both instances of the group take part (each holds partitions with records).
-    first = {la: la_rows(la, people=40, seed=1) for la in LAS}
-    ids = [i for la in LAS for i in await publish_raw(bootstrap, prefix, first[la], f"first-{la}")]
+    # A first part of the stream, in rounds until both instances of the group have consumed some (an instance
+    # that joined after the first rounds were applied gets its partitions only at the rebalance).
+    first: dict[str, list[dict[str, Any]]] = {la: [] for la in LAS}
+    ids: list[str] = []
 
     async def both_consumed() -> bool:
         return (await consumed_validated(client, a)) > 0 and (await consumed_validated(client, b)) > 0
 
-    await wait_until(both_consumed, what="both submission instances consumed validated records", seconds=WAIT)
+    for attempt in range(1, 11):
+        for la in LAS:
+            rows = la_rows(la, people=10, seed=attempt)
+            first[la] += rows
+            ids += await publish_raw(bootstrap, prefix, rows, f"first{attempt}-{la}")
+        try:
+            await wait_until(both_consumed, what="both submission instances consumed", seconds=20)
+            break
+        except TimeoutError:
+            continue
+    else:
+        pytest.fail("the two submission instances did not share the stream's partitions")
 
     # The rest of the stream; SIGKILL instance A while it is being applied, then start it again.
-    rest = {la: la_rows(la, people=400, seed=2) for la in LAS}
+    rest = {la: la_rows(la, people=400, seed=100) for la in LAS}
     for la in LAS:
         ids += await publish_raw(bootstrap, prefix, rest[la], f"rest-{la}")
     total = len(ids)
