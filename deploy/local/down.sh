@@ -5,7 +5,7 @@
 set -euo pipefail
 
 REPO=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd -P)
-RUN="$REPO/.run/local"
+RUN=${CLD_LOCAL_RUN_DIR:-$REPO/.run/local}
 STOP_TIMEOUT=${CLD_STOP_TIMEOUT:-30}
 log() { printf 'down.sh: %s\n' "$*" >&2; }
 

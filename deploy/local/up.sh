@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start Kafka (unless KAFKA_BOOTSTRAP_SERVERS is set) and the four CLD services as separate background
 # processes (`cld serve <name>`), wait until every /health answers 200 (bounded), and leave them running.
-# PIDs and logs: .run/local/. `down.sh` stops exactly what this started (by PID).
+# PIDs and logs: .run/local/ (CLD_LOCAL_RUN_DIR). `down.sh` stops exactly what this started (by PID).
 #
 # Env: KAFKA_BOOTSTRAP_SERVERS, CLD_INGEST_PORT (8001), CLD_VALIDATION_PORT (8002),
 #      CLD_PSEUDONYMISATION_PORT (8003), CLD_SUBMISSION_PORT (8004), CLD_UP_TIMEOUT (90 s),
@@ -19,7 +19,7 @@
 set -euo pipefail
 
 REPO=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd -P)
-RUN="$REPO/.run/local"
+RUN=${CLD_LOCAL_RUN_DIR:-$REPO/.run/local}
 CLD="$REPO/.venv/bin/cld"
 TIMEOUT=${CLD_UP_TIMEOUT:-90}
 log() { printf 'up.sh: %s\n' "$*" >&2; }
