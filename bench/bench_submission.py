@@ -44,8 +44,8 @@ def _peak_rss_mb() -> float:
 def populate(state_dir: Path, records: int, database_url: str | None = None) -> dict[str, Any]:
     from cld_schemas.events import Provenance, RecordValidated
     from cld_schemas.spec import Release
-    from cld_submission.engines import open_record_store
-    from cld_submission.state import Incoming
+    from cld_submission.adapters.stores import open_record_store
+    from cld_submission.domain.records import Incoming
     from cld_synth.generator import generate_rows
 
     templates = [row for row, _ in generate_rows(people=1500, seed=5, period_end=PERIOD_END)]
@@ -97,11 +97,17 @@ async def run(state_dir: Path, mesh_url: str | None, database_url: str | None = 
     from prometheus_client import CollectorRegistry
 
     from cld_schemas.events import SubmissionEvent
-    from cld_submission.audit import AuditLog
-    from cld_submission.engines import open_record_store, open_repository
-    from cld_submission.metrics import SubmissionMetrics
-    from cld_submission.transport import FileExportTransport, MeshSettings, MeshTransport, RetryPolicy, Transport
-    from cld_submission.workflow import SubmissionWorkflow, WorkflowSettings
+    from cld_submission.adapters.audit_log import AuditLog
+    from cld_submission.adapters.metrics import SubmissionMetrics
+    from cld_submission.adapters.stores import open_record_store, open_repository
+    from cld_submission.adapters.transport import (
+        FileExportTransport,
+        MeshSettings,
+        MeshTransport,
+        RetryPolicy,
+        Transport,
+    )
+    from cld_submission.service_layer.workflow import SubmissionWorkflow, WorkflowSettings
 
     transport: Transport
     if mesh_url:

@@ -27,8 +27,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from cld_submission.engines import open_record_store, open_repository
-from cld_submission.ports import RecordStore, SubmissionsRepository
+from cld_submission.adapters.ports import RecordStore, SubmissionsRepository
+from cld_submission.adapters.stores import open_record_store, open_repository
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "deploy" / "postgres" / "postgres.sh"

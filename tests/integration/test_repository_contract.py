@@ -8,9 +8,11 @@ stores or repositories (two connections each), two threads, started together by 
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -19,14 +21,15 @@ import pytest
 
 from cld_schemas.events import Finding, Provenance, RecordPseudonymised, RecordValidated, SubmissionState
 from cld_schemas.spec import FieldStatus, Release, Validity
-from cld_submission.checks import ManifestEntry
-from cld_submission.lifecycle import Submission, advance, approve, new_submission
-from cld_submission.pg import applied_versions, migrate, migrations
-from cld_submission.ports import RecordStore, SubmissionsRepository
-from cld_submission.repository import RowFindings
-from cld_submission.state import Applied, Incoming
+from cld_submission.adapters.pg import applied_versions, migrate, migrations
+from cld_submission.adapters.ports import RecordStore, SubmissionsRepository
+from cld_submission.adapters.sqlite_migrations import applied_sqlite_versions, migrate_sqlite, sqlite_migrations
+from cld_submission.domain.checks import ManifestEntry
+from cld_submission.domain.identity import Kind
+from cld_submission.domain.lifecycle import Submission, advance, approve, new_submission
+from cld_submission.domain.records import Applied, Incoming, RowFindings
 from tests.integration.pg_fixtures import RepositoryEngine
-from tests.support.builders import LA_CODE, Row, a_request_row, a_service_row
+from tests.support.builders import LA_CODE, Row, a_ckba_row, a_request_row, a_service_row
 
 pytestmark = pytest.mark.integration
 
@@ -130,6 +133,31 @@ def test_a_later_version_replaces_the_earlier_and_an_older_offset_is_stale(store
     assert store.get(LA_CODE, rec.record_key) == rec
 
 
+def test_one_batch_is_decided_record_by_record_in_order(store: RecordStore) -> None:
+    """Versions of one record within one batch: each sees the outcome of the one before it (as applied singly)."""
+    v1 = validated(a_service_row(), event_id="v1")
+    batch = [
+        Incoming(v1, TOPIC, 0, 1),
+        Incoming(validated(a_service_row(event_end_date="01/02/2025"), event_id="v2"), TOPIC, 0, 2),
+        Incoming(validated(a_service_row(), event_id="v3", withdrawn=True), TOPIC, 0, 3),
+        Incoming(validated(a_service_row(), event_id="v0"), TOPIC, 0, 0),
+        Incoming(v1, TOPIC, 0, 1),
+        Incoming(validated(a_service_row(event_end_date="02/02/2025"), event_id="v4"), TOPIC, 0, 4),
+        Incoming(validated(a_request_row(), event_id="other"), TOPIC, 0, 5),
+    ]
+    assert store.apply_many(batch) == [
+        Applied.INSERTED,
+        Applied.REPLACED,
+        Applied.WITHDRAWN,
+        Applied.STALE,
+        Applied.DUPLICATE_EVENT,
+        Applied.INSERTED,
+        Applied.INSERTED,
+    ]
+    assert sorted(str(r.record["event_end_date"]) for r in in_scope(store)) == ["02/02/2025", "20/05/2024"]
+    assert store.next_offsets(TOPIC) == {0: 6}
+
+
 def test_a_withdrawn_record_is_removed_and_an_older_copy_cannot_bring_it_back(store: RecordStore) -> None:
     store.apply(validated(a_service_row(), received_at=T0))
     assert store.apply(validated(a_service_row(), withdrawn=True, received_at=T0 + timedelta(hours=2))) is (
@@ -155,6 +183,19 @@ def test_scope_left_out_and_failures_are_read_back_alike(store: RecordStore) -> 
     assert out.event_reference == "OUT"
     assert store.la_codes() == [LA_CODE]
     assert set(store.newest_received()) == {LA_CODE}
+
+
+def test_carers_by_association_follow_their_linked_adult_and_reads_stream_in_key_order(store: RecordStore) -> None:
+    store.apply(validated(a_ckba_row(adult_1_linked_person_id="SYN-PERSON-0001", la_person_unique_identifier="C1")))
+    store.apply(validated(a_ckba_row(adult_1_linked_person_id=None, la_person_unique_identifier="C3")))
+    assert [r.kind for r in in_scope(store)] == [Kind.CARER_BY_ASSOCIATION]  # C3: no linked adult to judge by
+    store.apply(validated(a_service_row(la_person_unique_identifier="SYN-PERSON-0001")))
+    assert sorted(r.kind.value for r in in_scope(store)) == ["carer_by_association", "carer_by_association", "service"]
+    for i in range(20):
+        store.apply(validated(a_request_row(event_reference=f"R{i:03d}")))
+    keys = [r.record_key for r in store.iter_in_scope(LA_CODE, P_START, P_END, batch=7)]
+    assert keys == sorted(keys)
+    assert len(keys) == store.count_in_scope(LA_CODE, P_START, P_END) == 23
 
 
 def test_reset_then_rebuild_gives_the_same_records_keys_and_offsets(repository_engine: RepositoryEngine) -> None:
@@ -240,7 +281,7 @@ def test_submissions_summaries_manifests_and_the_outbox(repo: SubmissionsReposit
     repo.put_summary("s-1", '{"a":1}')
     repo.put_summary("s-1", '{"a":2}')
     assert repo.get_summary("s-1") == '{"a":2}'
-    with repo.manifest_session("s-1") as m:
+    with repo.manifest("s-1") as m:
         for k in ("k2", "k1", "K3"):
             m.add(ManifestEntry(k, "h" + k, k == "k1"), event_id="e" + k, opt_outs="", source="case-system")
         m.add_row_findings(RowFindings(2, "REF", [("f", "CLD002", "invalid", "mandatory", "msg", "fix")]))
@@ -259,11 +300,11 @@ def test_submissions_summaries_manifests_and_the_outbox(repo: SubmissionsReposit
     assert [e.state for _, e in repo.pending_events()] == [S.CHECKED]
 
 
-def test_a_manifest_session_that_fails_leaves_nothing(repo: SubmissionsRepository) -> None:
+def test_a_manifest_that_fails_leaves_nothing(repo: SubmissionsRepository) -> None:
     a_submission(repo, "s-1", approved=False)
 
     def fail_midway() -> None:
-        with repo.manifest_session("s-1") as m:
+        with repo.manifest("s-1") as m:
             m.add(ManifestEntry("k1", "h", False))
             m.flush()
             raise RuntimeError("the file could not be written")
@@ -281,6 +322,26 @@ def test_save_if_moves_a_submission_once(repo: SubmissionsRepository) -> None:
     assert repo.get("s-1") == sent
     assert [e.state for _, e in repo.pending_events()][-1] is S.SENT
     assert [e.state for _, e in repo.pending_events()].count(S.SENT) == 1
+
+
+def test_save_with_expected_states_writes_all_or_nothing(repo: SubmissionsRepository) -> None:
+    """A new version superseding an earlier one that another instance approved meanwhile is not saved."""
+    old = a_submission(repo, "old", approved=False)
+    new, e_new = new_submission(
+        submission_id="new", la_code=LA_CODE, period_start=P_START, period_end=P_END, requested_by="ops", at=T0
+    )
+    retired, e_retired = advance(old, S.SUPERSEDED, at=T0, superseded_by="new")
+    approved, e_approved = approve(old, by="Operator One", at=T0)
+    assert repo.save_if(approved, e_approved, expected=S.CHECKED)  # the other instance's approval
+    before = len(repo.pending_events())
+    assert not repo.save([new, retired], [e_new, e_retired], expected={"old": S.CHECKED})
+    assert repo.get("new") is None
+    stored = repo.get("old")
+    assert stored is not None
+    assert stored.state is S.APPROVED
+    assert len(repo.pending_events()) == before
+    assert repo.save([new], [e_new], expected={"old": S.APPROVED})
+    assert repo.get("new") == new
 
 
 def test_a_submission_is_claimed_for_sending_by_exactly_one_of_two_concurrent_instances(
@@ -371,3 +432,8 @@ def test_migrations_are_applied_once_when_several_instances_start_together(
         with psycopg.connect(repository_engine.database_url, autocommit=True) as conn:
             assert applied_versions(conn) == [v for v, _, _ in migrations()]
             assert migrate(conn) == []  # run again: nothing to do
+        return
+    for database, file in (("records", "records.sqlite3"), ("submissions", "submissions.sqlite3")):
+        with closing(sqlite3.connect(repository_engine.state_dir / file, isolation_level=None)) as db:
+            assert applied_sqlite_versions(db) == [1, *(v for v, _, _ in sqlite_migrations(database))]
+            assert migrate_sqlite(db, database, baseline=lambda: pytest.fail("the baseline ran twice")) == []
