@@ -40,7 +40,7 @@ from cld_governance.tenancy import (
     hash_api_key,
 )
 from cld_schemas import topics
-from cld_submission.identity import ProcessKeyHasher, identify
+from cld_submission.domain.identity import ProcessKeyHasher, identify
 from cld_synth.generator import generate_rows
 from tests.integration import mesh_fixtures, pg_fixtures
 from tests.integration.test_submission_mesh import RECEIVER, Nhse, expected_in_scope
