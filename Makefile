@@ -98,7 +98,7 @@ test: install system-deps lint ## Every tier: lint, unit, component, mesh, deplo
 	@bash deploy/mesh/mesh-sandbox.sh install
 	@$(PYTEST) tests/integration -q -m integration
 
-up: install ## Start Kafka (unless KAFKA_BOOTSTRAP_SERVERS is set) and the four services in the background
+up: install ## Start Kafka (unless KAFKA_BOOTSTRAP_SERVERS is set) and the four services in the background (CLD_SUBMISSION_INSTANCES=N: N submission instances on PostgreSQL)
 	@bash deploy/local/up.sh
 
 down: ## Stop exactly what `make up` started

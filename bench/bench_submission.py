@@ -8,6 +8,11 @@ Two phases in separate processes so that the memory figure is that of assembly +
    (the sandbox's canned mailboxes X26ABC1 -> X26ABC2).
 
     .venv/bin/python bench/bench_submission.py [--records 500000] [--mesh-url http://127.0.0.1:8700]
+        [--database-url postgresql://...]
+
+With ``--database-url`` (a PostgreSQL server whose user may create databases) the record state and the
+submissions are in a fresh database on that server, created for the run and dropped after (issue 12; the schema
+is migrated at open), else in SQLite files in a temporary state folder.
 
 The ``run`` phase also reports the CPU seconds of assembly (all threads of the process: the machine is shared, so
 wall time alone says little) and, as a floor in the same run (``bench/floors.py``), a plain ``csv.reader`` loop over
@@ -20,12 +25,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,15 +49,15 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
 
 
-def populate(state_dir: Path, records: int) -> dict[str, Any]:
+def populate(state_dir: Path, records: int, database_url: str | None = None) -> dict[str, Any]:
     from cld_schemas.events import Provenance, RecordValidated
     from cld_schemas.spec import Release
-    from cld_submission.adapters.sqlite_record_store import StateStore
+    from cld_submission.adapters.stores import open_record_store
     from cld_submission.domain.records import Incoming
     from cld_synth.generator import generate_rows
 
     templates = [row for row, _ in generate_rows(people=1500, seed=5, period_end=PERIOD_END)]
-    store = StateStore.open(state_dir)
+    store = open_record_store(state_dir, database_url)
     t0 = time.perf_counter()
     now = datetime(2025, 4, 10, tzinfo=UTC)
     batch: list[Incoming] = []
@@ -83,6 +90,7 @@ def populate(state_dir: Path, records: int) -> dict[str, Any]:
     store.close()
     return {
         "phase": "populate",
+        "engine": "postgresql" if database_url else "sqlite",
         "records": records,
         "in_scope": in_scope,
         "seconds": round(seconds, 1),
@@ -91,7 +99,7 @@ def populate(state_dir: Path, records: int) -> dict[str, Any]:
     }
 
 
-async def run(state_dir: Path, mesh_url: str | None) -> dict[str, Any]:
+async def run(state_dir: Path, mesh_url: str | None, database_url: str | None = None) -> dict[str, Any]:
     import logging
 
     from prometheus_client import CollectorRegistry
@@ -99,8 +107,7 @@ async def run(state_dir: Path, mesh_url: str | None) -> dict[str, Any]:
     from cld_schemas.events import SubmissionEvent
     from cld_submission.adapters.audit_log import AuditLog
     from cld_submission.adapters.metrics import SubmissionMetrics
-    from cld_submission.adapters.sqlite_record_store import StateStore
-    from cld_submission.adapters.sqlite_repository import Repository
+    from cld_submission.adapters.stores import open_record_store, open_repository
     from cld_submission.adapters.transport import (
         FileExportTransport,
         MeshSettings,
@@ -132,8 +139,8 @@ async def run(state_dir: Path, mesh_url: str | None) -> dict[str, Any]:
 
     wf = SubmissionWorkflow(
         settings=WorkflowSettings(state_dir=state_dir, ack_poll_interval=0.5, ack_timeout=timedelta(seconds=1)),
-        state=StateStore.open(state_dir),
-        repo=Repository(state_dir),
+        state=open_record_store(state_dir, database_url),
+        repo=open_repository(state_dir, database_url),
         audit=AuditLog(state_dir / "audit.jsonl"),
         transport=transport,
         publish=publish,
@@ -154,6 +161,7 @@ async def run(state_dir: Path, mesh_url: str | None) -> dict[str, Any]:
     _floor_rows, floor_seconds = await asyncio.to_thread(csv_floor, wf.file_path(final))
     return {
         "phase": "assemble+send",
+        "engine": "postgresql" if database_url else "sqlite",
         "transport": "mesh" if mesh_url else "file_export",
         "rows": sub.rows,
         "file_mb": round((sub.size_bytes or 0) / 1e6, 1),
@@ -179,20 +187,45 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=500_000)
     parser.add_argument("--state-dir", type=Path)
     parser.add_argument("--mesh-url")
+    parser.add_argument("--database-url", help="PostgreSQL for the state and submissions (default: SQLite files)")
     args = parser.parse_args()
     if args.phase == "populate":
-        print(json.dumps(populate(args.state_dir, args.records)))
+        print(json.dumps(populate(args.state_dir, args.records, args.database_url)))
         return
     if args.phase == "run":
-        print(json.dumps(asyncio.run(run(args.state_dir, args.mesh_url))))
+        print(json.dumps(asyncio.run(run(args.state_dir, args.mesh_url, args.database_url))))
         return
-    with tempfile.TemporaryDirectory(prefix="bench-submission-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench-submission-") as tmp, _fresh_database(args.database_url) as url:
         state_dir = Path(tmp) / "state"
         for phase in ("populate", "run"):
             cmd = [sys.executable, __file__, phase, "--records", str(args.records), "--state-dir", str(state_dir)]
             if args.mesh_url:
                 cmd += ["--mesh-url", args.mesh_url]
-            subprocess.run(cmd, check=True)
+            if url:
+                cmd += ["--database-url", url]
+            if subprocess.run(cmd, check=False).returncode != 0:  # not check=True: its error would print the URL
+                raise SystemExit(f"bench_submission.py {phase} failed (see above)")
+
+
+@contextlib.contextmanager
+def _fresh_database(server: str | None) -> Iterator[str | None]:
+    """A new database on ``server`` for one run (dropped after), or None for SQLite."""
+    if not server:
+        yield None
+        return
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    name = f"bench_submission_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

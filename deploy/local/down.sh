@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Stop exactly what up.sh started: the service PIDs in .run/local/*.pid (each checked to still be that
-# `cld serve <name>` process), then Kafka if up.sh started it. SIGTERM, then SIGKILL after a timeout.
+# `cld serve <name>` process; submission@<i>.pid are further submission instances), then Kafka and PostgreSQL if
+# up.sh started them. SIGTERM, then SIGKILL after a timeout.
 set -euo pipefail
 
 REPO=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../.." && pwd -P)
-RUN="$REPO/.run/local"
+RUN=${CLD_LOCAL_RUN_DIR:-$REPO/.run/local}
 STOP_TIMEOUT=${CLD_STOP_TIMEOUT:-30}
 log() { printf 'down.sh: %s\n' "$*" >&2; }
 
-is_service() { # $1 pid, $2 name
-  kill -0 "$1" 2>/dev/null && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q "serve $2"
+is_service() { # $1 pid, $2 name (service, or service@instance)
+  kill -0 "$1" 2>/dev/null && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -q "serve ${2%%@*} "
 }
 
 [[ -d $RUN ]] || { log "nothing to stop"; exit 0; }
@@ -37,3 +38,11 @@ if [[ -f $RUN/kafka.started ]]; then
   rm -f -- "$RUN/kafka.started"
 fi
 rm -f -- "$RUN/kafka.env"
+
+if [[ -f $RUN/postgres.started ]]; then
+  # shellcheck disable=SC1091
+  source "$RUN/postgres.started"
+  POSTGRES_PORT=$POSTGRES_PORT bash "$REPO/deploy/postgres/postgres.sh" stop
+  rm -f -- "$RUN/postgres.started"
+fi
+rm -f -- "$RUN/postgres.env"

@@ -33,6 +33,8 @@ from tests.deploy.tools import DEPLOY, REPO, SERVICES, TOPICS, in_ci
 COMPOSE_DIR = DEPLOY / "compose"
 COMPOSE = COMPOSE_DIR / "compose.yaml"
 FETCH = COMPOSE_DIR / "fetch-compose-schema.sh"
+# Per-recipient pseudonymisation instances (compose service -> recipient id of the sharing policy).
+RECIPIENT_INSTANCES = {"pseudonymisation-example-icb": "example-icb"}
 
 
 def settings_env_names(cls: type[BaseSettings]) -> frozenset[str]:
@@ -163,7 +165,17 @@ def test_schema_rejects_a_broken_compose_file(schema: dict[str, Any], compose: d
 
 def test_services_and_profiles(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"kafka", "kafka-init", *SERVICES, "prometheus", "grafana", "mesh-sandbox", "cld-setup"}
+    assert set(services) == {
+        "kafka",
+        "kafka-init",
+        *SERVICES,
+        *RECIPIENT_INSTANCES,
+        "postgres",
+        "prometheus",
+        "grafana",
+        "mesh-sandbox",
+        "cld-setup",
+    }
     assert services["kafka"]["image"] == "apache/kafka:3.9.2"
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft
     assert services["mesh-sandbox"]["profiles"] == ["trial"]
@@ -182,7 +194,9 @@ def test_cld_services_share_one_image_and_their_settings(compose: dict[str, Any]
         assert env["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
         assert env[f"CLD_{name.upper()}_PORT"] == str(port)
         assert "CLD_HTTP_PORT" not in env, "every service honours CLD_HTTP_PORT: they would share one port"
-        assert service["ports"] == [f"127.0.0.1:{port}:{port}"]
+        # submission scales (`--scale submission=N`): each replica takes a free host port of ten
+        published = f"{port}-{port + 9}" if name == "submission" else str(port)
+        assert service["ports"] == [f"127.0.0.1:{published}:{port}"]
         assert f"{port}/health/ready'" in " ".join(service["healthcheck"]["test"])  # healthy = ready (issue 10)
         assert service["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
 
@@ -216,6 +230,9 @@ def test_every_variable_is_a_setting_the_service_reads(compose: dict[str, Any]) 
     for name, service in _cld_services(compose).items():
         unknown = set(service["environment"]) - shared - service_env_names(name)
         assert not unknown, f"{name}: {sorted(unknown)} are not settings of {name} (cld_*/service.py, settings.py)"
+    for name in RECIPIENT_INSTANCES:
+        unknown = set(compose["services"][name]["environment"]) - shared - service_env_names("pseudonymisation")
+        assert not unknown, f"{name}: {sorted(unknown)} are not settings of pseudonymisation"
     # cld-setup runs the `cld` CLI, which reads the runtime's settings (CLD_TENANTS_FILE).
     setup_env = set(compose["services"]["cld-setup"]["environment"])
     assert setup_env <= settings_env_names(Settings), setup_env
@@ -255,6 +272,44 @@ def test_services_start_from_the_compose_environment(compose: dict[str, Any], mo
     assert settings.transport == "mesh"  # CLD_MESH_* is set, so the files go over MESH
     assert MeshSettings().url == "http://mesh-sandbox:8700"
     assert _mounted(str(settings.state_dir), _mounts(submission)) == ("submission-state", False)
+
+
+def test_submission_shares_one_postgresql_state(compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12: the submission replicas share the compose PostgreSQL (started and healthy before them)."""
+    postgres = compose["services"]["postgres"]
+    submission = compose["services"]["submission"]
+    assert submission["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "pg_isready" in postgres["healthcheck"]["test"]
+    assert "ports" not in postgres, "PostgreSQL stays on the compose network"
+    assert _mounts(postgres)["/var/lib/postgresql/data"] == ("postgres-data", False)
+    assert "CLD_SUBMISSION_DATABASE_URL" in service_env_names("submission")
+    environment_from({k: str(v) for k, v in submission["environment"].items()}, monkeypatch)
+    url = str(submission["environment"]["CLD_SUBMISSION_DATABASE_URL"])
+    env = postgres["environment"]
+    assert url == f"postgresql://{env['POSTGRES_USER']}:{env['POSTGRES_PASSWORD']}@postgres:5432/{env['POSTGRES_DB']}"
+
+
+def test_per_recipient_pseudonymisation_instances(compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pseudonymisation instance per export recipient: CLD_PURPOSE a recipient id of the shipped sharing policy
+    (not NHS England's), a consumer group and port of its own, the same key."""
+    policy = json.loads((DEPLOY / "config" / "sharing-policy.json").read_text(encoding="utf-8"))
+    recipients = {recipient["id"] for recipient in policy["recipients"]} - {"nhs-england"}
+    base = compose["services"]["pseudonymisation"]
+    environment_from({k: str(v) for k, v in base["environment"].items()}, monkeypatch)
+    base_settings: Any = service_settings("pseudonymisation")()
+    for name, recipient in RECIPIENT_INSTANCES.items():
+        service = compose["services"][name]
+        assert recipient in recipients
+        assert service["command"] == ["serve", "pseudonymisation"]
+        assert service["image"] == base["image"]
+        environment_from({k: str(v) for k, v in service["environment"].items()}, monkeypatch)
+        settings: Any = service_settings("pseudonymisation")()
+        assert settings.purpose == recipient
+        assert settings.group_id != base_settings.group_id
+        assert settings.http_port != base_settings.http_port
+        assert f"{settings.http_port}/health/ready'" in " ".join(service["healthcheck"]["test"])
+        assert settings.pseudo_key_file == base_settings.pseudo_key_file
+        assert _mounted(str(settings.pseudo_key_file), _mounts(service)) == ("cld-pseudo-key", True)
 
 
 def test_setup_creates_what_the_services_mount(compose: dict[str, Any]) -> None:

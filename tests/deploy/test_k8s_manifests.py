@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import json
 import shutil
 import subprocess
 from collections import Counter
@@ -22,8 +23,10 @@ from tests.deploy.tools import CONSUMER_GROUPS, DEPLOY, SERVICES, TOPICS
 K8S = DEPLOY / "k8s"
 KUBERNETES_VERSION = "1.31"
 CORE_KINDS = {"Namespace", "ServiceAccount", "ConfigMap", "Secret", "Deployment", "Service", "PersistentVolumeClaim"}
-# Submission keeps single-writer state on a volume: one replica, never scaled (deploy/k8s/README.md).
-SCALED = {name: group for name, group in CONSUMER_GROUPS.items() if name != "submission"}
+# Every consumer scales on its group lag; submission too since its state is in PostgreSQL (issue 12).
+SCALED = dict(CONSUMER_GROUPS)
+# Per-recipient pseudonymisation instances (CLD_PURPOSE=<recipient id>): Deployment name -> recipient id.
+RECIPIENT_INSTANCES = {"cld-pseudonymisation-example-icb": "example-icb"}
 TENANCY_ENFORCED = ("ingest", "validation", "pseudonymisation", "submission")
 RETENTION_MS = {
     "cld.events.raw.v1": 14 * 86_400_000,
@@ -62,8 +65,8 @@ def test_core_objects_validate_against_the_kubernetes_schema() -> None:
             "Namespace": 1,
             "ServiceAccount": 1,
             "ConfigMap": 2,
-            "Secret": 6,
-            "Deployment": 4,
+            "Secret": 7,
+            "Deployment": 4 + len(RECIPIENT_INSTANCES),
             "Service": 4,
             "PersistentVolumeClaim": 1,
         }
@@ -96,9 +99,11 @@ def test_every_object_has_a_namespace_and_the_namespace_exists() -> None:
 def test_deployments_probes_resources_and_metrics_annotations() -> None:
     deployments = _of_kind("Deployment")
     services = _of_kind("Service")
-    assert set(deployments) == {f"cld-{name}" for name in SERVICES}
-    for name, port in SERVICES.items():
-        deployment = deployments[f"cld-{name}"]
+    assert set(deployments) == {f"cld-{name}" for name in SERVICES} | set(RECIPIENT_INSTANCES)
+    instances = {f"cld-{name}": (name, port) for name, port in SERVICES.items()}
+    instances |= dict.fromkeys(RECIPIENT_INSTANCES, ("pseudonymisation", SERVICES["pseudonymisation"]))
+    for deployment_name, (name, port) in instances.items():
+        deployment = deployments[deployment_name]
         pod = deployment["spec"]["template"]
         assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
         annotations = pod["metadata"]["annotations"]
@@ -123,6 +128,8 @@ def test_deployments_probes_resources_and_metrics_annotations() -> None:
         assert {"configMapRef": {"name": "cld-settings"}} in container["envFrom"]
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
 
+        if deployment_name in RECIPIENT_INSTANCES:
+            continue  # nothing calls a per-recipient instance: no Service
         service = services[f"cld-{name}"]
         assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
         assert service["spec"]["ports"] == [{"name": "http", "port": port, "targetPort": "http", "protocol": "TCP"}]
@@ -137,17 +144,19 @@ def test_configmap_carries_the_settings_the_services_read() -> None:
         assert "CLD_HTTP_PORT" not in configmap["data"], "every service honours CLD_HTTP_PORT: one port for all"
 
 
-def _container(name: str) -> dict[str, Any]:
-    containers: list[dict[str, Any]] = _of_kind("Deployment")[f"cld-{name}"]["spec"]["template"]["spec"]["containers"]
+def _container(name: str, deployment: str | None = None) -> dict[str, Any]:
+    """The container of service ``name`` (Deployment ``cld-<name>``, or ``deployment`` when given)."""
+    pod = _of_kind("Deployment")[deployment or f"cld-{name}"]["spec"]["template"]["spec"]
+    containers: list[dict[str, Any]] = pod["containers"]
     (container,) = containers
     return container
 
 
-def _container_env(name: str) -> dict[str, str]:
+def _container_env(name: str, deployment: str | None = None) -> dict[str, str]:
     """The environment of a service's container: envFrom ConfigMaps and (template) Secrets, then env;
     secretKeyRef values resolved from secret.template.yaml."""
     configmaps, secrets = _of_kind("ConfigMap"), _of_kind("Secret")
-    container = _container(name)
+    container = _container(name, deployment)
     env: dict[str, str] = {}
     for source in container.get("envFrom", []):
         if "configMapRef" in source:
@@ -195,6 +204,9 @@ def test_every_variable_is_a_setting_the_service_reads() -> None:
     for name in SERVICES:
         unknown = set(_container_env(name)) - shared - service_env_names(name)
         assert not unknown, f"cld-{name}: {sorted(unknown)} are not settings of {name} (cld_*/service.py)"
+    for deployment in RECIPIENT_INSTANCES:
+        unknown = set(_container_env("pseudonymisation", deployment)) - shared - service_env_names("pseudonymisation")
+        assert not unknown, f"{deployment}: {sorted(unknown)} are not settings of pseudonymisation"
 
 
 def test_services_start_from_the_manifest_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -259,16 +271,55 @@ def test_services_start_from_the_manifest_environment(monkeypatch: pytest.Monkey
             assert not any(key.startswith(("CLD_MESH_", "CLD_SUBMISSION_STATE")) for key in env), name
 
 
-def test_submission_is_a_single_writer_on_its_state_volume() -> None:
+def test_submission_scales_out_on_a_shared_postgresql_state() -> None:
+    """Issue 12: KEDA owns the replicas, rolling updates, every replica on the same database URL from a Secret,
+    and the files folder on a volume every replica can mount."""
     deployment = _of_kind("Deployment")["cld-submission"]
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
-    assert all(obj["spec"]["scaleTargetRef"]["name"] != "cld-submission" for obj in _of_kind("ScaledObject").values())
+    assert "replicas" not in deployment["spec"], "KEDA owns replicas"
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    scaled = _of_kind("ScaledObject")["cld-submission"]
+    assert scaled["spec"]["scaleTargetRef"]["name"] == "cld-submission"
+    (trigger,) = scaled["spec"]["triggers"]
+    assert trigger["metadata"]["consumerGroup"] == CONSUMER_GROUPS["submission"]
+    assert trigger["metadata"]["topic"] == "cld.records.validated.v1"
+    (url,) = [var for var in _container("submission")["env"] if var["name"] == "CLD_SUBMISSION_DATABASE_URL"]
+    ref = url["valueFrom"]["secretKeyRef"]
+    assert ref["key"] in _of_kind("Secret")[ref["name"]]["stringData"]
+    assert "CLD_SUBMISSION_DATABASE_URL" in service_env_names("submission")
     (claim,) = _of_kind("PersistentVolumeClaim").values()
-    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     header = (K8S / "submission.yaml").read_text(encoding="utf-8").split("apiVersion:", 1)[0]
     assert "cld.records.validated.v1" in header
-    assert "replicas: 1" in header
+    assert "PostgreSQL" in header
+
+
+def test_per_recipient_pseudonymisation_instances_make_that_recipients_pseudonyms(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One instance per export recipient (docs/submission.md, "Exports"): CLD_PURPOSE is a recipient id of the
+    shipped sharing policy (never NHS England's, whose file is identifiable), in a consumer group of its own."""
+    policy = json.loads((DEPLOY / "config" / "sharing-policy.json").read_text(encoding="utf-8"))
+    recipients = {recipient["id"] for recipient in policy["recipients"]}
+    groups = {CONSUMER_GROUPS["pseudonymisation"]}
+    base = _container("pseudonymisation")
+    for deployment, recipient in RECIPIENT_INSTANCES.items():
+        assert recipient in recipients - {"nhs-england"}, recipient
+        env = _container_env("pseudonymisation", deployment)
+        environment_from(env, monkeypatch)
+        settings: Any = service_settings("pseudonymisation")()
+        assert settings.purpose == recipient
+        assert settings.group_id not in groups, f"{deployment}: a consumer group of its own"
+        groups.add(settings.group_id)
+        assert settings.pseudo_key_file is not None
+        assert _file_in_volume("pseudonymisation", str(settings.pseudo_key_file))["secret"]["secretName"] == (
+            "cld-pseudo-key"
+        )
+        container = _container("pseudonymisation", deployment)
+        assert container["image"] == base["image"]
+        assert container["args"] == ["serve", "pseudonymisation"]
+        (trigger,) = _of_kind("ScaledObject")[deployment]["spec"]["triggers"]
+        assert trigger["metadata"]["consumerGroup"] == settings.group_id
 
 
 def test_secret_template_holds_no_real_secret() -> None:
@@ -285,7 +336,7 @@ def test_scaled_objects_scale_each_consumer_on_its_group_lag() -> None:
     scaled = _of_kind("ScaledObject")
     auth = _of_kind("TriggerAuthentication")
     deployments = _of_kind("Deployment")
-    assert set(scaled) == {f"cld-{name}" for name in SCALED}
+    assert set(scaled) == {f"cld-{name}" for name in SCALED} | set(RECIPIENT_INSTANCES)
     for name, group in SCALED.items():
         obj = scaled[f"cld-{name}"]
         assert obj["apiVersion"] == "keda.sh/v1alpha1"
@@ -342,8 +393,8 @@ def test_kustomize_builds() -> None:
     result = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     kinds = Counter(doc["kind"] for doc in yaml.safe_load_all(result.stdout) if doc)
-    assert kinds["Deployment"] == 4
-    assert kinds["ScaledObject"] == 2
+    assert kinds["Deployment"] == 4 + len(RECIPIENT_INSTANCES)
+    assert kinds["ScaledObject"] == 3 + len(RECIPIENT_INSTANCES)
     assert kinds["PersistentVolumeClaim"] == 1
     assert kinds["KafkaTopic"] == 5
     assert kinds["Secret"] == 0
