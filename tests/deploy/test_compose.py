@@ -80,16 +80,20 @@ def service_env_names(name: str) -> frozenset[str]:
 
 
 def deadletter_writers() -> frozenset[str]:
-    """The services whose composition root builds a ``DeadLetterPublisher`` (derived from the code): each must
-    be deployed with the dead-letter fingerprint key (CLD_DEADLETTER_KEY_FILE), or its dead letters carry no
+    """The services whose composition root builds a ``DeadLetterPublisher``, itself or through the shared
+    consumer (``cld_runtime.consumer.Consumer.create`` builds one; derived from the code): each must be deployed
+    with the dead-letter fingerprint key (CLD_DEADLETTER_KEY_FILE), or its dead letters carry no
     ``payload_hmac`` (issue 10)."""
+    from cld_runtime.consumer import Consumer
     from cld_runtime.deadletter import DeadLetterPublisher
 
-    return frozenset(
-        name
-        for name in SERVICES
-        if getattr(importlib.import_module(composition_root(name)), "DeadLetterPublisher", None) is DeadLetterPublisher
-    )
+    def writes_dead_letters(module: object) -> bool:
+        return (
+            getattr(module, "DeadLetterPublisher", None) is DeadLetterPublisher
+            or getattr(module, "Consumer", None) is Consumer
+        )
+
+    return frozenset(name for name in SERVICES if writes_dead_letters(importlib.import_module(composition_root(name))))
 
 
 def test_the_dead_letter_writers_are_found_in_the_code() -> None:
