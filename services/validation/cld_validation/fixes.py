@@ -9,6 +9,7 @@ the shape of the problem instead. Where no fix can be known it says so (``NO_AUT
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterable
 from datetime import date
@@ -123,6 +124,8 @@ def number_fix(f: SpecField, value: str, rule: str) -> str:
         try:
             x = float(v)
         except ValueError:
+            x = math.nan
+        if not math.isfinite(x):  # 'INF', 'nan': Python reads them as floats, a person would not
             return f"Write a number with up to two decimal places (e.g. 123.45) in {f.header}."
         if show:
             return f"Round to two decimal places: {_q(f'{x:.2f}')} instead of {_q(value)}."
@@ -131,6 +134,8 @@ def number_fix(f: SpecField, value: str, rule: str) -> str:
         try:
             x = float(v)
         except ValueError:
+            x = math.nan
+        if not math.isfinite(x):
             return f"Write a whole number (0, 1, 2, ...) in {f.header}."
         if x >= 0 and x == int(x) and show:
             return f"Write {int(x)} (a whole number, no decimal point), not {_q(value)}."

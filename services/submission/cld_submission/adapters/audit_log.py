@@ -4,14 +4,17 @@ Each line is a JSON object with ``seq`` (1, 2, ...), ``prev`` (the SHA-256 of th
 64 zeros for the first line), ``self`` (the SHA-256 of the entry without ``self``) and the entry's fields:
 who asked, who approved, file hash, row counts, MESH message id and outcome. Every append is flushed and
 fsync'd before it returns. Changing, removing or reordering any line breaks the chain at that point, which
-``verify_audit_log`` reports. (A chain shows tampering; it cannot stop someone who rewrites the whole file
-and recomputes every hash: keep a copy of the latest line hash elsewhere for that.)
+``verify_audit_log`` reports. Several processes may append to one log (submission instances sharing a state folder,
+issue 12): each append holds an exclusive ``flock`` on the file and first reads the lines other writers added since
+its last append, so the chain stays one chain. (A chain shows tampering; it cannot stop someone who rewrites the
+whole file and recomputes every hash: keep a copy of the latest line hash elsewhere for that.)
 
 Entries carry no personal data: ids, LA codes, dates, hashes, counts and operator names.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -46,7 +49,8 @@ def _entry_hash(entry: dict[str, Any]) -> str:
 
 
 class AuditLog:
-    """Appends chained entries. Safe for threads of one process (one writer per file)."""
+    """Appends chained entries. Safe for threads of one process and for several processes on one file (a file
+    lock per append; the lines another process appended are read and verified before chaining onto them)."""
 
     def __init__(self, path: Path) -> None:
         self._path = Path(path)
@@ -59,6 +63,7 @@ class AuditLog:
             raise RuntimeError(f"audit log {self._path.name} fails verification at line {check.first_bad_line}")
         self._seq = check.lines
         self._last = check.last_hash
+        self._size = self._path.stat().st_size if self._path.exists() else 0
 
     @property
     def path(self) -> Path:
@@ -67,24 +72,43 @@ class AuditLog:
     def append(self, action: str, **fields: Any) -> str:
         """Append one entry; returns its line hash."""
         with self._lock:
-            entry = {
-                "seq": self._seq + 1,
-                "at": datetime.now(UTC).isoformat(),
-                "action": action,
-                **{k: v for k, v in fields.items() if v is not None},
-                "prev": self._last,
-            }
-            entry["self"] = _entry_hash(entry)
-            line = json.dumps(entry, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8")
-            fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
             try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed
+                self._catch_up(fd)
+                entry = {
+                    "seq": self._seq + 1,
+                    "at": datetime.now(UTC).isoformat(),
+                    "action": action,
+                    **{k: v for k, v in fields.items() if v is not None},
+                    "prev": self._last,
+                }
+                entry["self"] = _entry_hash(entry)
+                line = json.dumps(entry, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8")
                 os.write(fd, line + b"\n")
                 os.fsync(fd)
             finally:
                 os.close(fd)
             self._seq += 1
             self._last = _line_hash(line)
+            self._size += len(line) + 1
             return self._last
+
+    def _catch_up(self, fd: int) -> None:
+        """Chain onto the lines other writers appended since this one's last append (under the file lock)."""
+        size = os.fstat(fd).st_size
+        if size == self._size:
+            return
+        if size < self._size:
+            raise RuntimeError(f"audit log {self._path.name} shrank while open: it must be looked at")
+        added = os.pread(fd, size - self._size, self._size)
+        for raw in added.split(b"\n")[:-1]:
+            entry = json.loads(raw)
+            if entry.get("prev") != self._last or entry.get("seq") != self._seq + 1:
+                raise RuntimeError(f"audit log {self._path.name} fails verification at line {self._seq + 1}")
+            self._seq += 1
+            self._last = _line_hash(raw)
+        self._size = size
 
 
 def verify_audit_log(path: Path) -> AuditVerification:
