@@ -305,10 +305,10 @@ class RiskAccumulator:
             class_size_histogram=dict(self._hist),
             options=tuple(options),
         )
-        return _with_warnings(figures)
+        return with_warnings(figures)
 
 
-def _with_warnings(f: RiskFigures) -> RiskFigures:
+def with_warnings(f: RiskFigures) -> RiskFigures:
     warnings: list[str] = []
     if f.rows_without_person:
         warnings.append(
