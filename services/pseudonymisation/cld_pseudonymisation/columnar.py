@@ -174,11 +174,59 @@ AT: Final = "__at"
 SEQ: Final = "__seq"
 
 
-def people_of(frame: pl.DataFrame, qi: Sequence[str]) -> pl.DataFrame:
-    """One row per person of a pseudonymised frame: the QIs of their latest row (largest row order; the later
-    row on a tie), as ``RiskAccumulator.add`` keeps them. Columns: person, at, the QIs."""
-    rows = frame.select(person_key_expr().alias(PERSON), row_order_expr().alias(AT), *[pl.col(q) for q in qi])
-    return latest_per_person(rows.filter(pl.col(PERSON).is_not_null()))
+def person_rows(frame: pl.DataFrame, qi: Sequence[str]) -> pl.DataFrame:
+    """Per row of a pseudonymised frame: its person key (null: none), row order and QI values."""
+    return frame.select(person_key_expr().alias(PERSON), row_order_expr().alias(AT), *[pl.col(q) for q in qi])
+
+
+class FrameRisk:
+    """The risk figures of pseudonymised frames, by group-by: ``RiskAccumulator``'s figures, for a whole file.
+
+    Each frame's rows are reduced to one per person (their latest row) and kept; the kept frames are merged
+    into one row per person whenever they outgrow the merged state, so memory grows with people, not rows,
+    and each row is merged a bounded number of times."""
+
+    def __init__(self, qi: Sequence[str], *, k_threshold: int) -> None:
+        self.qi = tuple(qi)
+        self.k_threshold = k_threshold
+        self.rows = 0
+        self.rows_without_person = 0
+        self._state: pl.DataFrame | None = None
+        self._pending: list[pl.DataFrame] = []
+        self._pending_rows = 0
+
+    def add_frame(self, pseudonymised: pl.DataFrame) -> None:
+        rows = person_rows(pseudonymised, self.qi)
+        with_person = rows.filter(pl.col(PERSON).is_not_null())
+        self.rows += rows.height
+        self.rows_without_person += rows.height - with_person.height
+        latest = latest_per_person(with_person)
+        self._pending.append(latest)
+        self._pending_rows += latest.height
+        if self._pending_rows >= max(100_000, self._state.height if self._state is not None else 0):
+            self._merge()
+
+    def _merge(self) -> None:
+        parts = ([self._state] if self._state is not None else []) + self._pending
+        if parts:
+            self._state = latest_per_person(pl.concat(parts))  # state first: a later frame wins a tie
+        self._pending, self._pending_rows = [], 0
+
+    def people(self) -> pl.DataFrame:
+        """One row per person: person, at, the QIs."""
+        self._merge()
+        if self._state is None:
+            return pl.DataFrame(schema={PERSON: pl.String, AT: pl.Int64, **dict.fromkeys(self.qi, pl.String)})
+        return self._state
+
+    def figures(self) -> RiskFigures:
+        return risk_figures_of_people(
+            self.people(),
+            qi=self.qi,
+            k_threshold=self.k_threshold,
+            rows=self.rows,
+            rows_without_person=self.rows_without_person,
+        )
 
 
 def latest_per_person(people: pl.DataFrame) -> pl.DataFrame:
@@ -195,7 +243,7 @@ def latest_per_person(people: pl.DataFrame) -> pl.DataFrame:
 def risk_figures_of_people(
     people: pl.DataFrame, *, qi: Sequence[str], k_threshold: int, rows: int, rows_without_person: int
 ) -> RiskFigures:
-    """``RiskAccumulator.figures`` by group-by over one row per person (:func:`people_of`)."""
+    """``RiskAccumulator.figures`` by group-by over one row per person (:meth:`FrameRisk.people`)."""
     names = list(qi)
     n_people = people.height
     classes = people.group_by(names).len("n") if n_people else pl.DataFrame()
