@@ -65,24 +65,55 @@ def with_odd(fast: pl.Expr, v: pl.Expr, odd: tuple[list[str], list[str | None]])
 
 
 # --- dates (generalise.parse_date) -----------------------------------------------------------------------
+# Computed in stages (with_columns), each column once: an expression that repeats a sub-expression is planned
+# and evaluated once per repetition, and the date checks repeat the parsed parts many times.
+
+_FORM: Final = "__form"
+_UK: Final = 1
+_ISO: Final = 2
 
 
-def ymd(v: pl.Expr) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
-    """(year, month, day) Int32 columns of dd/mm/yyyy or yyyy-mm-dd values that are real dates; null otherwise."""
-    uk = v.str.contains(_UK_DATE)
-    iso = v.str.contains(_ISO_DATE)
-    y = pl.when(uk).then(v.str.slice(6, 4)).when(iso).then(v.str.slice(0, 4)).cast(pl.Int32)
-    m = pl.when(uk).then(v.str.slice(3, 2)).when(iso).then(v.str.slice(5, 2)).cast(pl.Int32)
-    d = pl.when(uk).then(v.str.slice(0, 2)).when(iso).then(v.str.slice(8, 2)).cast(pl.Int32)
-    days = pl.when(m == 2).then(29).when(m.is_in([4, 6, 9, 11])).then(30).otherwise(31)
-    leap = ((y % 4) == 0) & (((y % 100) != 0) | ((y % 400) == 0))
-    ok = (m >= 1) & (m <= 12) & (d >= 1) & (d <= days) & (y >= 1) & ~((m == 2) & (d == 29) & ~leap)
-    return (pl.when(ok).then(y), pl.when(ok).then(m), pl.when(ok).then(d))
+def date_parts(column: str) -> tuple[str, str, str]:
+    """Names of the (year, month, day) columns :func:`with_dates` adds for ``column``."""
+    return (f"{column}__y", f"{column}__m", f"{column}__d")
 
 
-def year_month(v: pl.Expr) -> pl.Expr:
-    """yyyy-mm of a date value (``Method.MONTH``), null when it is not a date."""
-    y, m, _ = ymd(v)
+def with_dates(frame: pl.LazyFrame, columns: Sequence[str]) -> pl.LazyFrame:
+    """``frame`` plus, per column, (year, month, day) Int32 columns (:func:`date_parts`) of dd/mm/yyyy or
+    yyyy-mm-dd values that are real dates, null otherwise; and ``{column}__form`` (1 dd/mm/yyyy, 2 ISO)."""
+    forms = [
+        pl.when(pl.col(c).str.contains(_UK_DATE))
+        .then(pl.lit(_UK, dtype=pl.Int8))
+        .when(pl.col(c).str.contains(_ISO_DATE))
+        .then(pl.lit(_ISO, dtype=pl.Int8))
+        .alias(c + _FORM)
+        for c in columns
+    ]
+    frame = frame.with_columns(forms)
+    raw: list[pl.Expr] = []
+    for c in columns:
+        v, form = pl.col(c), pl.col(c + _FORM)
+        for name, uk, iso in zip(date_parts(c), ((6, 4), (3, 2), (0, 2)), ((0, 4), (5, 2), (8, 2)), strict=True):
+            part = pl.when(form == _UK).then(v.str.slice(*uk)).when(form == _ISO).then(v.str.slice(*iso))
+            raw.append(part.cast(pl.Int32).alias(name))
+    frame = frame.with_columns(raw)
+    checked: list[pl.Expr] = []
+    for c in columns:
+        names = date_parts(c)
+        y, m, d = (pl.col(n) for n in names)
+        days = pl.when(m == 2).then(29).when(m.is_in([4, 6, 9, 11])).then(30).otherwise(31)
+        leap = ((y % 4) == 0) & (((y % 100) != 0) | ((y % 400) == 0))
+        ok = (m >= 1) & (m <= 12) & (d >= 1) & (d <= days) & (y >= 1) & ~((m == 2) & (d == 29) & ~leap)
+        checked.append(ok.fill_null(value=False).alias(c + "__ok"))
+    frame = frame.with_columns(checked)
+    return frame.with_columns(
+        pl.when(pl.col(c + "__ok")).then(pl.col(n)).alias(n) for c in columns for n in date_parts(c)
+    ).drop([c + "__ok" for c in columns])
+
+
+def year_month(column: str) -> pl.Expr:
+    """yyyy-mm of a date value (``Method.MONTH``), null when it is not a date (after :func:`with_dates`)."""
+    y, m, _ = (pl.col(n) for n in date_parts(column))
     return pl.concat_str(y.cast(pl.String).str.zfill(4), pl.lit("-"), m.cast(pl.String).str.zfill(2))
 
 
@@ -97,38 +128,45 @@ _BANDS: Final = (
 )
 
 
-def birth_outputs(dob: pl.Expr, period_end: pl.Expr) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
-    """(birth_year, birth_month, age_band_period_end) as ``Pseudonymiser`` gives them (``generalise.age_band``)."""
-    by, bm, bd = ymd(dob)
-    ey, em, ed = ymd(period_end)
-    age = ey - by - ((em * 100 + ed) < (bm * 100 + bd)).cast(pl.Int32)
+def age_expr(dob: str, period_end: str) -> pl.Expr:
+    """Age in completed years at the period end (``generalise.age_at``), after :func:`with_dates` of both."""
+    by, bm, bd = (pl.col(n) for n in date_parts(dob))
+    ey, em, ed = (pl.col(n) for n in date_parts(period_end))
+    return ey - by - ((em * 100 + ed) < (bm * 100 + bd)).cast(pl.Int32)
+
+
+def age_band_expr(age: pl.Expr) -> pl.Expr:
+    """DHSC's ``Der_Age_Band`` of an age column (``generalise.age_band``; null or negative -> 'Unknown')."""
     band: pl.Expr = pl.when(age.is_null() | (age < 0)).then(pl.lit(UNKNOWN_AGE_BAND))
     for upper, name in _BANDS:
         band = band.when(age < upper).then(pl.lit(name))
-    return by.cast(pl.String), bm.cast(pl.String), band.otherwise(pl.lit("95 and above"))
+    return band.otherwise(pl.lit("95 and above"))
 
 
 def conversation_flag(v: pl.Expr) -> pl.Expr:
     """'Yes' when the text mentions a conversation, 'No' otherwise, null for null (ASCII values; see with_odd)."""
-    return pl.when(v.is_null()).then(None).otherwise(
-        pl.when(v.str.to_lowercase().str.contains("conversation", literal=True)).then(pl.lit("Yes")).otherwise(
-            pl.lit("No")
-        )
-    )
+    mentions = v.str.to_lowercase().str.contains("conversation", literal=True)
+    return pl.when(v.is_null()).then(None).when(mentions).then(pl.lit("Yes")).otherwise(pl.lit("No"))
 
 
 # --- postcodes (generalise.postcode_parts) ---------------------------------------------------------------
 
 
-def postcode_outputs(v: pl.Expr) -> tuple[pl.Expr, pl.Expr, pl.Expr]:
-    """(sector, district, normalised full postcode) for ASCII values (see with_odd)."""
-    pc = v.str.to_uppercase().str.replace_all(" ", "", literal=True)
-    full = pc.str.contains(_FULL_POSTCODE)
-    outward_only = pc.str.contains(_OUTWARD_ONLY)
+def with_postcode(frame: pl.LazyFrame, column: str) -> pl.LazyFrame:
+    """``frame`` plus ``__pc`` (upper case, no spaces; ASCII values) and ``__pc_kind`` (2 full, 1 outward only)."""
+    frame = frame.with_columns(pl.col(column).str.to_uppercase().str.replace_all(" ", "", literal=True).alias("__pc"))
+    pc = pl.col("__pc")
+    kind = pl.when(pc.str.contains(_FULL_POSTCODE)).then(2).when(pc.str.contains(_OUTWARD_ONLY)).then(1).otherwise(0)
+    return frame.with_columns(kind.alias("__pc_kind"))
+
+
+def postcode_outputs() -> tuple[pl.Expr, pl.Expr, pl.Expr]:
+    """(sector, district, normalised full postcode) after :func:`with_postcode` (ASCII values; see with_odd)."""
+    pc, kind = pl.col("__pc"), pl.col("__pc_kind")
     outward = pc.str.head(-3)
-    sector = pl.when(full).then(pl.concat_str(outward, pl.lit(" "), pc.str.slice(-3, 1)))
-    district = pl.when(full).then(outward).when(outward_only).then(pc)
-    return sector, district, pl.when(full).then(pc)
+    sector = pl.when(kind == 2).then(pl.concat_str(outward, pl.lit(" "), pc.str.slice(-3, 1)))
+    district = pl.when(kind == 2).then(outward).when(kind == 1).then(pc)
+    return sector, district, pl.when(kind == 2).then(pc)
 
 
 # --- identifiers (pseudonymiser.normalise_*) -------------------------------------------------------------
@@ -160,15 +198,15 @@ def person_key_expr() -> pl.Expr:
 
 
 def row_order_expr() -> pl.Expr:
-    """The event start date as yyyymmdd (0 when unknown): dd/mm/yyyy digits unchecked, as ``row_order`` reads them."""
+    """The event start date as yyyymmdd (0 when unknown): dd/mm/yyyy digits unchecked, as ``row_order`` reads
+    them (after :func:`with_dates` of ``event_start_date``)."""
     v = pl.col("event_start_date")
-    uk = v.str.contains(_UK_DATE)
-    y, m, d = ymd(v)
+    y, m, d = (pl.col(n).cast(pl.Int64) for n in date_parts("event_start_date"))
     fast = pl.concat_str(v.str.slice(6, 4), v.str.slice(3, 2), v.str.slice(0, 2)).cast(pl.Int64)
-    parsed = y.cast(pl.Int64) * 10000 + m.cast(pl.Int64) * 100 + d.cast(pl.Int64)
-    return pl.when(uk).then(fast).otherwise(parsed.fill_null(0)).fill_null(0)
+    return pl.when(pl.col("event_start_date" + _FORM) == _UK).then(fast).otherwise(y * 10000 + m * 100 + d).fill_null(0)
 
 
+_PSEUDO_KEYS: Final = ("la_person_unique_identifier_pseudo", "nhs_number_pseudo")
 PERSON: Final = "__person"
 AT: Final = "__at"
 SEQ: Final = "__seq"
@@ -176,7 +214,10 @@ SEQ: Final = "__seq"
 
 def person_rows(frame: pl.DataFrame, qi: Sequence[str]) -> pl.DataFrame:
     """Per row of a pseudonymised frame: its person key (null: none), row order and QI values."""
-    return frame.select(person_key_expr().alias(PERSON), row_order_expr().alias(AT), *[pl.col(q) for q in qi])
+    dated = with_dates(frame.lazy().select(["event_start_date", *qi, *_PSEUDO_KEYS]), ["event_start_date"])
+    return dated.select(
+        person_key_expr().alias(PERSON), row_order_expr().alias(AT), *[pl.col(q) for q in qi]
+    ).collect()
 
 
 class FrameRisk:

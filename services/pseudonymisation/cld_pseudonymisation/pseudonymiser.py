@@ -234,48 +234,76 @@ class Pseudonymiser:
         blank; other columns are not copied). Generalisations are expressions (:mod:`.columnar`); each
         pseudonym's HMAC runs once per distinct (scope, value) of the batch and is mapped back."""
         present = set(frame.columns)
-        f = frame.select(
+        period_end = "reporting_period_end_date"
+        lf = frame.lazy().select(
             (pl.col(n).cast(pl.String) if n in present else pl.lit(None, dtype=pl.String)).alias(n)
             for n in sorted(self._needed)
         )
+        lf = columnar.with_dates(lf, sorted({*self._dob, *(src for src, _ in self._months), period_end}))
+        for src in self._postcodes:
+            lf = columnar.with_postcode(lf, src)
+        helpers = [columnar.age_expr(src, period_end).alias("__age") for src in self._dob]
+        for src, dst, namespace in self._pseudo:
+            v = pl.col(src)
+            norm = (
+                columnar.normalised_nhs_number(v)
+                if namespace is Namespace.NHS_NUMBER
+                else columnar.normalised_identifier(v)
+            )
+            helpers.append(norm.alias("__norm_" + dst))
+        text_sources = [src for src, _, ns in self._pseudo if ns is not Namespace.NHS_NUMBER]
+        text_sources += [*self._postcodes, *(src for src, _ in self._flags)]
+        if text_sources:
+            helpers.append(
+                pl.any_horizontal(pl.col(c).str.contains(columnar.NON_ASCII) for c in text_sources).alias("__odd")
+            )
+        f = lf.with_columns(helpers).collect()
+        # Non-ASCII values (rare): their per-record functions, once per distinct value (columnar.with_odd).
+        odd_rows = bool(text_sources) and bool(f["__odd"].any())
+
+        def odd(src: str, fn: Callable[[str], tuple[str | None, ...]], width: int) -> list[tuple[list[str], list[str | None]]]:
+            return columnar.python_over_distinct(f[src], fn, width) if odd_rows else [([], [])] * width
+
         out: dict[str, pl.Expr | pl.Series] = {name: pl.col(name) for name in self._keep}
         for src, dst, namespace in self._pseudo:
-            out[dst] = self._pseudonym_column(f, src, namespace).alias(dst)
+            norm_col = "__norm_" + dst
+            if namespace is not Namespace.NHS_NUMBER and odd_rows:
+                fixed = columnar.with_odd(pl.col(norm_col), pl.col(src), odd(src, _normalised_identifier, 1)[0])
+                f = f.with_columns(fixed.alias(norm_col))
+            out[dst] = self._pseudonyms(f, norm_col, namespace).alias(dst)
         for src in self._dob:
-            year, month, band = columnar.birth_outputs(pl.col(src), pl.col("reporting_period_end_date"))
-            out["birth_year"], out["birth_month"], out["age_band_period_end"] = year, month, band
+            year, month, _ = (pl.col(n) for n in columnar.date_parts(src))
+            out["birth_year"], out["birth_month"] = year.cast(pl.String), month.cast(pl.String)
+            out["age_band_period_end"] = columnar.age_band_expr(pl.col("__age"))
         for src, dst in self._months:
-            out[dst] = columnar.year_month(pl.col(src))
+            out[dst] = columnar.year_month(src)
         for src in self._postcodes:
             v = pl.col(src)
-            odd = columnar.python_over_distinct(f[src], postcode_parts, 3)
             sector, district, full = (
-                columnar.with_odd(e, v, o) for e, o in zip(columnar.postcode_outputs(v), odd, strict=True)
+                columnar.with_odd(e, v, o)
+                for e, o in zip(columnar.postcode_outputs(), odd(src, postcode_parts, 3), strict=True)
             )
             out["postcode_sector"], out["postcode_district"] = sector, district
-            out["lsoa"], out["msoa"] = self._areas(f.select(full).to_series())
+            if self.lookup is None:
+                out["lsoa"] = out["msoa"] = pl.lit(None, dtype=pl.String)
+            else:
+                out["lsoa"], out["msoa"] = self._areas(f.select(full).to_series())
         for src, dst in self._flags:
             v = pl.col(src)
-            odd_flags = columnar.python_over_distinct(f[src], _conversation_flag, 1)[0]
-            out[dst] = columnar.with_odd(columnar.conversation_flag(v), v, odd_flags)
-        return f.select(pl.lit(out[n]).alias(n) if isinstance(out[n], pl.Series) else out[n].alias(n) for n in self.output_fields)
+            out[dst] = columnar.with_odd(columnar.conversation_flag(v), v, odd(src, _conversation_flag, 1)[0])
+        return f.select(out[n].alias(n) for n in self.output_fields)
 
-    def _pseudonym_column(self, f: pl.DataFrame, src: str, namespace: Namespace) -> pl.Series:
-        """The pseudonyms of one column: HMAC once per distinct (scope, normalised value), mapped back."""
-        v = pl.col(src)
-        if namespace is Namespace.NHS_NUMBER:
-            norm = f.select(columnar.normalised_nhs_number(v)).to_series()
+    def _pseudonyms(self, f: pl.DataFrame, norm_col: str, namespace: Namespace) -> pl.Series:
+        """The pseudonyms of one normalised column: HMAC once per distinct (scope, value), mapped back."""
+        norm = f[norm_col]
+        la = f["la_code"]
+        if namespace is Namespace.NHS_NUMBER or la.n_unique() == 1:
+            h = self._nhs_hmac if namespace is Namespace.NHS_NUMBER else self._scoped_hmac(namespace, la[0])
             distinct = norm.filter(norm != "").unique().to_list()
-            return norm.replace_strict(
-                distinct, self._nhs_hmac.hexdigests(distinct), default=None, return_dtype=pl.String
-            )
-        odd = columnar.python_over_distinct(f[src], _normalised_identifier, 1)[0]
-        pairs = f.select(
-            pl.col("la_code").alias("la"), columnar.with_odd(columnar.normalised_identifier(v), v, odd).alias("v")
-        )
-        distinct_pairs = pairs.filter(pl.col("v") != "").unique()
+            return norm.replace_strict(distinct, h.hexdigests(distinct), default=None, return_dtype=pl.String)
+        pairs = pl.DataFrame({"la": la, "v": norm})
         parts = [_MAPPING_SCHEMA_FRAME]
-        for (la_code,), group in distinct_pairs.group_by("la"):
+        for (la_code,), group in pairs.filter(pl.col("v") != "").unique().group_by("la"):
             h = self._scoped_hmac(namespace, cast(str | None, la_code))
             parts.append(group.with_columns(p=pl.Series(h.hexdigests(group["v"].to_list()), dtype=pl.String)))
         mapping = pl.concat(parts)

@@ -1,7 +1,10 @@
 """The pseudonymisation-preview service process: ``RecordValidated`` -> ``RecordPseudonymised`` + risk gauges.
 
 Composition root: :func:`create_app`. The domain (``Pseudonymiser``, ``RiskAccumulator``) does the work;
-this module only wires Kafka, metrics and one read-only HTTP route (``GET /v1/risk``, for operators with an
+each Kafka batch is one frame per tenant (``Pseudonymiser.pseudonymise_frame``: expressions, HMAC once per
+distinct value), its risk rows reduced to one per person by group-by before the accumulators are updated; a
+batch the frame cannot hold is redone record by record (one-row frames) so only a bad record is dead-lettered.
+This module only wires Kafka, metrics and one read-only HTTP route (``GET /v1/risk``, for operators with an
 operator key of the tenants registry, scoped to their LAs as in the submission API). Tenant = the record's
 LA code (pseudonyms differ per LA), purpose from settings. One risk accumulator per (LA, reporting period), where
 only the collection's periods count as periods of their own and everything else is ``other`` (``periods.py``).
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -19,6 +23,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qs
 
+import polars as pl
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Scope
 from faststream.kafka import KafkaBroker
@@ -40,6 +45,7 @@ from cld_pseudonymisation.generalise import PostcodeLookup, parse_date
 from cld_pseudonymisation.keys import PseudonymKey, PseudonymKeyError
 from cld_pseudonymisation.periods import period_label
 from cld_pseudonymisation.policy import Policy, load_policy
+from cld_pseudonymisation.columnar import AT, PERSON, latest_per_person, person_rows
 from cld_pseudonymisation.pseudonymiser import Pseudonymiser, person_key, qi_tuple, row_order
 from cld_pseudonymisation.risk import DEFAULT_K_THRESHOLD, DEFAULT_QI, RiskAccumulator
 from cld_runtime import (
@@ -158,6 +164,26 @@ class RiskBook:
         acc.add(person_key(pseudonymised), qi_tuple(pseudonymised, acc.qi), at=row_order(pseudonymised))
         return key
 
+    def add_frame(self, la_code: str, period: str, pseudonymised: pl.DataFrame) -> tuple[str, str] | None:
+        """A frame of pseudonymised records of one LA and period: reduced to each person's latest row by
+        group-by, then one accumulator update per person (the same state as ``add`` of each row in order)."""
+        key = (la_code, period)
+        acc = self.accumulators.get(key)
+        if acc is None:
+            if len(self.accumulators) >= MAX_ACCUMULATORS:
+                return None
+            acc = self.accumulators[key] = RiskAccumulator(self.qi, k_threshold=self.k_threshold)
+        rows = person_rows(pseudonymised, acc.qi)
+        with_person = rows.filter(pl.col(PERSON).is_not_null())
+        latest = latest_per_person(with_person)
+        qis = zip(*(latest[q].to_list() for q in acc.qi), strict=True)
+        acc.add_people(
+            zip(latest[PERSON].to_list(), qis, latest[AT].to_list(), strict=True),
+            rows=rows.height,
+            rows_without_person=rows.height - with_person.height,
+        )
+        return key
+
     def publish(self, keys: set[tuple[str, str]]) -> None:
         for la, period in keys:
             s = self.accumulators[(la, period)].summary()
@@ -182,14 +208,6 @@ class Pseudonymisers:
         return p
 
 
-class _RefusedError(Exception):
-    """A message refused before its value is read (its headers: ``RawMessage.header_problem``)."""
-
-    def __init__(self, reason: DeadLetterReason, detail: str) -> None:
-        super().__init__(detail)
-        self.reason, self.detail = reason, detail
-
-
 class ValidatedRecordsHandler:
     def __init__(
         self,
@@ -212,6 +230,7 @@ class ValidatedRecordsHandler:
         )
 
         self._counted: dict[str, Any] = {}  # label children by LA: prometheus_client's labels() costs µs
+        self._touched: set[tuple[str, str]] = set()
 
     def pseudonymise(self, event: RecordValidated, *, now: datetime) -> RecordPseudonymised:
         """The pseudonymised event as a model (for callers that want one; the handler uses
@@ -242,35 +261,97 @@ class ValidatedRecordsHandler:
             child = self._counted[la_code] = self.count.labels(la_code)
         child.inc()
 
+    def _decode(self, msg: RawMessage) -> RecordValidated | tuple[DeadLetterReason, str]:
+        """The message's event, or why it is refused (one decode per message)."""
+        try:
+            if (problem := msg.header_problem()) is not None:
+                return problem.reason, problem.detail
+            return RecordValidated.model_validate_json(msg.value or b"")
+        except ValidationError as exc:
+            return unreadable_reason(msg.value, exc), f"not a RecordValidated event ({exc.error_count()} error(s))"
+
+    def _pseudonymise_group(
+        self, p: Pseudonymiser, events: list[tuple[int, RecordValidated]], *, today: date
+    ) -> dict[int, dict[str, str | None] | Exception]:
+        """One tenant's events of the batch as one frame; the risk of those not withdrawn. On a failure the
+        events are redone one by one (one-row frames), so only the record that fails is dead-lettered."""
+        try:
+            frame = p.records_frame([e.record for _, e in events])
+            out = p.pseudonymise_frame(frame)
+            records: list[dict[str, str | None]] = out.to_dicts()
+        except Exception:  # a value a frame cannot hold: find which record, one at a time
+            if len(events) == 1:
+                raise
+            done: dict[int, dict[str, str | None] | Exception] = {}
+            for item in events:
+                try:
+                    done.update(self._pseudonymise_group(p, [item], today=today))
+                except Exception as exc:
+                    done[item[0]] = exc
+            return done
+        self._add_risk(p.tenant, frame, out, [e.withdrawn for _, e in events], today=today)
+        return {i: rec for (i, _), rec in zip(events, records, strict=True)}
+
+    def _add_risk(
+        self, la_code: str, frame: pl.DataFrame, out: pl.DataFrame, withdrawn: list[bool], *, today: date
+    ) -> None:
+        """Risk rows of the records not withdrawn, per reporting period (a label per distinct pair of dates)."""
+        dates = frame.select("reporting_period_start_date", "reporting_period_end_date")
+        pairs = dates.unique(maintain_order=True)
+        labels = pairs.with_columns(
+            pl.Series(
+                "__period",
+                [period_label(parse_date(s), parse_date(e), today=today) for s, e in pairs.iter_rows()],
+                dtype=pl.String,
+            )
+        )
+        period = dates.join(labels, on=list(dates.columns), how="left", nulls_equal=True, maintain_order="left")
+        kept = out.with_columns(period["__period"], pl.Series("__withdrawn", withdrawn, dtype=pl.Boolean)).filter(
+            ~pl.col("__withdrawn")
+        )
+        for (label,), part in kept.group_by("__period", maintain_order=True):
+            key = self.risk.add_frame(la_code, str(label), part)
+            if key is not None:
+                self._touched.add(key)
+
     async def handle(self, messages: Sequence[RawMessage]) -> None:
+        now = datetime.now(UTC)
         pending: list[asyncio.Future[Any]] = []
-        touched: set[tuple[str, str]] = set()
-        deadlettered = 0
-        for msg in messages:
-            now = datetime.now(UTC)
-            reason: DeadLetterReason | None = None
-            detail = ""
+        self._touched: set[tuple[str, str]] = set()
+        decoded = [self._decode(msg) for msg in messages]
+        by_tenant: dict[str, list[tuple[int, RecordValidated]]] = defaultdict(list)
+        for i, item in enumerate(decoded):
+            if isinstance(item, RecordValidated):
+                by_tenant[item.la_code].append((i, item))
+        results: dict[int, dict[str, str | None] | Exception] = {}
+        for la_code, events in by_tenant.items():
             try:
-                if (problem := msg.header_problem()) is not None:
-                    raise _RefusedError(problem.reason, problem.detail)
-                event = RecordValidated.model_validate_json(msg.value or b"")
-                record = self.pseudonymisers.for_tenant(event.la_code).pseudonymise(event.record)
-                body = self.pseudonymised_body(event, record, now=now)
-                if not event.withdrawn:
-                    key = self.risk.add(event.la_code, reporting_period(event.record, today=now.date()), record)
-                    if key is not None:
-                        touched.add(key)
-            except _RefusedError as refused:
-                reason, detail = refused.reason, refused.detail
-            except ValidationError as exc:
-                reason = unreadable_reason(msg.value, exc)
-                detail = f"not a RecordValidated event ({exc.error_count()} error(s))"
-            except Exception as exc:  # a bug or unforeseen input must not stall the partition
-                self.log.exception(
-                    "processing failed", extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
+                results.update(
+                    self._pseudonymise_group(self.pseudonymisers.for_tenant(la_code), events, today=now.date())
                 )
-                reason, detail = DeadLetterReason.PROCESSING_ERROR, f"processing failed ({type(exc).__name__})"
-            if reason is not None:
+            except Exception as exc:  # e.g. an LA code that is no tenant label: every record of the tenant
+                results.update((i, exc) for i, _ in events)
+        deadlettered = 0
+        for i, msg in enumerate(messages):
+            item, result = decoded[i], results.get(i)
+            if isinstance(item, RecordValidated) and isinstance(result, dict):
+                self._count(item.la_code)
+                fut = await self.publisher.send(
+                    self.pseudonymised_body(item, result, now=now),
+                    key=item.la_code.encode(),
+                    headers={topics.HEADER_EVENT_ID: item.provenance.event_id},
+                )
+            else:
+                if isinstance(item, RecordValidated):
+                    exc = result if isinstance(result, Exception) else RuntimeError("no result")
+                    self.log.exception(  # a bug or unforeseen input must not stall the partition
+                        "processing failed",
+                        exc_info=exc,
+                        extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset},
+                    )
+                    reason, detail = DeadLetterReason.PROCESSING_ERROR, f"processing failed ({type(exc).__name__})"
+                else:
+                    reason, detail = item
                 deadlettered += 1
                 letter = dead_letter_for(
                     reason=reason,
@@ -285,14 +366,9 @@ class ValidatedRecordsHandler:
                     fingerprint_key=self.deadletters.fingerprint_key,
                 )
                 fut = await self.deadletters.publish(letter, confirm=False)
-            else:
-                self._count(event.la_code)
-                fut = await self.publisher.send(
-                    body, key=event.la_code.encode(), headers={topics.HEADER_EVENT_ID: event.provenance.event_id}
-                )
             if fut is not None:
                 pending.append(fut)
-        self.risk.publish(touched)
+        self.risk.publish(self._touched)
         await asyncio.gather(*pending)  # confirmed before the batch is committed (at-least-once)
         self.publisher.count_published()
         self.accounting.batch(
