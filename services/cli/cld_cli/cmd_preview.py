@@ -14,7 +14,7 @@ import contextlib
 import csv
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from cld_pseudonymisation.keys import PseudonymKey
 
 KEY_ENV_VAR = "CLD_PSEUDO_KEY"
@@ -120,6 +122,18 @@ def _progress(total: int) -> Iterator[Any]:
         yield lambda done: progress.update(task, completed=done)
 
 
+def csv_rows(frame: pl.DataFrame, columns: Sequence[str], key_id: str) -> str:
+    """The frame's rows (``columns``, then the key id) as ``csv.writer`` writes them: polars' writer quotes the
+    same cells (separator, quote, CR, LF) but writes "" as a quoted empty cell where csv.writer writes nothing
+    (as for None), so "" is written as null."""
+    import polars as pl
+
+    blank_as_null = [pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in columns]
+    return frame.select(*blank_as_null, pl.lit(key_id).alias(KEY_ID_COLUMN)).write_csv(
+        include_header=False, line_terminator="\r\n"
+    )
+
+
 def _make_out_dir(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -139,8 +153,6 @@ def _run(
 ) -> None:
     from cld_pseudonymisation.generalise import LookupFileError, PostcodeLookup
     from cld_pseudonymisation.policy import PolicyError, load_policy
-    import polars as pl
-
     from cld_pseudonymisation.columnar import FrameRisk
     from cld_pseudonymisation.pseudonymiser import Pseudonymiser, PseudonymiserError
     from cld_pseudonymisation.report import ReportContext, render_report
@@ -202,15 +214,10 @@ def _run(
             target = AtomicFile(out_csv, newline="")  # private, exclusive, never through a symlink
             with _progress(size) as advance:
                 csv.writer(target.file).writerow((*columns, KEY_ID_COLUMN))
-                key_id = pl.lit(ps.key_id).alias(KEY_ID_COLUMN)
                 for frame in chain((first,) if first is not None else (), frames):
                     p = ps.pseudonymise_frame(frame)
                     acc.add_frame(p)
-                    # csv.writer writes None and "" alike (an empty cell); polars quotes "", so "" is written as null.
-                    blank_as_null = [pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in columns]
-                    target.file.write(
-                        p.select(*blank_as_null, key_id).write_csv(include_header=False, line_terminator="\r\n")
-                    )
+                    target.file.write(csv_rows(p, columns, ps.key_id))
                     n += frame.height
                     advance(la_file.position())
             target.commit()
