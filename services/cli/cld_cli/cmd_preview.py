@@ -3,9 +3,10 @@
 Streams the file in frames of ``BATCH_ROWS`` rows (csvfile's strict parser, the frames of the columnar
 validation engine): each frame is pseudonymised by ``Pseudonymiser.pseudonymise_frame`` (expressions; HMAC once per
 distinct value), written by polars' CSV writer and reduced to one row per person for the risk figures, which are
-group-bys (``cld_pseudonymisation.columnar.FrameRisk``). No Python runs per row. Memory grows only with the number
-of people. Writes ``DIR/pseudonymised.csv``, ``DIR/risk.json`` and ``DIR/report.md``. Errors exit with code 2 and a message
-that holds no data from the file and never the key. See docs/pseudonymisation.md.
+group-bys (``cld_pseudonymisation.columnar.FrameRisk``). No Python of this command runs per row (csvfile's parser
+does). Memory grows only with the number of people. Writes ``DIR/pseudonymised.csv``, ``DIR/risk.json`` and
+``DIR/report.md``. Errors exit with code 2 and a message that holds no data from the file and never the key.
+See docs/pseudonymisation.md.
 """
 
 from __future__ import annotations
@@ -151,9 +152,9 @@ def _run(
     qi_opts: list[str] | None,
     k_threshold: int,
 ) -> None:
+    from cld_pseudonymisation.columnar import FrameRisk
     from cld_pseudonymisation.generalise import LookupFileError, PostcodeLookup
     from cld_pseudonymisation.policy import PolicyError, load_policy
-    from cld_pseudonymisation.columnar import FrameRisk
     from cld_pseudonymisation.pseudonymiser import Pseudonymiser, PseudonymiserError
     from cld_pseudonymisation.report import ReportContext, render_report
     from cld_pseudonymisation.risk import DEFAULT_QI

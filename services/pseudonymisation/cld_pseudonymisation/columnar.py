@@ -23,7 +23,7 @@ person by group-by, as ``RiskAccumulator.figures`` does from its classes.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Any, Final, cast
 
 import polars as pl
 
@@ -137,10 +137,10 @@ def age_expr(dob: str, period_end: str) -> pl.Expr:
 
 def age_band_expr(age: pl.Expr) -> pl.Expr:
     """DHSC's ``Der_Age_Band`` of an age column (``generalise.age_band``; null or negative -> 'Unknown')."""
-    band: pl.Expr = pl.when(age.is_null() | (age < 0)).then(pl.lit(UNKNOWN_AGE_BAND))
+    band: Any = pl.when(age.is_null() | (age < 0)).then(pl.lit(UNKNOWN_AGE_BAND))
     for upper, name in _BANDS:
         band = band.when(age < upper).then(pl.lit(name))
-    return band.otherwise(pl.lit("95 and above"))
+    return cast(pl.Expr, band.otherwise(pl.lit("95 and above")))
 
 
 def conversation_flag(v: pl.Expr) -> pl.Expr:
@@ -215,9 +215,7 @@ SEQ: Final = "__seq"
 def person_rows(frame: pl.DataFrame, qi: Sequence[str]) -> pl.DataFrame:
     """Per row of a pseudonymised frame: its person key (null: none), row order and QI values."""
     dated = with_dates(frame.lazy().select(["event_start_date", *qi, *_PSEUDO_KEYS]), ["event_start_date"])
-    return dated.select(
-        person_key_expr().alias(PERSON), row_order_expr().alias(AT), *[pl.col(q) for q in qi]
-    ).collect()
+    return dated.select(person_key_expr().alias(PERSON), row_order_expr().alias(AT), *[pl.col(q) for q in qi]).collect()
 
 
 class FrameRisk:

@@ -1,4 +1,9 @@
-"""Pseudonymise one CLD record according to the policy: the hot path (about 10 us a row).
+"""Pseudonymise CLD records according to the policy, a frame (batch) at a time: the hot path.
+
+``Pseudonymiser.pseudonymise_frame`` takes a polars frame of records (a single record is a one-row frame): the
+generalisations are expressions (:mod:`cld_pseudonymisation.columnar`), each pseudonym's HMAC runs once per
+distinct (scope, normalised value) of the frame, in Python, and is mapped back. The per-record code it replaced is
+the test oracle :mod:`cld_pseudonymisation.reference`.
 
 Keyed pseudonyms are HMAC-SHA256 (RFC 2104) over a domain-separated message::
 
@@ -261,7 +266,9 @@ class Pseudonymiser:
         # Non-ASCII values (rare): their per-record functions, once per distinct value (columnar.with_odd).
         odd_rows = bool(text_sources) and bool(f["__odd"].any())
 
-        def odd(src: str, fn: Callable[[str], tuple[str | None, ...]], width: int) -> list[tuple[list[str], list[str | None]]]:
+        def odd(
+            src: str, fn: Callable[[str], tuple[str | None, ...]], width: int
+        ) -> list[tuple[list[str], list[str | None]]]:
             return columnar.python_over_distinct(f[src], fn, width) if odd_rows else [([], [])] * width
 
         out: dict[str, pl.Expr | pl.Series] = {name: pl.col(name) for name in self._keep}

@@ -12,8 +12,8 @@ from cld_pseudonymisation.generalise import UNKNOWN_AGE_BAND, age_at, age_band, 
 from cld_pseudonymisation.policy import Namespace
 from cld_pseudonymisation.pseudonymiser import (
     PSEUDONYM_HEX_CHARS,
-    PseudoRecord,
     Pseudonymiser,
+    PseudoRecord,
     Record,
     _digits,
 )
@@ -85,4 +85,3 @@ class ReferencePseudonymiser(Pseudonymiser):
             text = get(src)
             out[dst] = None if text is None else ("Yes" if "conversation" in text.lower() else "No")
         return out
-

@@ -211,9 +211,7 @@ class RiskAccumulator:
         classes[qi] = n + 1
         self._hist_move(n, n + 1)
 
-    def add_people(
-        self, people: Iterable[tuple[str, QiTuple, int]], *, rows: int, rows_without_person: int
-    ) -> None:
+    def add_people(self, people: Iterable[tuple[str, QiTuple, int]], *, rows: int, rows_without_person: int) -> None:
         """A batch already reduced to each person's latest row (``columnar.latest_per_person``): the same state as
         ``add`` of every row of the batch in order, with one update per person instead of one per row."""
         for key, qi, at in people:

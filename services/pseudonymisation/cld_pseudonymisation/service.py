@@ -41,12 +41,12 @@ from cld_governance.tenancy import (
     authorise_operator,
     sees_la,
 )
+from cld_pseudonymisation.columnar import AT, PERSON, latest_per_person, person_rows
 from cld_pseudonymisation.generalise import PostcodeLookup, parse_date
 from cld_pseudonymisation.keys import PseudonymKey, PseudonymKeyError
 from cld_pseudonymisation.periods import period_label
 from cld_pseudonymisation.policy import Policy, load_policy
-from cld_pseudonymisation.columnar import AT, PERSON, latest_per_person, person_rows
-from cld_pseudonymisation.pseudonymiser import Pseudonymiser, person_key, qi_tuple, row_order
+from cld_pseudonymisation.pseudonymiser import Pseudonymiser
 from cld_pseudonymisation.risk import DEFAULT_K_THRESHOLD, DEFAULT_QI, RiskAccumulator
 from cld_runtime import (
     ConsumerLagMonitor,
@@ -121,17 +121,6 @@ class PseudonymisationSettings(Settings):
         raise ValueError("no pseudonymisation key: set CLD_PSEUDO_KEY_FILE (or CLD_PSEUDO_KEY)")
 
 
-def reporting_period(record: dict[str, str | None], *, today: date) -> str:
-    """The risk label of the record's reporting period: ``yyyy-mm-dd_yyyy-mm-dd`` for a period the collection asks
-    for (a rolling 12 months ending at a quarter end, :mod:`cld_pseudonymisation.periods`), else ``other``. The
-    dates come from the source, so the labels are bounded here, not by the input."""
-    return period_label(
-        parse_date(record.get("reporting_period_start_date")),
-        parse_date(record.get("reporting_period_end_date")),
-        today=today,
-    )
-
-
 @dataclass
 class RiskBook:
     """One accumulator per (LA, reporting period), and the gauges that mirror them."""
@@ -153,16 +142,6 @@ class RiskBook:
             labels,
             registry=self.registry,
         )
-
-    def add(self, la_code: str, period: str, pseudonymised: dict[str, str | None]) -> tuple[str, str] | None:
-        key = (la_code, period)
-        acc = self.accumulators.get(key)
-        if acc is None:
-            if len(self.accumulators) >= MAX_ACCUMULATORS:
-                return None
-            acc = self.accumulators[key] = RiskAccumulator(self.qi, k_threshold=self.k_threshold)
-        acc.add(person_key(pseudonymised), qi_tuple(pseudonymised, acc.qi), at=row_order(pseudonymised))
-        return key
 
     def add_frame(self, la_code: str, period: str, pseudonymised: pl.DataFrame) -> tuple[str, str] | None:
         """A frame of pseudonymised records of one LA and period: reduced to each person's latest row by
@@ -317,7 +296,7 @@ class ValidatedRecordsHandler:
     async def handle(self, messages: Sequence[RawMessage]) -> None:
         now = datetime.now(UTC)
         pending: list[asyncio.Future[Any]] = []
-        self._touched: set[tuple[str, str]] = set()
+        self._touched = set()
         decoded = [self._decode(msg) for msg in messages]
         by_tenant: dict[str, list[tuple[int, RecordValidated]]] = defaultdict(list)
         for i, item in enumerate(decoded):
@@ -343,13 +322,14 @@ class ValidatedRecordsHandler:
                 )
             else:
                 if isinstance(item, RecordValidated):
-                    exc = result if isinstance(result, Exception) else RuntimeError("no result")
-                    self.log.exception(  # a bug or unforeseen input must not stall the partition
+                    failure = result if isinstance(result, Exception) else RuntimeError("no result")
+                    self.log.error(  # a bug or unforeseen input must not stall the partition
                         "processing failed",
-                        exc_info=exc,
+                        exc_info=failure,
                         extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset},
                     )
-                    reason, detail = DeadLetterReason.PROCESSING_ERROR, f"processing failed ({type(exc).__name__})"
+                    reason = DeadLetterReason.PROCESSING_ERROR
+                    detail = f"processing failed ({type(failure).__name__})"
                 else:
                     reason, detail = item
                 deadlettered += 1
