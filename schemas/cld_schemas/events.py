@@ -97,6 +97,14 @@ class SubmissionEvent(_Event):
     rows: int | None = None
     message_id: str | None = None
     detail: str | None = Field(default=None, description="Human-readable; never personal data.")
+    # Optional, added so the submission history can be rebuilt from this topic alone (issue 12, item 4);
+    # absent in events written before.
+    file_name: str | None = Field(default=None, description="The assembled file's name (set from 'assembled').")
+    size_bytes: int | None = Field(default=None, description="The assembled file's size in bytes.")
+    transport: str | None = Field(default=None, description="How it was sent (mesh, file_export; from 'sent').")
+    superseded_by: str | None = Field(
+        default=None, description="The submission id of the version that superseded this one (on 'superseded')."
+    )
 
 
 class DeadLetterReason(StrEnum):

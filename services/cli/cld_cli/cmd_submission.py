@@ -31,6 +31,8 @@ DEFAULT_URL = "http://127.0.0.1:8004"
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
+EXIT_INCOMPLETE = 4
+"""A rebuild finished but could not recover everything (rebuild-state, rebuild-history)."""
 
 submission_app = typer.Typer(
     help="Submissions to NHS England: request, show the DQ summary, approve, follow, export.", no_args_is_help=True
@@ -472,27 +474,63 @@ def export_to(
 def rebuild_state_cmd(
     state_dir: Annotated[Path, typer.Option("--state-dir", help="The (stopped) service's state directory.")],
 ) -> None:
-    """Rebuild the record state from the validated topic's beginning (run while the service is stopped)."""
-    import asyncio
+    """Rebuild the record state from the validated topic's beginning (run while the service is stopped).
+
+    Exits 4 when something could not be recovered (each listed as MISSING), 3 when Kafka cannot be reached.
+    """
     import sqlite3
+
+    from aiokafka.errors import KafkaError
 
     from cld_submission.rebuild import rebuild_state  # local: only this command needs the service package
     from cld_submission.service import SubmissionSettings
     from cld_submission.storage import fault_cause, folder_problem
 
+    from .rebuild_summary import print_state_report, with_progress
+
     settings = SubmissionSettings(state_dir=state_dir)
     try:
-        report = asyncio.run(rebuild_state(settings))
+        report = with_progress(err, "records", lambda p: rebuild_state(settings, on_progress=p))
     except (sqlite3.Error, OSError) as exc:  # e.g. a read-only or full state directory: one line, no traceback
         _fail(f"the state directory {state_dir} cannot be written: {folder_problem(state_dir) or fault_cause(exc)}", 2)
-    err.print(
-        f"rebuilt from {report.applied} record(s) on {report.topic} ({report.unreadable} unreadable skipped); "
-        f"period checked from {report.period_start.isoformat()}"
-    )
-    for warning in report.warnings:  # what the topic's retention no longer held (issue 10, finding 12)
-        err.print(f"WARNING: {warning}")
-    if report.warnings:
-        err.print(
-            "WARNING: the rebuilt state is INCOMPLETE for that period: ask the LA's source systems to resend "
-            "(a full snapshot file) before assembling a submission."
-        )
+    except KafkaError as exc:
+        _fail(f"Kafka at {settings.kafka_bootstrap_servers} cannot be read ({type(exc).__name__})", EXIT_UNREACHABLE)
+    print_state_report(err, report)
+    if not report.complete:
+        raise typer.Exit(EXIT_INCOMPLETE)
+
+
+@submission_app.command("rebuild-history")
+def rebuild_history_cmd(
+    state_dir: Annotated[
+        Path,
+        typer.Option("--state-dir", help="An empty state directory (the service stopped; the old one moved away)."),
+    ],
+) -> None:
+    """Rebuild the submission history and the audit chain from cld.submissions.v1 (run while the service is stopped).
+
+    Fills an empty repository and writes a new hash-chained audit log, verified. Refused (exit 1) when the
+    directory already holds submissions or an audit log; exits 4 when events could not be recovered.
+    """
+    import sqlite3
+
+    from aiokafka.errors import KafkaError
+
+    from cld_submission.rebuild_history import HistoryNotEmptyError, rebuild_history
+    from cld_submission.service import SubmissionSettings
+    from cld_submission.storage import fault_cause, folder_problem
+
+    from .rebuild_summary import print_history_report, with_progress
+
+    settings = SubmissionSettings(state_dir=state_dir)
+    try:
+        report = with_progress(err, "lifecycle events", lambda p: rebuild_history(settings, on_progress=p))
+    except HistoryNotEmptyError as exc:
+        _fail(str(exc), EXIT_REFUSED)
+    except (sqlite3.Error, OSError) as exc:
+        _fail(f"the state directory {state_dir} cannot be written: {folder_problem(state_dir) or fault_cause(exc)}", 2)
+    except KafkaError as exc:
+        _fail(f"Kafka at {settings.kafka_bootstrap_servers} cannot be read ({type(exc).__name__})", EXIT_UNREACHABLE)
+    print_history_report(err, report)
+    if not report.complete:
+        raise typer.Exit(EXIT_INCOMPLETE)

@@ -144,6 +144,10 @@ def _event(sub: Submission, *, by: str | None) -> SubmissionEvent:
         rows=sub.rows,
         message_id=sub.message_id,
         detail=sub.detail,
+        file_name=sub.file_name,
+        size_bytes=sub.size_bytes,
+        transport=sub.transport,
+        superseded_by=sub.superseded_by,
     )
 
 
