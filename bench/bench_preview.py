@@ -27,6 +27,7 @@ from pathlib import Path
 
 import polars as pl
 
+from cld_cli.cmd_preview import BATCH_ROWS
 from cld_pseudonymisation import DEFAULT_QI, Pseudonymiser, PseudonymKey, load_policy
 from cld_pseudonymisation.columnar import FrameRisk
 from cld_pseudonymisation.pseudonymiser import person_key, qi_tuple, row_order
@@ -123,7 +124,7 @@ def main() -> int:
         policy = load_policy()
         ps = Pseudonymiser(policy, key, tenant="E09000001", purpose="bench")
         names = tuple(f.name for f in policy.fields)
-        batch = 50_000
+        batch = BATCH_ROWS
 
         def frames() -> Iterator[pl.DataFrame]:
             fh = path.open(encoding="utf-8-sig", newline="")
