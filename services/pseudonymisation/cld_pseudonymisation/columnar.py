@@ -269,14 +269,11 @@ class FrameRisk:
 
 
 def latest_per_person(people: pl.DataFrame) -> pl.DataFrame:
-    """Keep each person's row with the largest ``at``, the last such row on a tie (frame order is row order)."""
-    return (
-        people.with_row_index(SEQ)
-        .sort([AT, SEQ])
-        .unique(subset=[PERSON], keep="last", maintain_order=True)
-        .sort(SEQ)
-        .drop(SEQ)
-    )
+    """Keep each person's row with the largest ``at``, the last such row on a tie (frame order is row order).
+
+    One key per row, ``at`` then the row's position, and a maximum per person over a window: hashing, no sort."""
+    order = pl.col(AT).cast(pl.Int64) * (1 << 32) + pl.col(SEQ).cast(pl.Int64)
+    return people.with_row_index(SEQ).filter(order == order.max().over(PERSON)).drop(SEQ)
 
 
 def risk_figures_of_people(
@@ -295,18 +292,19 @@ def risk_figures_of_people(
     below = sum(size * count for size, count in hist.items() if size < k_threshold)
     options: list[RiskOption] = []
     if n_people:
+        # The what-if group-bys run on integer codes of the values (equal values, equal codes; null stays null).
+        coded = classes.select(*(_codes(pl.col(q)).alias(q) for q in names), "n")
         for i, name in enumerate(names):
             others = names[:i] + names[i + 1 :]
             if len(names) > 1:
-                options.append(_option(classes, others, name, "drop", f"drop {qi_label(name)}", uniques, k_threshold))
+                options.append(_option(coded, others, name, "drop", f"drop {qi_label(name)}", uniques, k_threshold))
             if name in GENERALISATIONS:
                 description, fn = GENERALISATIONS[name]
                 distinct = classes[name].drop_nulls().unique().to_list()
-                coarse = classes.with_columns(
-                    pl.col(name).replace_strict(
-                        distinct, [fn(v) for v in distinct], default=None, return_dtype=pl.String
-                    )
+                wider = classes[name].replace_strict(
+                    distinct, [fn(v) for v in distinct], default=None, return_dtype=pl.String
                 )
+                coarse = coded.with_columns(_codes(pl.lit(wider)).alias(name))
                 options.append(_option(coarse, names, name, "generalise", description, uniques, k_threshold))
     options.sort(key=lambda o: (o.people_below_k_after, o.uniques_after, o.change != "generalise"))
     figures = RiskFigures(
@@ -327,6 +325,11 @@ def risk_figures_of_people(
         options=tuple(options),
     )
     return with_warnings(figures)
+
+
+def _codes(values: pl.Expr) -> pl.Expr:
+    """A dense integer code per distinct text value (null stays null)."""
+    return values.cast(pl.Categorical).to_physical()
 
 
 def _option(
