@@ -37,7 +37,8 @@ def _peak_rss_mb() -> float:
 def populate(state_dir: Path, records: int) -> dict[str, Any]:
     from cld_schemas.events import Provenance, RecordValidated
     from cld_schemas.spec import Release
-    from cld_submission.state import Incoming, StateStore
+    from cld_submission.adapters.sqlite_record_store import StateStore
+    from cld_submission.domain.records import Incoming
     from cld_synth.generator import generate_rows
 
     templates = [row for row, _ in generate_rows(people=1500, seed=5, period_end=PERIOD_END)]
@@ -88,12 +89,18 @@ async def run(state_dir: Path, mesh_url: str | None) -> dict[str, Any]:
     from prometheus_client import CollectorRegistry
 
     from cld_schemas.events import SubmissionEvent
-    from cld_submission.audit import AuditLog
-    from cld_submission.metrics import SubmissionMetrics
-    from cld_submission.repository import Repository
-    from cld_submission.state import StateStore
-    from cld_submission.transport import FileExportTransport, MeshSettings, MeshTransport, RetryPolicy, Transport
-    from cld_submission.workflow import SubmissionWorkflow, WorkflowSettings
+    from cld_submission.adapters.audit_log import AuditLog
+    from cld_submission.adapters.metrics import SubmissionMetrics
+    from cld_submission.adapters.sqlite_record_store import StateStore
+    from cld_submission.adapters.sqlite_repository import Repository
+    from cld_submission.adapters.transport import (
+        FileExportTransport,
+        MeshSettings,
+        MeshTransport,
+        RetryPolicy,
+        Transport,
+    )
+    from cld_submission.service_layer.workflow import SubmissionWorkflow, WorkflowSettings
 
     transport: Transport
     if mesh_url:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,6 +13,24 @@ from cld_schemas.spec import FieldStatus, Release, Validity
 
 class _Event(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def trusted(cls, **values: Any) -> Self:
+        """The event from values a service built itself, every one already of its field's type (nested events
+        as events), without validating them again; every field must be given. For the services' hot paths:
+        pydantic's ``model_construct`` does the same and more (defaults, aliases) at about 20 µs for a
+        ``RecordValidated`` with three findings, where this costs a few. Serialised with ``wire_json``, it is
+        the same bytes as ``model_dump_json`` (tests/unit/test_wire_models.py)."""
+        event = cls.__new__(cls)
+        object.__setattr__(event, "__dict__", values)
+        object.__setattr__(event, "__pydantic_fields_set__", set(values))
+        object.__setattr__(event, "__pydantic_extra__", None)
+        object.__setattr__(event, "__pydantic_private__", None)
+        return event
+
+    def wire_json(self) -> bytes:
+        """The event's bytes on its topic (``model_dump_json``, as bytes)."""
+        return self.__pydantic_serializer__.to_json(self)
 
 
 class Finding(_Event):

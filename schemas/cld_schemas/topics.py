@@ -1,6 +1,10 @@
 """Kafka topic names: the public, versioned contract. A breaking change is a new topic version."""
 
+from collections.abc import Mapping
 from typing import Final
+
+from cld_schemas import contract
+from cld_schemas.contract import MessageContract
 
 RAW: Final = "cld.events.raw.v1"
 """Source systems publish one CLD record per message here. Key: the LA code. Value: a JSON object of spec
@@ -21,15 +25,30 @@ copies the payload (which may hold personal data); the original stays on its top
 
 ALL: Final = (RAW, VALIDATED, PSEUDONYMISED, SUBMISSIONS, DEADLETTER)
 
-# Message headers of the raw-topic contract.
-HEADER_SOURCE: Final = "cld-source"
-HEADER_EVENT_ID: Final = "cld-event-id"
-HEADER_RECEIVED_AT: Final = "cld-received-at"
-HEADER_ACTION: Final = "cld-action"
-"""Optional: ``upsert`` (default) or ``withdraw`` (the source withdraws a record it sent earlier)."""
-HEADER_RELEASE: Final = "cld-release"
-"""Optional: ``r1`` or ``r2``, the specification release the record is written to (overrides the release in
-force for its reporting period and the source's configured release)."""
+# Message headers of the raw-topic contract (defined in cld_schemas.contract; re-exported here).
+HEADER_SOURCE: Final = contract.HEADER_SOURCE
+HEADER_EVENT_ID: Final = contract.HEADER_EVENT_ID
+HEADER_RECEIVED_AT: Final = contract.HEADER_RECEIVED_AT
+HEADER_ACTION: Final = contract.HEADER_ACTION
+HEADER_RELEASE: Final = contract.HEADER_RELEASE
+
+MESSAGES: Final[Mapping[str, MessageContract]] = {
+    RAW: MessageContract(payload="CLDRecord", headers=contract.RawRecordHeaders, key=contract.LA_CODE_KEY),
+    VALIDATED: MessageContract(payload="RecordValidated", headers=contract.RecordHeaders, key=contract.LA_CODE_KEY),
+    PSEUDONYMISED: MessageContract(
+        payload="RecordPseudonymised", headers=contract.RecordHeaders, key=contract.LA_CODE_KEY
+    ),
+    SUBMISSIONS: MessageContract(
+        payload="SubmissionEvent", headers=contract.SubmissionHeaders, key=contract.LA_CODE_KEY
+    ),
+    DEADLETTER: MessageContract(
+        payload="DeadLetter",
+        headers=contract.DeadLetterHeaders,
+        key="The dead-lettered message's key when it is an LA code, else none.",
+        key_pattern=None,
+    ),
+}
+"""Each contract topic's message: payload schema, headers and key (the AsyncAPI document is built from it)."""
 
 
 def prefixed(prefix: str, topic: str) -> str:

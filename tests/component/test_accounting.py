@@ -20,9 +20,9 @@ from cld_pseudonymisation.service import PseudonymisationSettings
 from cld_pseudonymisation.service import create_app as pseudonymisation_app
 from cld_schemas import topics
 from cld_schemas.events import DeadLetter
-from cld_submission.service import SubmissionSettings
-from cld_submission.service import create_app as submission_app
-from cld_submission.transport import FileExportTransport
+from cld_submission.adapters.transport import FileExportTransport
+from cld_submission.entrypoints.app import create_app as submission_app
+from cld_submission.entrypoints.settings import SubmissionSettings
 from cld_validation.service import ValidationSettings
 from cld_validation.service import create_app as validation_app
 from tests.component.test_consumer_headers import good_headers, raw_value, record, subscriber

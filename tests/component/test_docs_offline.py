@@ -24,7 +24,8 @@ def _ingest(tmp: Path) -> Any:
 
 
 def _submission(tmp: Path) -> Any:
-    from cld_submission.service import SubmissionSettings, create_app
+    from cld_submission.entrypoints.app import create_app
+    from cld_submission.entrypoints.settings import SubmissionSettings
 
     settings = SubmissionSettings(
         kafka_bootstrap_servers="127.0.0.1:1", state_dir=tmp / "state", export_dir=tmp / "export"

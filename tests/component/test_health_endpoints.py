@@ -14,8 +14,8 @@ from cld_ingest.service import IngestSettings
 from cld_ingest.service import create_app as ingest_app
 from cld_pseudonymisation.service import PseudonymisationSettings
 from cld_pseudonymisation.service import create_app as pseudonymisation_app
-from cld_submission.service import SubmissionSettings
-from cld_submission.service import create_app as submission_app
+from cld_submission.entrypoints.app import create_app as submission_app
+from cld_submission.entrypoints.settings import SubmissionSettings
 from cld_validation.service import ValidationSettings
 from cld_validation.service import create_app as validation_app
 from tests.support.processes import TEST_PSEUDO_KEY

@@ -16,9 +16,10 @@ from faststream.kafka import KafkaBroker, TestKafkaBroker
 from cld_schemas import topics
 from cld_schemas.events import DeadLetter, DeadLetterReason, Provenance, RecordPseudonymised, RecordValidated
 from cld_schemas.spec import Release
-from cld_submission.service import SubmissionSettings, create_app
-from cld_submission.state import StateStore
-from cld_submission.transport import FileExportTransport
+from cld_submission.adapters.sqlite_record_store import StateStore
+from cld_submission.adapters.transport import FileExportTransport
+from cld_submission.entrypoints.app import create_app
+from cld_submission.entrypoints.settings import SubmissionSettings
 from tests.component.test_poison_pseudonymisation import POISON, SECRET, assert_no_leak
 from tests.component.test_submission_service import operators_registry, policy_with_bases
 from tests.support.builders import LA_CODE, a_request_row

@@ -14,9 +14,10 @@ import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 
 from cld_schemas import topics
-from cld_submission.service import SubmissionSettings, create_app
-from cld_submission.transport import FileExportTransport, SendResult
-from cld_submission.transport.base import TransportError
+from cld_submission.adapters.transport import FileExportTransport, SendResult
+from cld_submission.adapters.transport.base import TransportError
+from cld_submission.entrypoints.app import create_app
+from cld_submission.entrypoints.settings import SubmissionSettings
 from tests.component.test_submission_service import (
     ADA,
     GRACE,

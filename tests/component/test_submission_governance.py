@@ -19,9 +19,10 @@ import pytest
 from faststream.kafka import TestKafkaBroker
 
 from cld_governance.tenancy import open_registry
-from cld_submission.audit import read_audit_log, verify_audit_log
-from cld_submission.service import SubmissionSettings, create_app
-from cld_submission.transport import FileExportTransport
+from cld_submission.adapters.audit_log import read_audit_log, verify_audit_log
+from cld_submission.adapters.transport import FileExportTransport
+from cld_submission.entrypoints.app import create_app
+from cld_submission.entrypoints.settings import SubmissionSettings
 from tests.component import test_submission_service as base
 from tests.component.test_submission_service import (
     ADA,

@@ -21,12 +21,13 @@ from faststream.kafka import KafkaBroker, TestKafkaBroker
 
 from cld_schemas import topics
 from cld_schemas.events import SubmissionEvent
-from cld_submission.audit import read_audit_log, verify_audit_log
-from cld_submission.history import LocatedEvent
-from cld_submission.rebuild_history import AUDIT_NAME, HistoryNotEmptyError, restore
-from cld_submission.repository import Repository
-from cld_submission.service import SubmissionSettings, create_app
-from cld_submission.transport.base import DeliveryState, DeliveryStatus, SendResult
+from cld_submission.adapters.audit_log import read_audit_log, verify_audit_log
+from cld_submission.adapters.sqlite_repository import Repository
+from cld_submission.adapters.transport.base import DeliveryState, DeliveryStatus, SendResult
+from cld_submission.domain.history import LocatedEvent
+from cld_submission.entrypoints.app import create_app
+from cld_submission.entrypoints.rebuild_history import AUDIT_NAME, HistoryNotEmptyError, restore
+from cld_submission.entrypoints.settings import SubmissionSettings
 from tests.component.test_submission_service import (
     ADA,
     GRACE,

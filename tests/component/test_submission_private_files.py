@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cld_submission.state import StateStore
+from cld_submission.adapters.sqlite_record_store import StateStore
 from tests.component.test_submission_service import ADA, GRACE, PERIOD, Harness, harness, rows  # noqa: F401
 
 

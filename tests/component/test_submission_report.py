@@ -7,12 +7,14 @@ from __future__ import annotations
 import csv
 import io
 import re
+import sqlite3
 from contextlib import closing
 from html.parser import HTMLParser
 
 from cld_schemas import topics
 from cld_schemas.events import Finding, Provenance, RecordValidated
 from cld_schemas.spec import Release
+from cld_submission.adapters.sqlite_repository import DB_NAME
 from cld_validation.rules import validate_record
 from tests.component import test_submission_service
 from tests.component.test_submission_service import ADA, OLU, PERIOD, T0, Harness
@@ -174,7 +176,7 @@ async def test_a_submission_assembled_before_rows_were_kept_shows_the_counts(har
     wf = harness.workflow
     old = wf.summary(sid).model_copy(update={"row_findings_kept": False})
     wf.repo.put_summary(sid, old.model_dump_json(exclude={"row_findings_kept"}))  # as an older version wrote it
-    with closing(wf.repo.manifest_writer()) as conn:  # and no row was kept
+    with closing(sqlite3.connect(harness.state_dir / DB_NAME)) as conn, conn:  # and no row was kept
         conn.execute("DELETE FROM row_findings WHERE submission_id = ?", (sid,))
 
     page = (await harness.client.get(f"/v1/submissions/{sid}/report")).text

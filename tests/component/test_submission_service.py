@@ -26,10 +26,11 @@ from cld_governance.tenancy import Operator, OperatorRole, Registry, Tenant, gen
 from cld_schemas import topics
 from cld_schemas.events import Provenance, RecordPseudonymised, RecordValidated, SubmissionEvent
 from cld_schemas.spec import Release, load_spec
-from cld_submission.audit import read_audit_log, verify_audit_log
-from cld_submission.service import SubmissionSettings, create_app
-from cld_submission.transport import FileExportTransport
-from cld_submission.workflow import SubmissionWorkflow
+from cld_submission.adapters.audit_log import read_audit_log, verify_audit_log
+from cld_submission.adapters.transport import FileExportTransport
+from cld_submission.entrypoints.app import create_app
+from cld_submission.entrypoints.settings import SubmissionSettings
+from cld_submission.service_layer.workflow import SubmissionWorkflow
 from tests.support.builders import LA_CODE, Row, a_request_row, a_service_row
 from tests.support.capture import Captured, capture
 

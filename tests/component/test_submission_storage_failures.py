@@ -26,10 +26,12 @@ from faststream.kafka import KafkaBroker, TestKafkaBroker
 from cld_schemas import topics
 from cld_schemas.events import DeadLetter, DeadLetterReason, Provenance, RecordPseudonymised, RecordValidated
 from cld_schemas.spec import Release
-from cld_submission.service import SubmissionSettings, create_app
-from cld_submission.state import Incoming, StateStore
-from cld_submission.transport import FileExportTransport
-from cld_submission.workflow import SubmissionWorkflow
+from cld_submission.adapters.sqlite_record_store import StateStore
+from cld_submission.adapters.transport import FileExportTransport
+from cld_submission.domain.records import Incoming
+from cld_submission.entrypoints.app import create_app
+from cld_submission.entrypoints.settings import SubmissionSettings
+from cld_submission.service_layer.workflow import SubmissionWorkflow
 from tests.component.test_submission_service import (
     GRACE,
     OTHER_LA,

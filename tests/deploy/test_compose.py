@@ -24,9 +24,10 @@ import yaml
 from pydantic import AliasChoices, BaseModel
 from pydantic_settings import BaseSettings
 
+from cld_cli.cmd_serve import composition_root
 from cld_runtime.settings import Settings
 from cld_runtime.topics import TOPIC_CONFIGS
-from cld_submission.transport.mesh import MeshSettings
+from cld_submission.adapters.transport.mesh import MeshSettings
 from tests.deploy.tools import DEPLOY, REPO, SERVICES, TOPICS, in_ci
 
 COMPOSE_DIR = DEPLOY / "compose"
@@ -63,7 +64,7 @@ def settings_env_names(cls: type[BaseSettings]) -> frozenset[str]:
 
 def service_settings(name: str) -> type[Settings]:
     """The settings class ``cld serve <name>`` builds (the ``settings`` annotation of ``create_app``)."""
-    create_app = importlib.import_module(f"cld_{name}.service").create_app
+    create_app = importlib.import_module(composition_root(name)).create_app
     cls = typing.get_type_hints(create_app)["settings"]
     assert isinstance(cls, type), name
     assert issubclass(cls, Settings), name
@@ -85,7 +86,7 @@ def deadletter_writers() -> frozenset[str]:
     return frozenset(
         name
         for name in SERVICES
-        if getattr(importlib.import_module(f"cld_{name}.service"), "DeadLetterPublisher", None) is DeadLetterPublisher
+        if getattr(importlib.import_module(composition_root(name)), "DeadLetterPublisher", None) is DeadLetterPublisher
     )
 
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from cld_runtime.topics import TOPIC_CONFIGS
-from cld_submission.transport.mesh import MeshSettings
+from cld_submission.adapters.transport.mesh import MeshSettings
 from tests.deploy.test_compose import deadletter_writers, environment_from, service_env_names, service_settings
 from tests.deploy.tools import CONSUMER_GROUPS, DEPLOY, SERVICES, TOPICS
 

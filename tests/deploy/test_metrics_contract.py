@@ -23,6 +23,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.metrics import MetricWrapperBase
 
+from cld_cli.cmd_serve import composition_root
 from cld_schemas.events import DeadLetterReason
 from tests.deploy.tools import TEAM_MD, contract_metrics
 
@@ -160,7 +161,8 @@ def _pseudonymisation() -> CollectorRegistry:
 
 
 def _submission() -> CollectorRegistry:
-    from cld_submission.service import SubmissionSettings, create_app
+    from cld_submission.entrypoints.app import create_app
+    from cld_submission.entrypoints.settings import SubmissionSettings
 
     reg: CollectorRegistry = create_app(SubmissionSettings()).state.registry
     return reg
@@ -190,7 +192,7 @@ def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, C
         mp.setenv("CLD_SUBMISSION_EXPORT_DIR", str(tmp / "export"))
         built: dict[str, CollectorRegistry] = {}
         for service in SERVICE_NAMES:
-            importlib.import_module(f"cld_{service}.service")  # a missing module fails here, by name
+            importlib.import_module(composition_root(service))  # a missing module fails here, by name
             built[service] = BUILDERS[service]()
         yield built
 

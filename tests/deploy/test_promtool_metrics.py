@@ -56,8 +56,8 @@ def _build(service: str) -> Any:
         from cld_pseudonymisation.service import create_app as create_pseudo
 
         return create_pseudo(PseudonymisationSettings())
-    from cld_submission.service import SubmissionSettings
-    from cld_submission.service import create_app as create_submission
+    from cld_submission.entrypoints.app import create_app as create_submission
+    from cld_submission.entrypoints.settings import SubmissionSettings
 
     app = create_submission(SubmissionSettings())
     app.state.workflow.refresh_gauges()  # the deadline and state gauges get their series for CLD_LA_CODES

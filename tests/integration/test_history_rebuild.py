@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 from cld_cli.main import app
 from cld_schemas import topics
 from cld_schemas.events import SubmissionEvent, SubmissionState
-from cld_submission.audit import read_audit_log, verify_audit_log
-from cld_submission.lifecycle import Submission, advance, approve, new_submission
-from cld_submission.rebuild_history import AUDIT_NAME
-from cld_submission.repository import Repository
+from cld_submission.adapters.audit_log import read_audit_log, verify_audit_log
+from cld_submission.adapters.sqlite_repository import Repository
+from cld_submission.domain.lifecycle import Submission, advance, approve, new_submission
+from cld_submission.entrypoints.rebuild_history import AUDIT_NAME
 
 pytestmark = pytest.mark.integration
 

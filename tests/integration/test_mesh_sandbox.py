@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from mesh_client import MeshClient
 
-from cld_submission.transport import (
+from cld_submission.adapters.transport import (
     DeliveryState,
     MeshSettings,
     MeshTransport,

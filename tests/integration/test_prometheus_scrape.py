@@ -30,6 +30,7 @@ from typing import Any, Final
 import httpx
 import pytest
 
+from cld_cli.cmd_serve import composition_root
 from cld_schemas import topics
 from cld_schemas.spec import load_spec
 from tests.support.processes import ServiceProcess, free_port, produce, service_env
@@ -214,9 +215,9 @@ def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     )
     names = ["ingest", "validation", "pseudonymisation", "submission"]
     skipped: dict[str, str] = {}
-    if importlib.util.find_spec("cld_submission.service") is None:
+    if importlib.util.find_spec(composition_root("submission")) is None:
         names.remove("submission")
-        skipped["submission"] = "module cld_submission.service is not installed"
+        skipped["submission"] = f"module {composition_root('submission')} is not installed"
     services: dict[str, ServiceProcess] = {}
     prometheus: PrometheusServer | None = None
     timings: dict[str, float] = {}

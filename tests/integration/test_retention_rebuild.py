@@ -28,9 +28,10 @@ from cld_runtime.topics import TOPIC_CONFIGS, _described, ensure_topics
 from cld_schemas import topics
 from cld_schemas.events import Provenance, RecordValidated
 from cld_schemas.spec import Release
-from cld_submission.rebuild import rebuild_state
-from cld_submission.service import SubmissionSettings
-from cld_submission.state import SECRET_NAME, Incoming, StateStore
+from cld_submission.adapters.sqlite_record_store import SECRET_NAME, StateStore
+from cld_submission.domain.records import Incoming
+from cld_submission.entrypoints.rebuild import rebuild_state
+from cld_submission.entrypoints.settings import SubmissionSettings
 from cld_validation.intake import normalise_dates
 from tests.support.records import service_record
 

@@ -15,7 +15,7 @@ from cld_runtime.topics import (
     topic_config,
 )
 from cld_schemas import topics
-from cld_submission.rebuild import PartitionCoverage, RebuildReport, coverage_warnings, rolling_period_start
+from cld_submission.entrypoints.rebuild import PartitionCoverage, RebuildReport, coverage_warnings, rolling_period_start
 
 
 def test_the_validated_topic_keeps_more_than_a_rolling_year_and_the_submission_window() -> None:

@@ -105,6 +105,11 @@ CASES: dict[str, tuple[str, dict[str, str], str]] = {
         {"CLD_PSEUDO_KEY": GOOD_PSEUDO_KEY, "CLD_RISK_QI": SECRET},
         "CLD_RISK_QI",
     ),
+    "mesh-transport-without-mesh-settings": (  # MESH settings are read with the service's settings (nested)
+        "submission",
+        {"CLD_SUBMISSION_TRANSPORT": "mesh", "CLD_MESH_MAILBOX": SECRET},
+        "CLD_MESH_URL",
+    ),
     "postcode-lookup-garbage": (
         "pseudonymisation",
         {"CLD_PSEUDO_KEY": GOOD_PSEUDO_KEY, "CLD_POSTCODE_LOOKUP_FILE": "{tmp}/lookup.csv"},
@@ -165,4 +170,16 @@ def test_the_real_process_prints_no_traceback(tmp_path: Path) -> None:
     )
     assert result.returncode == 1, result.stderr
     assert result.stdout == ""
+    _assert_one_clear_line(result.stderr, "submission", "CLD_DEADLETTER_KEY")
+
+
+def test_python_m_cld_submission_is_the_same_entry_point(tmp_path: Path) -> None:
+    """``python -m cld_submission`` runs ``cld serve submission`` (one process entry point, issue 12): the same
+    settings reading and the same one-line refusal."""
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+    env.update(_environment(tmp_path, {"CLD_DEADLETTER_KEY_FILE": "{tmp}/short.key"}))
+    result = subprocess.run(
+        [sys.executable, "-m", "cld_submission"], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 1, result.stderr
     _assert_one_clear_line(result.stderr, "submission", "CLD_DEADLETTER_KEY")

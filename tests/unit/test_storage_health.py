@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cld_runtime.http import ConsumerProgress, Readiness
-from cld_submission.storage import ReopeningConnection, StorageHealth, fault_cause, is_storage_fault
+from cld_submission.adapters.storage import ReopeningConnection, StorageHealth, fault_cause, is_storage_fault
 
 
 class Clock:
@@ -50,7 +50,7 @@ async def test_the_backoff_grows_and_is_bounded(tmp_path: Path, monkeypatch: pyt
     async def sleep(seconds: float) -> None:
         waits.append(seconds)
 
-    monkeypatch.setattr("cld_submission.storage.asyncio.sleep", sleep)
+    monkeypatch.setattr("cld_submission.adapters.storage.asyncio.sleep", sleep)
     health = StorageHealth(tmp_path, log=logging.getLogger("cld.test"), min_delay=0.2, max_delay=5.0)
     for _ in range(8):
         health.failed(sqlite3.OperationalError("disk I/O error"))

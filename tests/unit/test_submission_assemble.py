@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from cld_schemas.spec import load_spec
-from cld_submission.assemble import LINE_TERMINATOR, neutralise, write_submission_file
-from cld_submission.state import Incoming, StateStore
+from cld_submission.adapters.sqlite_record_store import StateStore
+from cld_submission.adapters.submission_file import LINE_TERMINATOR, neutralise, write_submission_file
+from cld_submission.domain.records import Incoming
 from tests.support.builders import LA_CODE, Row, a_ckba_row, a_request_row, a_service_row
 from tests.unit.test_submission_state import P_END, P_START, validated
 

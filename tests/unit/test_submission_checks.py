@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cld_submission.checks import (
+from cld_submission.adapters.sqlite_record_store import StateStore
+from cld_submission.domain.checks import (
     CheckResult,
     DatasetChecker,
     ManifestEntry,
@@ -19,7 +20,7 @@ from cld_submission.checks import (
     diff_checks,
     diff_manifests,
 )
-from cld_submission.state import Incoming, StateStore, StoredRecord
+from cld_submission.domain.records import Incoming, StoredRecord
 from tests.support.builders import (
     LA_CODE,
     Row,

@@ -1,14 +1,14 @@
-"""The pure replay of lifecycle events (``cld_submission.history``) and what rebuild reports say is missing."""
+"""The pure replay of lifecycle events (``cld_submission.domain.history``) and what rebuild reports say is missing."""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
 from cld_schemas.events import SubmissionEvent, SubmissionState
-from cld_submission.history import REBUILD_ACTOR, LocatedEvent, audit_fields, in_order, replay, unsendable
-from cld_submission.lifecycle import advance, approve, new_submission
-from cld_submission.rebuild import PartitionCoverage, RebuildReport, committed_gaps, missing_partitions
-from cld_submission.rebuild_history import HistoryReport
+from cld_submission.domain.history import REBUILD_ACTOR, LocatedEvent, audit_fields, in_order, replay, unsendable
+from cld_submission.domain.lifecycle import advance, approve, new_submission
+from cld_submission.entrypoints.rebuild import PartitionCoverage, RebuildReport, committed_gaps, missing_partitions
+from cld_submission.entrypoints.rebuild_history import HistoryReport
 
 S = SubmissionState
 T0 = datetime(2025, 4, 2, 9, 0, tzinfo=UTC)

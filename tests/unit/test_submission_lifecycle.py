@@ -10,15 +10,16 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from cld_schemas.events import SubmissionState
-from cld_submission.audit import AuditLog, read_audit_log, verify_audit_log
-from cld_submission.deadlines import (
+from cld_submission.adapters.audit_log import AuditLog, read_audit_log, verify_audit_log
+from cld_submission.adapters.metrics import SubmissionMetrics
+from cld_submission.domain.deadlines import (
     DeadlineRule,
     covers_next_deadline,
     days_remaining,
     next_deadline,
     seconds_remaining,
 )
-from cld_submission.lifecycle import (
+from cld_submission.domain.lifecycle import (
     Existing,
     NewVersion,
     PeriodError,
@@ -30,7 +31,6 @@ from cld_submission.lifecycle import (
     decide_request,
     new_submission,
 )
-from cld_submission.metrics import SubmissionMetrics
 
 S = SubmissionState
 AT = datetime(2025, 4, 20, 10, 0, tzinfo=UTC)

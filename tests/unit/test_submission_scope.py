@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from cld_submission.checks import left_out_of
-from cld_submission.identity import Kind
-from cld_submission.scope import LeftOutReason, carer_left_out, left_out_reason
-from cld_submission.state import StateStore
+from cld_submission.adapters.sqlite_record_store import StateStore
+from cld_submission.domain.checks import left_out_of
+from cld_submission.domain.identity import Kind
+from cld_submission.domain.scope import LeftOutReason, carer_left_out, left_out_reason
 from tests.support.builders import LA_CODE, a_ckba_row, a_request_row, a_review_row, a_service_row
 from tests.unit.test_submission_state import P_END, P_START, validated
 

@@ -12,8 +12,9 @@ import pytest
 from cld_governance.sharing import OptOut
 from cld_schemas.events import Finding, Provenance, RecordPseudonymised, RecordValidated
 from cld_schemas.spec import FieldStatus, Release, Validity
-from cld_submission.identity import Kind
-from cld_submission.state import Applied, Incoming, StateStore
+from cld_submission.adapters.sqlite_record_store import StateStore
+from cld_submission.domain.identity import Kind
+from cld_submission.domain.records import Applied, Incoming
 from tests.support.builders import (
     LA_CODE,
     Row,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from cld_submission.transport import (
+from cld_submission.adapters.transport import (
     DeliveryState,
     FileExportTransport,
     MeshHttpError,
@@ -30,7 +30,8 @@ from cld_submission.transport import (
     classify_mesh_error,
     retry_async,
 )
-from cld_submission.transport.mesh import _FileSlice, _pick, mesh_state
+from cld_submission.adapters.transport.mesh import _FileSlice
+from cld_submission.adapters.transport.mesh_protocol import _pick, mesh_state
 
 # -- retry helper -----------------------------------------------------------------------------------------
 
@@ -444,7 +445,7 @@ async def test_file_export_renames_a_complete_temporary_file(tmp_path: Path, mon
         renames.append((Path(src), Path(dst), Path(src).stat().st_size))
         real_replace(src, dst)
 
-    monkeypatch.setattr("cld_submission.transport.file_export.os.replace", spy)
+    monkeypatch.setattr("cld_submission.adapters.transport.file_export.os.replace", spy)
     await FileExportTransport(export).send(path=source, filename="big.csv", submission_id="s", local_id="s")
 
     (data_src, data_dst, data_size), (side_src, side_dst, _) = renames

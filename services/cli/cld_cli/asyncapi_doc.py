@@ -2,6 +2,11 @@
 
 Each service's ``create_app`` is built with placeholder settings (nothing connects), and the brokers' declared
 subscribers and publishers (topics, titles, descriptions, payload schemas) become one AsyncAPI 3.0 document.
+
+FastStream 0.7 describes a message by its payload only, and a subscriber's payload by its handler's signature
+(the services' consumers read raw records, so it came out as ``EmptyPayload``). Every message of a contract
+topic is therefore completed from the contract's table (``cld_schemas.topics.MESSAGES``): the topic's payload
+schema, its headers (``cld_schemas.contract``'s header models) and its key, as a Kafka message binding.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from typing import Any
 
 from faststream.specification import AsyncAPI
 
-from cld_cli.cmd_serve import ServiceName
+from cld_cli.cmd_serve import ServiceName, composition_root
+from cld_schemas.topics import MESSAGES
 
 DOC_KEY = "00" * 32  # a placeholder key: the document generation never pseudonymises anything
 
@@ -27,7 +33,7 @@ def brokers() -> list[Any]:
     try:
         for name in ServiceName:
             try:
-                module = importlib.import_module(f"cld_{name.value}.service")
+                module = importlib.import_module(composition_root(name.value))
             except ModuleNotFoundError:
                 continue
             settings_cls = typing.get_type_hints(module.create_app)["settings"]
@@ -62,5 +68,40 @@ def asyncapi_yaml() -> str:
     )
     import yaml  # dev dependency (pyyaml), as for FastStream's own to_yaml
 
+    document = with_message_contracts(spec.to_specification().to_jsonable())
     # Sorted keys: FastStream's channel order varies between runs; the document must not.
-    return str(yaml.safe_dump(spec.to_specification().to_jsonable(), sort_keys=True, allow_unicode=True))
+    return str(yaml.safe_dump(document, sort_keys=True, allow_unicode=True))
+
+
+KAFKA_BINDING_VERSION = "0.4.0"
+"""The Kafka bindings version FastStream writes on channels (the message bindings use the same)."""
+
+
+def with_message_contracts(document: dict[str, Any]) -> dict[str, Any]:
+    """Every message of a contract topic with its payload schema, headers and key (``topics.MESSAGES``).
+
+    Raises KeyError when a contract payload's schema is not in the document (no service publishes it).
+    """
+    components = document.setdefault("components", {})
+    schemas: dict[str, Any] = components.setdefault("schemas", {})
+    messages: dict[str, Any] = components.setdefault("messages", {})
+    for channel in document.get("channels", {}).values():
+        contract = MESSAGES.get(channel["address"])
+        if contract is None:
+            continue
+        headers = contract.headers.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+        schemas.update(headers.pop("$defs", {}))
+        schemas[contract.headers.__name__] = headers
+        if contract.payload not in schemas:
+            raise KeyError(f"no service declares the payload {contract.payload} of {channel['address']}")
+        key: dict[str, Any] = {"type": "string", "description": contract.key}
+        if contract.key_pattern is not None:
+            key["pattern"] = contract.key_pattern
+        for ref in channel.get("messages", {}).values():
+            message = messages[ref["$ref"].rsplit("/", 1)[-1]]
+            message["payload"] = {"$ref": f"#/components/schemas/{contract.payload}"}
+            message["headers"] = {"$ref": f"#/components/schemas/{contract.headers.__name__}"}
+            message["bindings"] = {"kafka": {"bindingVersion": KAFKA_BINDING_VERSION, "key": key}}
+    if "#/components/schemas/EmptyPayload" not in str(document):
+        schemas.pop("EmptyPayload", None)  # what FastStream wrote for the subscribers, now replaced
+    return document

@@ -1,7 +1,8 @@
 """``cld serve <service>``: run one service as its own process (uvicorn), with /metrics and /health.
 
-The service module ``cld_<name>.service`` exposes ``create_app(settings: <Name>Settings)``: the composition
-root. The settings class is read from that annotation and built from the environment (``CLD_*``), so this
+The service's composition root module (``composition_root(name)``: ``cld_<name>.service``, or
+``cld_submission.entrypoints.app`` for the layered submission package) exposes ``create_app(settings:
+<Name>Settings)``. The settings class is read from that annotation and built from the environment (``CLD_*``), so this
 command knows nothing about any service's settings. Several processes of one service share the work through
 their Kafka consumer group.
 """
@@ -48,12 +49,22 @@ def asyncapi(
             raise typer.Exit(2) from None
 
 
+COMPOSITION_ROOTS: dict[str, str] = {"submission": "cld_submission.entrypoints.app"}
+"""Services whose composition root is not ``cld_<name>.service``."""
+
+
+def composition_root(name: str) -> str:
+    """The module holding ``create_app`` of service ``name``."""
+    return COMPOSITION_ROOTS.get(name, f"cld_{name}.service")
+
+
 def load_service(name: str, *, port: int | None = None, host: str | None = None) -> tuple[Any, Any]:
-    """Import ``cld_<name>.service``, build its settings from the environment, return (app, settings).
+    """Import the service's composition root (``composition_root``), build its settings from the environment,
+    return (app, settings).
 
     Raises :class:`~cld_runtime.settings.StartupError` (one line naming the setting, never its value) for any
     configuration error: invalid settings, a bad tenants registry, a bad key, a file that cannot be read."""
-    module = importlib.import_module(f"cld_{name}.service")
+    module = importlib.import_module(composition_root(name))
     create_app = module.create_app
     settings_cls = typing.get_type_hints(create_app)["settings"]
     overrides: dict[str, Any] = {}

@@ -482,9 +482,9 @@ def rebuild_state_cmd(
 
     from aiokafka.errors import KafkaError
 
-    from cld_submission.rebuild import rebuild_state  # local: only this command needs the service package
-    from cld_submission.service import SubmissionSettings
-    from cld_submission.storage import fault_cause, folder_problem
+    from cld_submission.adapters.storage import fault_cause, folder_problem
+    from cld_submission.entrypoints.rebuild import rebuild_state  # local: only this command needs the service package
+    from cld_submission.entrypoints.settings import SubmissionSettings
 
     from .rebuild_summary import print_state_report, with_progress
 
@@ -516,9 +516,9 @@ def rebuild_history_cmd(
 
     from aiokafka.errors import KafkaError
 
-    from cld_submission.rebuild_history import HistoryNotEmptyError, rebuild_history
-    from cld_submission.service import SubmissionSettings
-    from cld_submission.storage import fault_cause, folder_problem
+    from cld_submission.adapters.storage import fault_cause, folder_problem
+    from cld_submission.entrypoints.rebuild_history import HistoryNotEmptyError, rebuild_history
+    from cld_submission.entrypoints.settings import SubmissionSettings
 
     from .rebuild_summary import print_history_report, with_progress
 

@@ -1,8 +1,8 @@
 """Progress bar and summaries for ``cld submission rebuild-state`` and ``rebuild-history`` (issue 12, item 4).
 
-The rebuilds themselves are in the submission package (``cld_submission.rebuild``, ``.rebuild_history``); this
-module only shows them: a progress bar over the records the topic holds, then a summary that says first what
-was rebuilt and then, as ``MISSING:`` lines, everything that could not be recovered.
+The rebuilds themselves are in the submission package (``cld_submission.entrypoints.rebuild``,
+``.rebuild_history``); this module only shows them: a progress bar over the records the topic holds, then a
+summary that says first what was rebuilt and then, as ``MISSING:`` lines, everything that could not be recovered.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 if TYPE_CHECKING:
-    from cld_submission.rebuild import RebuildReport
-    from cld_submission.rebuild_history import HistoryReport
+    from cld_submission.entrypoints.rebuild import RebuildReport
+    from cld_submission.entrypoints.rebuild_history import HistoryReport
 
 _T = TypeVar("_T")
 

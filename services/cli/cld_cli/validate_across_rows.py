@@ -1,6 +1,6 @@
 """What ``cld validate`` adds to the record-level findings: checks across rows (issue 13 items 5, 6 and 8).
 
-- ``dataset_checks``: the submission service's own dataset checks (``cld_submission.file_checks``: duplicates by
+- ``dataset_checks``: the submission service's own dataset checks (``cld_submission.domain.file_checks``: duplicates by
   DHSC's keys, person conflicts, derived vs stated period, partial/top-up signs, rows outside the period by the
   scope rules), each with its rule and the rows concerned;
 - ``warnings``: identity checks central processing depends on (``cld_validation.identity_checks``), never a
@@ -22,8 +22,8 @@ from rich.console import Console
 from rich.table import Table
 
 from cld_schemas.spec import Release, Spec
-from cld_submission.checks import SubmissionProfile
-from cld_submission.file_checks import FileChecks, previous_profile
+from cld_submission.domain.checks import SubmissionProfile
+from cld_submission.domain.file_checks import FileChecks, previous_profile
 from cld_validation.identity_checks import IdentityChecker
 from cld_validation.release import ReleaseLabels
 from cld_validation.rules import RowResult

@@ -33,43 +33,18 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cld_schemas.contract import HEADER_OPT_OUT
+from cld_schemas.contract import OptOut as OptOut
+from cld_schemas.contract import opt_out_header as opt_out_header
+from cld_schemas.contract import parse_opt_out_header as parse_opt_out_header
+
 POLICY_FORMAT: Final = "cld-sharing-policy/1"
 NHS_ENGLAND: Final = "nhs-england"
 """The recipient id of the mandated flow."""
-OPT_OUT_HEADER: Final = "cld-opt-out"
-"""Message header set by the source system (Kafka header or HTTP header) naming the person's opt-outs."""
+OPT_OUT_HEADER: Final = HEADER_OPT_OUT
+"""Message header set by the source system (Kafka header or HTTP header) naming the person's opt-outs (the flags,
+the header and their parsing are defined once in ``cld_schemas.contract``, re-exported here)."""
 ENV_SHARING_POLICY_FILE: Final = "CLD_SHARING_POLICY_FILE"
-
-
-class OptOut(StrEnum):
-    NATIONAL_DATA_OPT_OUT = "national-data-opt-out"
-    """The person registered a national data opt-out (research and planning uses of confidential data)."""
-    OBJECTION = "objection"
-    """The person objected to the LA (UK GDPR right to object) to this kind of sharing."""
-    UNRECOGNISED = "unrecognised"
-    """A token this version does not know: treated as an opt-out (fail closed). Never sent by sources."""
-
-
-def parse_opt_out_header(value: str | bytes | None) -> frozenset[OptOut]:
-    """The opt-outs named in a ``cld-opt-out`` header value ('' or None: none). Never raises."""
-    if value is None:
-        return frozenset()
-    text = value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
-    flags: set[OptOut] = set()
-    for token in text.split(","):
-        token = token.strip().lower()
-        if not token:
-            continue
-        try:
-            flags.add(OptOut(token))
-        except ValueError:
-            flags.add(OptOut.UNRECOGNISED)
-    return frozenset(flags)
-
-
-def opt_out_header(flags: Iterable[OptOut]) -> str:
-    """The header value for these flags (for sources, tests and the synthetic generator)."""
-    return ",".join(sorted(f.value for f in flags if f is not OptOut.UNRECOGNISED))
 
 
 class Form(StrEnum):

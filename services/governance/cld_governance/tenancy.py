@@ -53,6 +53,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from cld_schemas.contract import is_la_code
 from cld_schemas.events import DeadLetterReason
 from cld_schemas.spec import Release
 
@@ -68,7 +69,6 @@ OPEN_SOURCE_ID: Final = "open"
 OPEN_OPERATOR_NAME: Final = "open"
 _ANY_LA: Final = "*"
 
-_LA_CODE = re.compile(r"^[0-9]{3}$")  # e.g. 318; the spec's LA Code format is inferred (spec gaps)
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _KEY_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -161,7 +161,7 @@ class _Frozen(BaseModel):
 
 def _check_la_codes(codes: tuple[str, ...]) -> tuple[str, ...]:
     for code in codes:
-        if code != _ANY_LA and not _LA_CODE.fullmatch(code):
+        if code != _ANY_LA and not is_la_code(code):
             raise ValueError(f"LA code must be 3 digits, got {code!r}")
     if len(set(codes)) != len(codes):
         raise ValueError("LA codes must not repeat")
@@ -178,7 +178,7 @@ class Tenant(_Frozen):
     @field_validator("la_code")
     @classmethod
     def _la(cls, v: str) -> str:
-        if not _LA_CODE.fullmatch(v):
+        if not is_la_code(v):
             raise ValueError(f"LA code must be 3 digits, got {v!r}")
         return v
 
@@ -439,7 +439,7 @@ def sees_la(operator: Operator, la_code: str) -> bool:
 
 def _safe_la(la_code: str) -> str:
     """An LA code for a message: it comes from the caller, so only a well-formed one is echoed."""
-    return la_code if _LA_CODE.fullmatch(la_code) else "(malformed LA code)"
+    return la_code if is_la_code(la_code) else "(malformed LA code)"
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -16,14 +16,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from cld_governance.sharing import OPT_OUT_HEADER, OptOut, opt_out_header, parse_opt_out_header
-from cld_runtime.messages import HEADER_CHANNEL
 from cld_schemas import topics
+from cld_schemas.contract import (
+    HEADER_CHANNEL,
+    HEADER_OPT_OUT,
+    OptOut,
+    is_la_code,
+    opt_out_header,
+    parse_opt_out_header,
+)
 
-LA_CODE_PATTERN: Final = r"^\d{3}$"
 ID_PATTERN: Final = r"^[A-Za-z0-9._:@/+-]{1,128}$"
 """Source ids and idempotency keys: bounded, printable, no spaces (they travel as headers and log fields)."""
-_LA_CODE = re.compile(LA_CODE_PATTERN)
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 RELEASE_PATTERN: Final = r"^\s*(?i:release\s*)?[rR]?[12]\s*$"
 """The ``cld-release`` request header: the specification release the records are written to (r1 or r2)."""
@@ -52,7 +56,7 @@ def resolve_la_code(record_la: str | None, given: str | None) -> str:
     la = record_la or given
     if la is None:
         raise EnvelopeError("no LA code: give la_code in the record or the X-CLD-LA header")
-    if not _LA_CODE.match(la):
+    if not is_la_code(la):
         raise EnvelopeError("the LA code is not a 3-digit code")
     return la
 
@@ -66,7 +70,7 @@ def opt_out_value(header: str | None) -> str | None:
     flags = parse_opt_out_header(header)
     if OptOut.UNRECOGNISED in flags:
         known = ", ".join(f.value for f in OptOut if f is not OptOut.UNRECOGNISED)
-        raise EnvelopeError(f"the {OPT_OUT_HEADER} header holds a token that is not one of: {known}")
+        raise EnvelopeError(f"the {HEADER_OPT_OUT} header holds a token that is not one of: {known}")
     return opt_out_header(flags) or None
 
 
@@ -131,7 +135,7 @@ def envelope(
         HEADER_CHANNEL: channel,
     }
     if opt_out:
-        headers[OPT_OUT_HEADER] = opt_out
+        headers[HEADER_OPT_OUT] = opt_out
     if release:
         headers[topics.HEADER_RELEASE] = release
     return Envelope(la_code=la_code, event_id=event_id, value=value, headers=headers)

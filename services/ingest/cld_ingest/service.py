@@ -9,6 +9,11 @@ Error bodies are JSON and never quote a submitted value (field names and row num
 Tenancy (docs/governance.md): every ``/v1/`` request is authenticated by its API key before its body is read
 (:mod:`cld_ingest.auth`, 401), and every record is authorised for its LA (403) before anything is published.
 The ``cld-source`` header on the raw topic is the authenticated source's id, never a client's claim.
+
+The conversion at this hop (HTTP -> ``cld.events.raw.v1``): a request's JSON record, or each row of an uploaded
+CSV, is read once into a ``CLDRecord`` (the one record model, ``cld_schemas.record``), and its values become
+the raw topic's value (``envelope.record_value``: spec fields by snake_case name, blanks left out) with the
+contract's headers (``cld_schemas.contract``). Nothing else is built per record.
 """
 
 from __future__ import annotations
@@ -29,18 +34,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
-from faststream.kafka.publisher import DefaultPublisher
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from cld_governance.sharing import OPT_OUT_HEADER
 from cld_governance.tenancy import Decision, Registry, Source, authorise_source
 from cld_ingest.auth import SourceAuthentication, source_of
 from cld_ingest.envelope import (
     ID_PATTERN,
-    LA_CODE_PATTERN,
     OPT_OUT_PATTERN,
     RELEASE_PATTERN,
     Envelope,
@@ -54,8 +56,10 @@ from cld_ingest.envelope import (
 from cld_ingest.idempotency import Claim, IdempotencyMemory
 from cld_ingest.limits import BodySizeLimit, JsonContentType
 from cld_runtime import Settings, configure_logging, ensure_topics, make_broker, metrics_body
+from cld_runtime.broker import BatchPublisher
 from cld_runtime.http import add_health_routes
 from cld_schemas import topics
+from cld_schemas.contract import HEADER_OPT_OUT, LA_CODE_PATTERN
 from cld_schemas.csvfile import CLDFileError, iter_records
 from cld_schemas.record import MAX_VALUE_LENGTH, CLDRecord
 
@@ -166,7 +170,7 @@ ReleaseHeader = Annotated[
 OptOutHeader = Annotated[
     str | None,
     Header(
-        alias=OPT_OUT_HEADER,
+        alias=HEADER_OPT_OUT,
         pattern=OPT_OUT_PATTERN,
         description=(
             "The person's opt-outs for every record of the request: comma-separated national-data-opt-out, "
@@ -187,9 +191,10 @@ EventIdHeader = Annotated[
 
 
 class RawPublisher:
-    """Publishes envelopes to the raw topic and waits until the broker has acknowledged them all."""
+    """Publishes envelopes to the raw topic and waits until the broker has acknowledged them all (through
+    ``cld_runtime.broker.BatchPublisher``: the one publish path of every service, in memory as in production)."""
 
-    def __init__(self, publisher: DefaultPublisher, *, registry: CollectorRegistry) -> None:
+    def __init__(self, publisher: BatchPublisher, *, registry: CollectorRegistry) -> None:
         self.publisher = publisher
         self.received = Counter(
             "cld_records_received_total",
@@ -199,12 +204,12 @@ class RawPublisher:
         )
 
     async def send(self, env: Envelope) -> asyncio.Future[Any] | None:
-        result = await self.publisher.publish(env.value, key=env.la_code.encode(), headers=env.headers, no_confirm=True)
-        return result if isinstance(result, asyncio.Future) else None
+        return await self.publisher.send(env.value, key=env.la_code.encode(), headers=env.headers)
 
     async def send_all(self, envelopes: Sequence[Envelope], *, channel: str) -> None:
         pending = [f for env in envelopes if (f := await self.send(env)) is not None]
-        await asyncio.gather(*pending)
+        await asyncio.gather(*pending)  # a failed publish raises: the request fails, nothing is counted
+        self.publisher.count_published()
         for env in envelopes:
             self.received.labels(env.la_code, channel).inc()
 
@@ -296,7 +301,7 @@ def create_app(settings: IngestSettings, *, tenants: Registry | None = None) -> 
         """A client's idempotency key must carry the same body each time (409 otherwise, nothing published)."""
         if key is None:
             return
-        parts: list[bytes | str | None] = [envelopes[0].headers.get(OPT_OUT_HEADER) if envelopes else None]
+        parts: list[bytes | str | None] = [envelopes[0].headers.get(HEADER_OPT_OUT) if envelopes else None]
         for env in envelopes:
             parts += [env.la_code, env.value]
         claim = idempotency.claim(source=source, endpoint=endpoint, key=key, fingerprint=idempotency.fingerprint(parts))
@@ -310,14 +315,18 @@ def create_app(settings: IngestSettings, *, tenants: Registry | None = None) -> 
             )
 
     raw = RawPublisher(
-        broker.publisher(
-            settings.topic(topics.RAW),
-            schema=CLDRecord,
-            title=topics.RAW,
-            description=(
-                "One CLD record per message. Key: the LA code. Value: JSON object of spec fields by snake_case "
-                "name. Headers: cld-source, cld-event-id (idempotency), cld-received-at, cld-action."
+        BatchPublisher(
+            broker,
+            broker.publisher(
+                settings.topic(topics.RAW),
+                schema=CLDRecord,
+                title=topics.RAW,
+                description=(
+                    "One CLD record per message. Key: the LA code. Value: JSON object of spec fields by snake_case "
+                    "name. Headers: cld-source, cld-event-id (idempotency), cld-received-at, cld-action."
+                ),
             ),
+            topic=settings.topic(topics.RAW),
         ),
         registry=registry,
     )

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
+from cld_schemas.contract import parse_date as contract_date
+
 AGE_BANDS: Final = (
     "Under 18",
     "18 to 24",
@@ -53,27 +55,11 @@ def age_band(age: int | None) -> str:
     return _BAND_BY_AGE[age] if age < 96 else "95 and above"
 
 
-_DAYS_IN_MONTH: Final = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-
-
 def parse_date(value: str | None) -> tuple[int, int, int] | None:
-    """(year, month, day) from dd/mm/yyyy or yyyy-mm-dd, or None if the value is not a real date."""
-    if value is None or len(value) != 10 or not value.isascii():
-        return None
-    if value[2] == "/" and value[5] == "/":
-        ys, ms, ds = value[6:], value[3:5], value[:2]
-    elif value[4] == "-" and value[7] == "-":
-        ys, ms, ds = value[:4], value[5:7], value[8:]
-    else:
-        return None
-    if not (ys.isdigit() and ms.isdigit() and ds.isdigit()):
-        return None
-    y, m, d = int(ys), int(ms), int(ds)
-    if not (1 <= m <= 12 and 1 <= d <= _DAYS_IN_MONTH[m] and y >= 1):
-        return None
-    if m == 2 and d == 29 and not (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)):
-        return None
-    return y, m, d
+    """(year, month, day) from dd/mm/yyyy or yyyy-mm-dd, or None if the value is not a real date (the one date
+    parser of the record path, ``cld_schemas.contract.parse_date``, as the tuple the generalisations use)."""
+    day = contract_date(value)
+    return None if day is None else (day.year, day.month, day.day)
 
 
 def age_at(birth: tuple[int, int, int], on: tuple[int, int, int]) -> int:

@@ -8,15 +8,18 @@ This module only wires Kafka, metrics and one read-only HTTP route (``GET /v1/ri
 operator key of the tenants registry, scoped to their LAs as in the submission API). Tenant = the record's
 LA code (pseudonyms differ per LA), purpose from settings. One risk accumulator per (LA, reporting period), where
 only the collection's periods count as periods of their own and everything else is ``other`` (``periods.py``).
+
+The conversion at this hop (``cld.records.validated.v1`` -> ``cld.records.pseudonymised.v1``): each message is
+validated once into ``RecordValidated`` (``cld_runtime.consumer.ConsumedBatch.decode``; dead-lettered if it
+cannot be), its record pseudonymised, and the ``RecordPseudonymised`` model built from the validated event's own
+provenance without validating again (``RecordPseudonymised.trusted``) and serialised once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -27,11 +30,8 @@ import polars as pl
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Scope
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
-from faststream.middlewares import AckPolicy
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from pydantic import AliasChoices, Field, SecretStr, ValidationError
-from pydantic_core import to_json
+from pydantic import AliasChoices, Field, SecretStr
 
 from cld_governance.tenancy import (
     Operator,
@@ -50,18 +50,16 @@ from cld_pseudonymisation.pseudonymiser import Pseudonymiser
 from cld_pseudonymisation.risk import DEFAULT_K_THRESHOLD, DEFAULT_QI, RiskAccumulator
 from cld_runtime import (
     ConsumerLagMonitor,
-    DeadLetterPublisher,
     Settings,
     configure_logging,
-    dead_letter_for,
     ensure_topics,
     make_asgi_app,
     make_broker,
 )
-from cld_runtime.accounting import ConsumerAccounting, Outcome
 from cld_runtime.broker import BatchPublisher
+from cld_runtime.consumer import ConsumedBatch, Consumer
 from cld_runtime.http import json_response
-from cld_runtime.messages import RawMessage, raw_messages, tolerant_parser, undecoded, unreadable_reason
+from cld_runtime.messages import RawMessage
 from cld_schemas import topics
 from cld_schemas.events import DeadLetterReason, RecordPseudonymised, RecordValidated
 
@@ -194,15 +192,12 @@ class ValidatedRecordsHandler:
         pseudonymisers: Pseudonymisers,
         risk: RiskBook,
         publisher: BatchPublisher,
-        deadletters: DeadLetterPublisher,
         log: logging.Logger,
         registry: CollectorRegistry,
     ) -> None:
-        self.accounting = ConsumerAccounting(registry, service=SERVICE, topics=[topics.VALIDATED])
         self.pseudonymisers = pseudonymisers
         self.risk = risk
         self.publisher = publisher
-        self.deadletters = deadletters
         self.log = log
         self.count = Counter(
             "cld_records_pseudonymised_total", "Records pseudonymised, by LA.", ["la_code"], registry=registry
@@ -212,26 +207,25 @@ class ValidatedRecordsHandler:
         self._touched: set[tuple[str, str]] = set()
 
     def pseudonymise(self, event: RecordValidated, *, now: datetime) -> RecordPseudonymised:
-        """The pseudonymised event as a model (for callers that want one; the handler uses
-        :func:`pseudonymised_body`, which builds the same JSON without validating it again)."""
+        """The pseudonymised event of one validated event."""
         record = self.pseudonymisers.for_tenant(event.la_code).pseudonymise(event.record)
-        return RecordPseudonymised.model_validate_json(self.pseudonymised_body(event, record, now=now))
+        return self.pseudonymised_event(event, record, now=now)
 
-    def pseudonymised_body(self, event: RecordValidated, record: dict[str, str | None], *, now: datetime) -> bytes:
-        """``RecordPseudonymised`` as wire bytes: plain data in the model's field order, serialised by
-        pydantic-core (the same bytes as ``model_dump_json``). Every value already has the model's type (the
-        provenance is the validated event's own model), so validating it again would check nothing."""
+    def pseudonymised_event(
+        self, event: RecordValidated, record: dict[str, str | None], *, now: datetime
+    ) -> RecordPseudonymised:
+        """``RecordPseudonymised`` of a validated event and its pseudonymised record. Every value already has the
+        model's type (the provenance is the validated event's own model), so it is built without validating it
+        again (``RecordPseudonymised.trusted``)."""
         p = self.pseudonymisers.for_tenant(event.la_code)
-        return to_json(
-            {
-                "la_code": event.la_code,
-                "provenance": event.provenance,
-                "key_id": p.key_id,
-                "purpose": p.purpose,
-                "record": record,
-                "withdrawn": event.withdrawn,
-                "pseudonymised_at": now,
-            }
+        return RecordPseudonymised.trusted(
+            la_code=event.la_code,
+            provenance=event.provenance,
+            key_id=p.key_id,
+            purpose=p.purpose,
+            record=record,
+            withdrawn=event.withdrawn,
+            pseudonymised_at=now,
         )
 
     def _count(self, la_code: str) -> None:
@@ -239,15 +233,6 @@ class ValidatedRecordsHandler:
         if child is None:
             child = self._counted[la_code] = self.count.labels(la_code)
         child.inc()
-
-    def _decode(self, msg: RawMessage) -> RecordValidated | tuple[DeadLetterReason, str]:
-        """The message's event, or why it is refused (one decode per message)."""
-        try:
-            if (problem := msg.header_problem()) is not None:
-                return problem.reason, problem.detail
-            return RecordValidated.model_validate_json(msg.value or b"")
-        except ValidationError as exc:
-            return unreadable_reason(msg.value, exc), f"not a RecordValidated event ({exc.error_count()} error(s))"
 
     def _pseudonymise_group(
         self, p: Pseudonymiser, events: list[tuple[int, RecordValidated]], *, today: date
@@ -293,15 +278,19 @@ class ValidatedRecordsHandler:
             if key is not None:
                 self._touched.add(key)
 
-    async def handle(self, messages: Sequence[RawMessage]) -> None:
+    async def handle(self, batch: ConsumedBatch) -> None:
+        """Decode each message once, pseudonymise the batch as one frame per tenant, then forward or dead-letter
+        each record in message order."""
         now = datetime.now(UTC)
-        pending: list[asyncio.Future[Any]] = []
         self._touched = set()
-        decoded = [self._decode(msg) for msg in messages]
+        decoded: list[tuple[RawMessage, RecordValidated]] = []
+        for msg in batch.messages:
+            event = await batch.decode(msg, RecordValidated)
+            if event is not None:
+                decoded.append((msg, event))
         by_tenant: dict[str, list[tuple[int, RecordValidated]]] = defaultdict(list)
-        for i, item in enumerate(decoded):
-            if isinstance(item, RecordValidated):
-                by_tenant[item.la_code].append((i, item))
+        for i, (_, event) in enumerate(decoded):
+            by_tenant[event.la_code].append((i, event))
         results: dict[int, dict[str, str | None] | Exception] = {}
         for la_code, events in by_tenant.items():
             try:
@@ -310,50 +299,27 @@ class ValidatedRecordsHandler:
                 )
             except Exception as exc:  # e.g. an LA code that is no tenant label: every record of the tenant
                 results.update((i, exc) for i, _ in events)
-        deadlettered = 0
-        for i, msg in enumerate(messages):
-            item, result = decoded[i], results.get(i)
-            if isinstance(item, RecordValidated) and isinstance(result, dict):
-                self._count(item.la_code)
-                fut = await self.publisher.send(
-                    self.pseudonymised_body(item, result, now=now),
-                    key=item.la_code.encode(),
-                    headers={topics.HEADER_EVENT_ID: item.provenance.event_id},
+        for i, (msg, event) in enumerate(decoded):
+            result = results.get(i)
+            if not isinstance(result, dict):
+                failure = result if isinstance(result, Exception) else RuntimeError("no result")
+                self.log.error(  # a bug or unforeseen input must not stall the partition
+                    "processing failed",
+                    exc_info=failure,
+                    extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset},
                 )
-            else:
-                if isinstance(item, RecordValidated):
-                    failure = result if isinstance(result, Exception) else RuntimeError("no result")
-                    self.log.error(  # a bug or unforeseen input must not stall the partition
-                        "processing failed",
-                        exc_info=failure,
-                        extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset},
-                    )
-                    reason = DeadLetterReason.PROCESSING_ERROR
-                    detail = f"processing failed ({type(failure).__name__})"
-                else:
-                    reason, detail = item
-                deadlettered += 1
-                letter = dead_letter_for(
-                    reason=reason,
-                    detail=detail,
-                    payload=msg.value,
-                    topic=msg.topic,
-                    partition=msg.partition,
-                    offset=msg.offset,
-                    key=msg.key,
-                    service=SERVICE,
-                    at=now,
-                    fingerprint_key=self.deadletters.fingerprint_key,
+                await batch.dead_letter(
+                    msg, DeadLetterReason.PROCESSING_ERROR, f"processing failed ({type(failure).__name__})"
                 )
-                fut = await self.deadletters.publish(letter, confirm=False)
-            if fut is not None:
-                pending.append(fut)
+                continue
+            self._count(event.la_code)
+            await batch.forward(
+                self.publisher,
+                self.pseudonymised_event(event, result, now=now).wire_json(),
+                key=event.la_code.encode(),
+                headers={topics.HEADER_EVENT_ID: event.provenance.event_id},
+            )
         self.risk.publish(self._touched)
-        await asyncio.gather(*pending)  # confirmed before the batch is committed (at-least-once)
-        self.publisher.count_published()
-        self.accounting.batch(
-            topics.VALIDATED, {Outcome.FORWARDED: len(messages) - deadlettered, Outcome.DEADLETTERED: deadlettered}
-        )
 
 
 def _bearer_key(scope: Scope) -> str | None:
@@ -446,32 +412,16 @@ def create_app(settings: PseudonymisationSettings, *, tenants: Registry | None =
         pseudonymisers=pseudonymisers,
         risk=risk,
         publisher=BatchPublisher(broker, publisher, topic=settings.topic(topics.PSEUDONYMISED)),
-        deadletters=DeadLetterPublisher(
-            broker,
-            topic=settings.topic(topics.DEADLETTER),
-            service=SERVICE,
-            registry=registry,
-            fingerprint_key=settings.deadletter_fingerprint_key(),
-        ),
         log=log,
         registry=registry,
     )
-
-    @broker.subscriber(
-        settings.topic(topics.VALIDATED),
+    Consumer.create(broker, settings, registry=registry, consumed=[topics.VALIDATED], log=log).subscribe(
+        topics.VALIDATED,
         group_id=settings.group_id,
-        batch=True,
-        max_records=settings.consumer_max_records,
-        batch_timeout_ms=settings.consumer_batch_timeout_ms,
-        auto_offset_reset="earliest",
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        parser=tolerant_parser,
-        decoder=undecoded,
+        handler=handler.handle,
         title=f"{topics.VALIDATED}:pseudonymisation",
         description="Validated records to pseudonymise.",
     )
-    async def on_records_validated(message: KafkaMessage) -> None:
-        await handler.handle(raw_messages(message))
 
     async def create_topics() -> None:
         await ensure_topics(

@@ -1,7 +1,8 @@
 """cld_runtime: what every CLD service process shares (settings, broker factory, /metrics and /health,
-structured logging, consumer-lag gauge, dead-letter publisher). No domain logic here."""
+structured logging, consumer-lag gauge, dead-letter publisher, the one batch consumer). No domain logic here."""
 
-from cld_runtime.broker import broker_options, make_broker
+from cld_runtime.broker import BatchPublisher, broker_options, make_broker
+from cld_runtime.consumer import ConsumedBatch, Consumer
 from cld_runtime.deadletter import DeadLetterPublisher, dead_letter_for
 from cld_runtime.http import health_body, make_asgi_app, metrics_body
 from cld_runtime.lag import ConsumerLagMonitor, compute_lag
@@ -10,6 +11,9 @@ from cld_runtime.settings import Settings
 from cld_runtime.topics import ensure_topics
 
 __all__ = [
+    "BatchPublisher",
+    "ConsumedBatch",
+    "Consumer",
     "ConsumerLagMonitor",
     "DeadLetterPublisher",
     "Settings",

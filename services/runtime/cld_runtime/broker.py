@@ -8,14 +8,14 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import uuid4
 
-from aiokafka import AIOKafkaProducer
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.kafka.publisher import DefaultPublisher
-from faststream.kafka.publisher.producer import AioKafkaFastProducerImpl
+from faststream.kafka.response import KafkaPublishCommand
 from faststream.prometheus.manager import MetricsManager
 from faststream.prometheus.middleware import PrometheusMiddleware
 from faststream.prometheus.types import PublishingStatus
+from faststream.response.publish_type import PublishType
 from prometheus_client import CollectorRegistry
 
 from cld_runtime.settings import Settings
@@ -44,22 +44,25 @@ def make_broker(settings: Settings, *, registry: CollectorRegistry) -> KafkaBrok
 
 
 class BatchPublisher:
-    """Publishes one topic's outputs of a consumed batch without waiting for each, straight to aiokafka.
+    """Publishes one topic's outputs of a consumed batch without waiting for each, through the broker's producer.
 
     FastStream's ``publisher.publish`` costs about 50 µs of CPU per message (publish command, middleware
     stack, Prometheus scope); at thousands of records/s on two cores that is a large share of a service.
-    Here each record goes to the underlying ``AIOKafkaProducer.send`` (same topic, key, value and headers,
-    including FastStream's ``content-type`` and ``correlation_id``) and the caller gathers the delivery
-    futures once per batch, before the batch's offsets are committed (at-least-once). FastStream's
-    ``faststream_published_messages_total`` is counted once per batch (:meth:`count_published`).
+    Here each record is one ``KafkaPublishCommand`` handed to the broker's producer (``broker.config.producer``,
+    public in FastStream 0.7: what ``publisher.publish`` itself calls once its middlewares have run), with the
+    same topic, key, value and headers (FastStream's ``content-type`` and ``correlation_id`` included), and
+    the caller gathers the delivery futures once per batch, before the batch's offsets are committed
+    (at-least-once). ``faststream_published_messages_total`` is counted once per batch (:meth:`count_published`).
 
-    Without a real aiokafka producer (FastStream's ``TestKafkaBroker``), it publishes through FastStream so
-    the in-memory broker routes the messages as before.
+    The in-memory tiers take the same path: FastStream's ``TestKafkaBroker`` swaps the producer for its fake
+    one, which routes the command to the subscribers (and returns no future). The one private attribute read
+    here, the Prometheus middleware's metrics manager, is guarded by tests/unit/test_batch_publisher.py.
     """
 
     def __init__(self, broker: KafkaBroker, publisher: DefaultPublisher, *, topic: str) -> None:
         self.broker = broker
         self.publisher = publisher
+        """The declared publisher (its schema, title and description are the topic's AsyncAPI entry)."""
         self.topic = topic
         self._uncounted = 0
         self._metrics: MetricsManager | None = next(
@@ -67,24 +70,21 @@ class BatchPublisher:
             None,
         )
 
-    def _producer(self) -> AIOKafkaProducer | None:
-        fast = self.broker.config.producer
-        if isinstance(fast, AioKafkaFastProducerImpl) and fast:
-            return fast._producer.producer
-        return None
-
     async def send(self, value: bytes, *, key: bytes | None, headers: Mapping[str, str]) -> asyncio.Future[Any] | None:
         """Hand one record to the producer; returns its delivery future (None in the in-memory test broker)."""
-        producer = self._producer()
-        if producer is None:
-            result = await self.publisher.publish(value, key=key, headers=dict(headers), no_confirm=True)
-            return result if isinstance(result, asyncio.Future) else None
-        wire = [("content-type", b""), ("correlation_id", str(uuid4()).encode())]
-        wire.extend((name, text.encode()) for name, text in headers.items())
+        command = KafkaPublishCommand(
+            value,
+            topic=self.topic,
+            key=key,
+            headers=dict(headers),
+            correlation_id=str(uuid4()),
+            _publish_type=PublishType.PUBLISH,
+            # send() awaits only while the producer's buffer is full (back-pressure), never the broker's ack.
+            no_confirm=True,
+        )
+        result = await self.broker.config.producer.publish(command)
         self._uncounted += 1
-        # send() awaits only while the producer's buffer is full (back-pressure), never the broker's ack.
-        future: asyncio.Future[Any] = await producer.send(self.topic, value=value, key=key, headers=wire)
-        return future
+        return result if isinstance(result, asyncio.Future) else None
 
     def count_published(self) -> None:
         """Add the records sent since the last call to FastStream's published counter (once per batch)."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import re
 from datetime import datetime
 from typing import Any, Final
 
@@ -20,11 +19,11 @@ from faststream.kafka import KafkaBroker
 from faststream.kafka.publisher import DefaultPublisher
 from prometheus_client import CollectorRegistry, Counter
 
+from cld_schemas.contract import HEADER_DEADLETTER_REASON, is_la_code
 from cld_schemas.events import DeadLetter, DeadLetterReason
 from cld_schemas.topics import DEADLETTER
 
-HEADER_REASON: Final = "cld-deadletter-reason"
-_LA_KEY: Final = re.compile(rb"\d{3}")
+HEADER_REASON: Final = HEADER_DEADLETTER_REASON
 
 
 def payload_fingerprint(payload: bytes | None, key: bytes | None) -> str | None:
@@ -60,7 +59,7 @@ def dead_letter_for(
         topic=topic,
         partition=partition,
         offset=offset,
-        key=key.decode("ascii") if key is not None and _LA_KEY.fullmatch(key) else None,
+        key=key.decode("ascii") if key is not None and key.isascii() and is_la_code(key.decode("ascii")) else None,
         payload_hmac=payload_fingerprint(body, fingerprint_key),
         payload_bytes=len(body),
         service=service,

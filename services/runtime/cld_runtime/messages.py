@@ -12,12 +12,8 @@ from faststream.kafka.message import KafkaMessage
 from faststream.message import StreamMessage
 from pydantic import ValidationError
 
+from cld_schemas.contract import CONTRACT_HEADER_PREFIX
 from cld_schemas.events import DeadLetterReason
-
-HEADER_CHANNEL: Final = "cld-channel"
-"""Internal header set by the ingest service (``http`` or ``csv``); absent when a source publishes directly."""
-CONTRACT_HEADER_PREFIX: Final = "cld-"
-"""Headers of the contract: each may appear at most once per message (or repeated with the same value)."""
 
 
 @dataclass(frozen=True, slots=True)

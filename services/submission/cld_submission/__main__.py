@@ -1,6 +1,10 @@
-"""``python -m cld_submission``: run the submission service (settings from the environment)."""
+"""``python -m cld_submission [--port N] [--host H]``: the one process entry point, ``cld serve submission`` itself
+(settings read once from the environment, a configuration error reported as one line, then uvicorn until
+SIGINT/SIGTERM)."""
 
-from cld_submission.service import run
+import sys
+
+from cld_cli.main import app
 
 if __name__ == "__main__":  # pragma: no cover
-    run()
+    app(["serve", "submission", *sys.argv[1:]], prog_name="python -m cld_submission")

@@ -30,6 +30,7 @@ from typing import Any, Final, TextIO
 
 import polars as pl
 
+from cld_schemas.contract import LA_CODE_PATTERN
 from cld_schemas.csvfile import CLDRows
 from cld_schemas.spec import (
     CodeList,
@@ -64,7 +65,7 @@ _POSTCODE_RX: Final = r"^(?i-u:GIR ?0AA|[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2})
 _DECIMAL_RX: Final = r"^-?[0-9]{1,16}(\.[0-9]{1,2})?$"
 _DECIMAL_ANY_RX: Final = r"^-?[0-9]+(\.[0-9]+)?$"
 _INTEGER_RX: Final = r"^[0-9]{1,6}$"
-_LA_CODE_RX: Final = r"^[0-9]{3}$"
+_LA_CODE_RX: Final = LA_CODE_PATTERN  # the contract's (CLD050)
 _ODS_RX: Final = r"^[A-Z][0-9]{5}$"
 _CQC_RX: Final = r"^1-[0-9]{1,12}$"
 

@@ -22,24 +22,30 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
-from cld_governance.sharing import OPT_OUT_HEADER, parse_opt_out_header
 from cld_governance.tenancy import Registry, authorise_source_id
-from cld_runtime.messages import HEADER_CHANNEL, RawMessage
+from cld_runtime.messages import RawMessage
 from cld_schemas import topics
+from cld_schemas.contract import (
+    HEADER_CHANNEL,
+    HEADER_OPT_OUT,
+    Action,
+    is_la_code,
+    iso_to_cld,
+    opt_out_tokens,
+    parse_opt_out_header,
+)
 from cld_schemas.events import DeadLetterReason
 from cld_schemas.record import MAX_VALUE_LENGTH, CLDRecord
 from cld_schemas.spec import load_spec
 
-_ISO_DATE: Final = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
-_LA_CODE: Final = re.compile(r"\d{3}")
 _TOKEN: Final = re.compile(r"[A-Za-z0-9._:@/+-]{1,128}")
 _NAME: Final = re.compile(r"[a-z][a-z0-9_]{0,63}")
 MAX_FUTURE: Final = timedelta(minutes=5)
 """Default clock skew allowed for a ``cld-received-at`` ahead of this service's clock."""
 MAX_AGE: Final = timedelta(days=2 * 366)
 """Default age beyond which a ``cld-received-at`` is absurd (twice the rolling year a submission covers)."""
-WITHDRAW: Final = "withdraw"
-UPSERT: Final = "upsert"
+WITHDRAW: Final = Action.WITHDRAW.value
+UPSERT: Final = Action.UPSERT.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +78,8 @@ def normalise_dates(record: dict[str, str | None]) -> dict[str, str | None]:
     """``YYYY-MM-DD`` -> ``dd/mm/yyyy`` in date fields; anything else is left for the DQ rules to judge."""
     for name in date_fields():
         v = record.get(name)
-        if v is not None and (m := _ISO_DATE.fullmatch(v)):
-            record[name] = f"{m[3]}/{m[2]}/{m[1]}"
+        if v is not None and (cld := iso_to_cld(v)) is not None:
+            record[name] = cld
     return record
 
 
@@ -199,7 +205,7 @@ def read_message(
     la_code = key_text or body_la
     if la_code is None:
         return Rejected(DeadLetterReason.MISSING_LA_CODE, "no LA code: neither a message key nor la_code")
-    if not _LA_CODE.fullmatch(la_code):
+    if not is_la_code(la_code):
         # The LA code routes the record (Kafka key, submission per LA, metric label): it must be one.
         return Rejected(DeadLetterReason.MISSING_LA_CODE, "the LA code is not a 3-digit code")
     if enforce and tenants is not None and (refusal := _refused(tenants, claim, la_code)) is not None:
@@ -224,7 +230,7 @@ def read_message(
         event_id=event_id,
         received_at=received_at(msg, now=now or datetime.now(UTC), max_future=max_future, max_age=max_age),
         channel=channel if (channel := msg.header(HEADER_CHANNEL)) in ("http", "csv") else "kafka",
-        opt_outs=tuple(sorted(f.value for f in parse_opt_out_header(msg.headers.get(OPT_OUT_HEADER)))),
+        opt_outs=opt_out_tokens(parse_opt_out_header(msg.headers.get(HEADER_OPT_OUT))),
     )
 
 

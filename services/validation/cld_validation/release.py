@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
 from enum import StrEnum
 from typing import Final
 
+from cld_schemas.contract import parse_date
 from cld_schemas.spec import Release, ReleaseSelection, Spec, load_spec
 
 _DATE_FIELDS: Final = ("reporting_period_end_date", "event_end_date", "event_start_date")
@@ -59,25 +59,6 @@ def parse_release(text: str | None) -> Release | None:
     return {"1": Release.R1, "2": Release.R2}.get(t)
 
 
-def _date(value: str | None) -> date | None:
-    if not value:
-        return None
-    text = value.strip()
-    if len(text) == 10 and text[2] == "/" and text[5] == "/":  # fast path: dd/mm/yyyy, the validated format
-        d, m, y = text[:2], text[3:5], text[6:]
-        if d.isdigit() and m.isdigit() and y.isdigit():
-            try:
-                return date(int(y), int(m), int(d))
-            except ValueError:
-                return None
-    for fmt in ("%d/%m/%Y", "%Y-%m-%d"):
-        try:
-            return datetime.strptime(text, fmt).date()
-        except ValueError:
-            continue
-    return None
-
-
 def latest_release(spec: Spec) -> Release:
     sel = spec.release_selection
     if sel is not None and sel.cut_overs:
@@ -103,7 +84,7 @@ def _by_period(record: Mapping[str, str | None], spec: Spec) -> ReleaseChoice:
     sel = spec.release_selection
     if sel is not None:
         for name in _DATE_FIELDS:
-            day = _date(record.get(name))
+            day = parse_date(record.get(name))
             if day is None:
                 continue
             found = sel.release_on(day)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Final
 
+from cld_schemas.contract import LA_CODE_PATTERN
 from cld_schemas.spec import (
     CodeList,
     Completeness,
@@ -40,7 +41,7 @@ _POSTCODE_RE: Final = re.compile(r"(?i)(GIR ?0AA|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2
 _DECIMAL_RE: Final = re.compile(r"-?\d{1,16}(\.\d{1,2})?", re.ASCII)  # NUMERIC(18,2) as the LA-side validator casts it
 _DECIMAL_ANY_RE: Final = re.compile(r"-?\d+(\.\d+)?", re.ASCII)
 _INTEGER_RE: Final = re.compile(r"\d{1,6}", re.ASCII)
-_LA_CODE_RE: Final = re.compile(r"\d{3}", re.ASCII)
+_LA_CODE_RE: Final = re.compile(LA_CODE_PATTERN)  # the contract's, as the LA Code format rule (CLD050)
 _ODS_RE: Final = re.compile(r"[A-Z]\d{5}", re.ASCII)
 _CQC_RE: Final = re.compile(r"1-\d{1,12}", re.ASCII)
 

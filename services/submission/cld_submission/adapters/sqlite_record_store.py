@@ -4,7 +4,7 @@ One SQLite database (stdlib ``sqlite3``, WAL) under the state directory. A valid
 one transaction together with the Kafka offset it came from, so the store always knows exactly how far it has
 read. The consumer commits its Kafka offsets only after a batch is stored; a crash in between redelivers the
 tail, which is a no-op (each (LA, source, event id) is applied once). Deleting the database and consuming the
-topic from its beginning rebuilds the same state (``rebuild.rebuild_state``).
+topic from its beginning rebuilds the same state (``entrypoints.rebuild.rebuild_state``).
 
 Rules applied here:
 - identity (``identity.identify``): Event Reference, else NHS England's bespoke key (R-FLD-23, R-DUP-4);
@@ -25,7 +25,7 @@ Rules applied here:
 
 Opt-out and objection flags (``Provenance.opt_outs``, set by the source system; ``cld_governance.sharing``) are
 kept with each record. They never exclude a record from the NHS England file (the opt-out does not apply to that
-legally required flow); exports to other recipients leave flagged records out (``exports.py``).
+legally required flow); exports to other recipients leave flagged records out (``service_layer.exports``).
 
 The pseudonymised form of records (``RecordPseudonymised`` from ``cld.records.pseudonymised.v1``, produced by the
 pseudonymisation service, which this service does not import) is kept in a second table keyed by (LA, source, event
@@ -45,17 +45,16 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import closing
-from dataclasses import dataclass
 from datetime import date, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
-from cld_governance.sharing import OptOut, parse_opt_out_header
 from cld_runtime.files import private_dir, tighten
+from cld_schemas.contract import OptOut, parse_opt_out_header
 from cld_schemas.events import RecordPseudonymised, RecordValidated
 
-from .identity import Identity, KeyHasher, Kind, canonical_json, identify
+from ..domain.identity import Identity, KeyHasher, Kind, canonical_json, identify
+from ..domain.records import Applied, HeldOut, Incoming, StoredRecord, opt_outs_of
 from .storage import ReopeningConnection, rollback_quietly
 
 DB_NAME: Final = "records.sqlite3"
@@ -121,79 +120,6 @@ CREATE TABLE IF NOT EXISTS offsets (
     PRIMARY KEY (topic, kafka_partition)
 ) WITHOUT ROWID;
 """
-
-
-class Applied(StrEnum):
-    """What applying one validated record did (bounded: usable as a metric label)."""
-
-    INSERTED = "inserted"
-    REPLACED = "replaced"
-    WITHDRAWN = "withdrawn"
-    STALE = "stale"
-    """An older version than the one held: ignored."""
-    DUPLICATE_EVENT = "duplicate_event"
-    """The same (LA, source, event id) was applied before (a repeat, or a redelivery after a restart): no-op."""
-
-
-@dataclass(frozen=True, slots=True)
-class StoredRecord:
-    """One in-scope record as assembly and the checks see it."""
-
-    record_key: str
-    kind: Kind
-    event_type: str | None
-    client_type: str | None
-    person_key: str | None
-    start: date | None
-    derived_end: date | None
-    record: dict[str, str | None]
-    findings: tuple[tuple[str, str, str], ...]
-    """(field header, rule id, validity) of each failed field."""
-    failed: bool
-    opt_out: bool
-    content_hash: str
-    event_id: str = ""
-    """The event id of the version held (with ``source``, joins to its pseudonymised form)."""
-    opt_outs: frozenset[OptOut] = frozenset()
-    """The source's opt-out/objection flags (``opt_out`` is ``bool(opt_outs)``)."""
-    source: str = ""
-    """The source of the version held ('' for a record applied before the source was kept)."""
-    finding_notes: tuple[tuple[str, str, str], ...] = ()
-    """(status, message, fix) of each of ``findings``, in order ('' for what was stored before it was kept)."""
-
-
-@dataclass(frozen=True, slots=True)
-class HeldOut:
-    """A held record the period's file leaves out: its scope facts and reference (no personal data)."""
-
-    record_key: str
-    kind: Kind
-    start: date | None
-    derived_end: date | None
-    death: date | None
-    event_reference: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Incoming:
-    """A validated record with where it came from on Kafka (offsets are None outside Kafka)."""
-
-    event: RecordValidated
-    topic: str | None = None
-    partition: int | None = None
-    offset: int | None = None
-
-
-def opt_outs_of(event: RecordValidated) -> frozenset[OptOut]:
-    """The source's opt-out/objection flags (``Provenance.opt_outs``). Metadata, never a CLD column. An
-    unrecognised token counts as an opt-out (``cld_governance.sharing``: fail closed for optional exports)."""
-    return parse_opt_out_header(",".join(event.provenance.opt_outs))
-
-
-def opt_out_flag(event: RecordValidated) -> bool:
-    """True when the source flagged a national data opt-out or objection (reported; never excluded from the
-    NHS England file, where the opt-out does not apply)."""
-    return bool(opt_outs_of(event))
 
 
 def _flags_text(flags: frozenset[OptOut]) -> str:

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from cld_schemas.events import SubmissionEvent, SubmissionState
 
-from .lifecycle import Submission
+from ..domain.lifecycle import Submission
 
 TRANSPORTS: Final = ("mesh", "file_export")
 """Transport names (``Transport.name``) with a series from the start."""

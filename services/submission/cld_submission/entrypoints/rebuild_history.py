@@ -27,15 +27,15 @@ from cld_runtime.messages import unreadable_reason
 from cld_schemas import topics
 from cld_schemas.events import SubmissionEvent
 
-from .assemble import sha256_of
-from .audit import AuditLog, AuditVerification, verify_audit_log
-from .history import NOT_IN_EVENTS, LocatedEvent, Refused, Replayed, audit_fields, in_order, replay, unsendable
+from ..adapters.audit_log import AuditLog, AuditVerification, verify_audit_log
+from ..adapters.sqlite_repository import Repository
+from ..adapters.submission_file import sha256_of
+from ..domain.history import NOT_IN_EVENTS, LocatedEvent, Refused, Replayed, audit_fields, in_order, replay, unsendable
+from ..service_layer.workflow import WorkflowSettings
 from .rebuild import PartitionCoverage, Progress, RetainedReader, missing_partitions
-from .repository import Repository
-from .workflow import WorkflowSettings
 
 if TYPE_CHECKING:
-    from .service import SubmissionSettings
+    from .settings import SubmissionSettings
 
 AUDIT_NAME: Final = "audit.jsonl"
 """The audit log's file name in the state directory (as the service opens it)."""

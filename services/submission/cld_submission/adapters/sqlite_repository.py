@@ -12,15 +12,16 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import closing
+from contextlib import closing, contextmanager, suppress
 from pathlib import Path
 from typing import Final, NamedTuple
 
 from cld_runtime.files import private_dir, tighten
 from cld_schemas.events import SubmissionEvent, SubmissionState
 
-from .checks import ManifestEntry
-from .lifecycle import Submission
+from ..domain.checks import ManifestEntry
+from ..domain.lifecycle import Submission
+from ..domain.records import RowFindings
 from .storage import ReopeningConnection
 
 DB_NAME: Final = "submissions.sqlite3"
@@ -84,14 +85,6 @@ class ExportRow(NamedTuple):
     event_id: str | None
     opt_outs: str | None
     source: str | None
-
-
-class RowFindings(NamedTuple):
-    """The failures of one row of a submission file: (field, rule, validity, status, message, fix) each."""
-
-    row: int
-    event_reference: str | None
-    findings: list[tuple[str, str, str, str, str, str]]
 
 
 class ManifestWriter:
@@ -267,11 +260,24 @@ class Repository:
             w.flush()
             conn.execute("COMMIT")
 
-    def manifest_writer(self) -> sqlite3.Connection:
-        """A dedicated connection for streaming a manifest (caller begins/commits and closes it)."""
+    @contextmanager
+    def manifest(self, submission_id: str) -> Iterator[ManifestWriter]:
+        """The unit of work of one submission's manifest: a dedicated connection and one write transaction,
+        committed (after a last flush) when the block ends and rolled back when it raises."""
         conn = _connect(self._path)
-        conn.execute("PRAGMA synchronous=NORMAL")
-        return conn
+        try:
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("BEGIN IMMEDIATE")
+            writer = ManifestWriter(conn, submission_id)
+            yield writer
+            writer.flush()
+            conn.execute("COMMIT")
+        except BaseException:
+            with suppress(Exception):
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            conn.close()
 
     def delete_manifest(self, submission_id: str) -> None:
         with self._lock:

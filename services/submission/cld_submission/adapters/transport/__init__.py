@@ -11,7 +11,8 @@ from .base import (
     UnknownMessageError,
 )
 from .file_export import FileExportTransport
-from .mesh import MeshHttpError, MeshSettings, MeshTransport, SentMessage, classify_mesh_error
+from .mesh import MeshSettings, MeshTransport
+from .mesh_protocol import MeshHttpError, SentMessage, classify_mesh_error
 from .retry import RetryError, RetryPolicy, Transient, retry_async
 
 __all__ = [

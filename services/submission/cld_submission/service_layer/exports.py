@@ -29,6 +29,7 @@ keeps its SHA-256).
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import hashlib
 import io
@@ -47,16 +48,17 @@ from cld_governance.sharing import (
     RecordMeta,
     Refusal,
     SharingPolicy,
-    parse_opt_out_header,
     plan_export,
 )
 from cld_runtime.files import private_dir
+from cld_schemas.contract import parse_opt_out_header
 
-from .assemble import LINE_TERMINATOR, neutralise
-from .audit import AuditLog
-from .lifecycle import Submission
-from .repository import ExportRow, Repository
-from .state import StateStore
+from ..adapters.audit_log import AuditLog
+from ..adapters.sqlite_record_store import StateStore
+from ..adapters.sqlite_repository import ExportRow, Repository
+from ..adapters.submission_file import LINE_TERMINATOR, neutralise
+from ..domain.lifecycle import Submission
+from .parts import WorkflowParts
 
 _FLUSH_ROWS: Final = 2000
 
@@ -250,3 +252,37 @@ def _write_csv(
         out.flush()
         os.fsync(out.fileno())
     return digest.hexdigest(), size, n
+
+
+class Exports(WorkflowParts):
+    """The export use case, and the audit of refused operator actions."""
+
+    async def export(
+        self, submission_id: str, *, recipient_id: str, requested_by: str, form: Form | None = None
+    ) -> ExportResult:
+        """Decide (sharing policy), audit and write an export of this submission's rows to a recipient other
+        than NHS England (``exports.run_export``). The caller streams ``result.path`` and deletes it."""
+        sub = self.get(submission_id)
+        return await asyncio.to_thread(
+            run_export,
+            sub=sub,
+            submission_file=self.file_path(sub),
+            recipient_id=recipient_id,
+            requested_by=requested_by,
+            requested_form=form,
+            policy=self.policy,
+            state=self.state,
+            repo=self.repo,
+            audit=self.audit,
+            out_dir=self.settings.exports_dir,
+            export_id=self._new_id(),
+            at=self._clock(),
+        )
+
+    def audit_denied(
+        self, *, operator: str, action: str, la_code: str, reason: str, submission_id: str | None = None
+    ) -> None:
+        """Record a refused operator action (authenticated but out of scope or not permitted)."""
+        self.audit.append(
+            "access_denied", submission_id=submission_id, la_code=la_code, by=operator, request=action, reason=reason
+        )

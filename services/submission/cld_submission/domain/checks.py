@@ -24,7 +24,7 @@ from .identity import Kind, code_key
 from .scope import REASONS, LeftOutReason, left_out_reason
 
 if TYPE_CHECKING:  # the checks need no database: the CLI runs them on a file without loading the state module
-    from .state import HeldOut
+    from .records import HeldOut
 
 MAX_EXAMPLES: Final = 10
 SMALL_FILE_EVENTS: Final = 100

@@ -24,8 +24,8 @@ from cld_schemas.dqreport import LocatedFinding, excel_row
 from cld_schemas.dqreport.html import MAX_FINDINGS_ON_PAGE, render_html, table
 
 from .lifecycle import Submission
-from .repository import RowFindings
-from .workflow import DQSummary
+from .records import RowFindings
+from .summary import DQSummary
 
 NO_FIX: Final = "See the validation report of the file (cld validate --html) for how to fix this value."
 """For findings stored before the validation service sent a fix with each finding."""

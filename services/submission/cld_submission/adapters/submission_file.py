@@ -35,7 +35,7 @@ from typing import Final
 from cld_runtime.files import private_dir
 from cld_schemas.spec import Spec, SpecField, load_spec
 
-from .state import StoredRecord
+from ..domain.records import StoredRecord
 
 LINE_TERMINATOR: Final = "\r\n"
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")

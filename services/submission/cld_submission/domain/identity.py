@@ -13,11 +13,12 @@ import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from enum import StrEnum
 from functools import cache
 from typing import Final
 
+from cld_schemas.contract import parse_date as contract_date
 from cld_schemas.spec import load_spec
 
 _SEP: Final = "\x1f"
@@ -63,22 +64,15 @@ def code_key(field_name: str, value: str | None) -> str | None:
 
 
 def parse_date(value: str | None) -> date | None:
-    """A CLD date (dd/mm/yyyy, R-FLD-24); ISO yyyy-mm-dd is read too, for scope only. Raises ValueError."""
-    if value is None:
+    """A CLD date (dd/mm/yyyy, R-FLD-24); ISO yyyy-mm-dd is read too, for scope only (the one date parser of
+    the record path, ``cld_schemas.contract.parse_date``). None when blank; raises ValueError for a value that is
+    not a date."""
+    if value is None or not value.strip():
         return None
-    text = value.strip()
-    if not text:
-        return None
-    if len(text) == 10 and text[2] == "/" and text[5] == "/":  # fast path: the validated topic's format
-        d, m, y = text[:2], text[3:5], text[6:]
-        if d.isdigit() and m.isdigit() and y.isdigit():
-            return date(int(y), int(m), int(d))  # ValueError for 31/02 etc.
-    for fmt in ("%d/%m/%Y", "%Y-%m-%d"):
-        try:
-            return datetime.strptime(text, fmt).date()
-        except ValueError:
-            continue
-    raise ValueError("not a date")
+    day = contract_date(value)
+    if day is None:
+        raise ValueError("not a date")
+    return day
 
 
 class KeyHasher:

@@ -1,5 +1,8 @@
 """MESH transport, built on NHS England's ``mesh-client`` (synchronous, requests-based).
 
+This module orchestrates the calls (threads, retries, chunks, idempotency); what MESH's answers mean (errors,
+statuses, which message to follow) is in ``mesh_protocol.py``.
+
 Every blocking call runs in a worker thread (``asyncio.to_thread``); retries, backoff and the overall
 deadline are handled here (the client's own urllib3 retries are switched off with ``max_retries=0``), so
 one policy governs the whole send.
@@ -24,11 +27,9 @@ import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, TypeVar
+from typing import BinaryIO, TypeVar
 from urllib.parse import quote
 
 import requests
@@ -42,16 +43,25 @@ from .base import (
     PermanentTransportError,
     SendResult,
     TransientTransportError,
-    TransportError,
     UnknownMessageError,
 )
-from .retry import OnRetry, RetryError, RetryPolicy, Transient, retry_async
+from .mesh_protocol import (
+    _DELIVERED_RANK,
+    Decision,
+    MeshHttpError,
+    SentMessage,
+    _http_error,
+    _parse_ts,
+    _pick,
+    classify_mesh_error,
+    mesh_state,
+)
+from .retry import OnRetry, RetryError, RetryPolicy, retry_async
 
 T = TypeVar("T")
 
 _READ_BLOCK = 1024 * 1024
 _MIB = 1024 * 1024
-_TRANSIENT_STATUSES = frozenset({408, 425, 429})
 
 
 class MeshSettings(BaseSettings):
@@ -118,75 +128,11 @@ def _secret(value: SecretStr | None, path: Path | None) -> str:
     return path.read_text(encoding="utf-8").strip()
 
 
-class MeshHttpError(TransportError):
-    """A MESH request answered with an unwanted HTTP status. The text holds no payload and no secrets."""
-
-    def __init__(self, operation: str, status_code: int, mesh_error: str = "", retry_after: float | None = None):
-        text = f"MESH {operation}: HTTP {status_code}"
-        if mesh_error:
-            text += f" ({mesh_error})"
-        super().__init__(text)
-        self.operation = operation
-        self.status_code = status_code
-        self.mesh_error = mesh_error
-        self.retry_after = retry_after
-
-
-def _mesh_error_text(response: requests.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    if not isinstance(body, dict):
-        return ""
-    parts: list[str] = []
-    for key in ("errorCode", "errorEvent", "errorDescription"):
-        if body.get(key):
-            parts.append(str(body[key]))
-    detail = body.get("detail")
-    if isinstance(detail, list) and detail and isinstance(detail[0], dict) and detail[0].get("msg"):
-        parts.append(str(detail[0]["msg"]))
-    elif isinstance(detail, str):
-        parts.append(detail)
-    return " ".join(parts)[:160]
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None
-
-
-def _http_error(operation: str, response: requests.Response) -> MeshHttpError:
-    return MeshHttpError(operation, response.status_code, _mesh_error_text(response), _retry_after(response))
-
-
 def _describe(exc: RetryError) -> str:
     """The retry error's text, plus the last MESH HTTP error (safe: status and MESH error code only)."""
     if isinstance(exc.last_error, MeshHttpError):
         return f"{exc} ({exc.last_error})"
     return str(exc)
-
-
-def classify_mesh_error(exc: BaseException) -> Transient | None:
-    """Transient: connection problems, timeouts, 5xx, 408/425/429. Everything else is permanent."""
-    if isinstance(exc, MeshHttpError):
-        if exc.status_code >= 500 or exc.status_code in _TRANSIENT_STATUSES:
-            return Transient(retry_after=exc.retry_after)
-        return None
-    if isinstance(exc, requests.exceptions.SSLError):
-        return None  # certificate problems do not heal by themselves
-    if isinstance(exc, requests.ConnectionError | requests.Timeout | requests.exceptions.ChunkedEncodingError):
-        return Transient()
-    return None
 
 
 class _FileSlice:
@@ -220,68 +166,6 @@ def _sha256_of(path: Path) -> tuple[str, int]:
             digest.update(block)
             size += len(block)
     return digest.hexdigest(), size
-
-
-@dataclass(frozen=True)
-class SentMessage:
-    """What MESH tracking says about a message in our outbox."""
-
-    message_id: str
-    status: str  # MESH status, lower case: uploading, accepted, acknowledged, error, undeliverable...
-    chunk_count: int | None = None
-    content_encoding: str | None = None
-    uploaded_at: datetime | None = None
-    local_id: str | None = None
-
-    @property
-    def state(self) -> DeliveryState:
-        return mesh_state(self.status)
-
-
-def mesh_state(status: str) -> DeliveryState:
-    s = status.strip().lower()
-    if s == "accepted":
-        return DeliveryState.ACCEPTED
-    if s == "acknowledged":
-        return DeliveryState.ACKNOWLEDGED
-    if s in {"error", "undeliverable", "failed", "expired", "rejected"}:
-        return DeliveryState.FAILED
-    return DeliveryState.PENDING  # uploading, or anything MESH may add
-
-
-def _parse_ts(value: Any) -> datetime | None:
-    if not value or not isinstance(value, str):
-        return None
-    for fmt in ("%Y%m%d%H%M%S",):
-        try:
-            return datetime.strptime(value, fmt).replace(tzinfo=UTC)
-        except ValueError:
-            pass
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-_DELIVERED_RANK = {DeliveryState.ACKNOWLEDGED: 0, DeliveryState.ACCEPTED: 0}
-
-
-def _pick(candidates: list[SentMessage]) -> SentMessage | None:
-    """Several messages share a local id: prefer a delivered one (earliest), then uploading (latest)."""
-    if not candidates:
-        return None
-    epoch = datetime.min.replace(tzinfo=UTC)
-    delivered = [m for m in candidates if m.state in _DELIVERED_RANK]
-    if delivered:
-        return min(delivered, key=lambda m: m.uploaded_at or epoch)
-    pending = [m for m in candidates if m.state is DeliveryState.PENDING]
-    if pending:
-        return max(pending, key=lambda m: m.uploaded_at or epoch)
-    return max(candidates, key=lambda m: m.uploaded_at or epoch)
-
-
-Decision = Literal["done", "resume", "new"]
 
 
 class MeshTransport:

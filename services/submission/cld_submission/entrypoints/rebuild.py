@@ -38,13 +38,14 @@ from cld_runtime.messages import unreadable_reason
 from cld_schemas import topics
 from cld_schemas.events import RecordValidated
 
-from .deadlines import DeadlineRule, next_deadline
-from .state import Incoming, StateStore
+from ..adapters.sqlite_record_store import StateStore
+from ..domain.deadlines import DeadlineRule, next_deadline
+from ..domain.records import Incoming
 
 if TYPE_CHECKING:
     from aiokafka.structs import ConsumerRecord
 
-    from .service import SubmissionSettings
+    from .settings import SubmissionSettings
 
 Progress = Callable[[int, int], None]
 """Called after each batch with (records read so far, records to read in all)."""
