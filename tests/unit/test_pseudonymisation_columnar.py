@@ -53,6 +53,7 @@ _dates = st.one_of(
     ),
     st.sampled_from(["29/02/2024", "29/02/2023", "29/02/1900", "29/02/2000", "31/04/2025", "5/11/2025"]),
     st.sampled_from(["０１/０１/２０００", "٠١/٠١/٢٠٠٠", "01/01/2000 ", " 01/01/2000", "01-01-2000", "2000/01/01"]),
+    st.sampled_from(["\u00a001/01/2000", "2000-01-01\x1c", "\u300001/01/2000\u2003", "\t2024-02-29\n"]),
 )
 _postcodes = st.one_of(
     st.sampled_from(["XX1 4AB", "xx1 4ab", "XX14AB", "ZY12 3CD", "XX1", "zy12", "GIR 0AA", "XX1  4AB", "X 1 4 A B"]),
@@ -123,7 +124,7 @@ def test_risk_by_group_by_equals_the_accumulator(
     # few people, so classes and ties in the row order really occur
     for i, r in enumerate(records):
         r["la_person_unique_identifier"] = None if i % 7 == 3 else f"P{i % 5}"
-        r["event_start_date"] = [None, "01/01/2025", "2025-01-01", "02/01/2025", "99/99/2025"][i % 5]
+        r["event_start_date"] = [None, "01/01/2025", "2025-01-01", "02/01/2025", "99/99/2025", " 03/01/2025"][i % 6]
     want_acc = RiskAccumulator(qi, k_threshold=k)
     for r in map(ref.pseudonymise, records):
         want_acc.add(person_key(r), qi_tuple(r, qi), at=row_order(r))
@@ -178,3 +179,9 @@ def test_a_single_record_is_a_one_row_frame() -> None:
     assert out["postcode_sector"] == "XX1 4"
     assert out["lsoa"] == "E01000001"
     assert out["conversation_flag"] == "Yes"
+
+
+def test_py_whitespace_is_what_str_strip_removes() -> None:
+    from cld_pseudonymisation.columnar import PY_WHITESPACE
+
+    assert set(PY_WHITESPACE) == {chr(c) for c in range(0x110000) if chr(c).isspace()}

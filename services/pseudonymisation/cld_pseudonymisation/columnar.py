@@ -69,6 +69,13 @@ def with_odd(fast: pl.Expr, v: pl.Expr, odd: tuple[list[str], list[str | None]])
 # and evaluated once per repetition, and the date checks repeat the parsed parts many times.
 
 _FORM: Final = "__form"
+_TEXT: Final = "__text"
+PY_WHITESPACE: Final = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+"""Every character Python's ``str.strip()`` removes (``str.isspace``; polars' own idea of whitespace differs).
+The same constant as the columnar validation engine's, which this service may not import."""
 _UK: Final = 1
 _ISO: Final = 2
 
@@ -81,10 +88,12 @@ def date_parts(column: str) -> tuple[str, str, str]:
 def with_dates(frame: pl.LazyFrame, columns: Sequence[str]) -> pl.LazyFrame:
     """``frame`` plus, per column, (year, month, day) Int32 columns (:func:`date_parts`) of dd/mm/yyyy or
     yyyy-mm-dd values that are real dates, null otherwise; and ``{column}__form`` (1 dd/mm/yyyy, 2 ISO)."""
+    # cld_schemas.contract.parse_date ignores surrounding whitespace (str.strip's, hence PY_WHITESPACE)
+    frame = frame.with_columns(pl.col(c).str.strip_chars(PY_WHITESPACE).alias(c + _TEXT) for c in columns)
     forms = [
-        pl.when(pl.col(c).str.contains(_UK_DATE))
+        pl.when(pl.col(c + _TEXT).str.contains(_UK_DATE))
         .then(pl.lit(_UK, dtype=pl.Int8))
-        .when(pl.col(c).str.contains(_ISO_DATE))
+        .when(pl.col(c + _TEXT).str.contains(_ISO_DATE))
         .then(pl.lit(_ISO, dtype=pl.Int8))
         .alias(c + _FORM)
         for c in columns
@@ -92,7 +101,7 @@ def with_dates(frame: pl.LazyFrame, columns: Sequence[str]) -> pl.LazyFrame:
     frame = frame.with_columns(forms)
     raw: list[pl.Expr] = []
     for c in columns:
-        v, form = pl.col(c), pl.col(c + _FORM)
+        v, form = pl.col(c + _TEXT), pl.col(c + _FORM)
         for name, uk, iso in zip(date_parts(c), ((6, 4), (3, 2), (0, 2)), ((0, 4), (5, 2), (8, 2)), strict=True):
             part = pl.when(form == _UK).then(v.str.slice(*uk)).when(form == _ISO).then(v.str.slice(*iso))
             raw.append(part.cast(pl.Int32).alias(name))
@@ -203,7 +212,7 @@ def row_order_expr() -> pl.Expr:
     v = pl.col("event_start_date")
     y, m, d = (pl.col(n).cast(pl.Int64) for n in date_parts("event_start_date"))
     fast = pl.concat_str(v.str.slice(6, 4), v.str.slice(3, 2), v.str.slice(0, 2)).cast(pl.Int64)
-    return pl.when(pl.col("event_start_date" + _FORM) == _UK).then(fast).otherwise(y * 10000 + m * 100 + d).fill_null(0)
+    return pl.when(v.str.contains(_UK_DATE)).then(fast).otherwise(y * 10000 + m * 100 + d).fill_null(0)
 
 
 _PSEUDO_KEYS: Final = ("la_person_unique_identifier_pseudo", "nhs_number_pseudo")
