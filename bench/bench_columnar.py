@@ -6,7 +6,7 @@ For each input (the golden corpus' 3k-row generated files, and a generated ~110k
 ``cld generate --people 55000 --release r2 --seed 7 --error-rate 0.02`` when ``--big`` does not exist), in one run:
 
 - floor: a plain ``csv.reader`` loop over the file (``bench/floors.py: csv_floor``, best of two);
-- reference: ``report.validate_stream`` (the per-row ``rules.Validator``), findings to a counting sink;
+- reference: ``reference.validate_stream`` (the per-row ``rules.Validator``), findings to a counting sink;
 - columnar: ``columnar.validate_stream_columnar`` (csvfile's strict parser in cell batches -> frames -> engine);
 - engine only: ``columnar.validate_frame`` over frames already built (what the CSV reading costs is left out);
 
@@ -34,7 +34,8 @@ import polars as pl  # noqa: E402
 from bench.floors import csv_floor  # noqa: E402  (the bench runs as a script)
 from cld_schemas.spec import Release, load_spec  # noqa: E402
 from cld_validation import columnar  # noqa: E402
-from cld_validation.report import open_file, validate_stream  # noqa: E402
+from cld_validation.reference import validate_stream  # noqa: E402  (the per-row oracle)
+from cld_validation.report import open_file  # noqa: E402
 
 CLD = ROOT / ".venv" / "bin" / "cld"
 GOLDEN = ROOT / "tests" / "golden" / "data"

@@ -4,6 +4,11 @@
 
 Generates the file once (cached under .cache/bench/), then runs `cld validate` as a child process and reads the
 child's peak RSS from the kernel (resource.getrusage(RUSAGE_CHILDREN)).
+
+    .venv/bin/python bench/bench_validate.py --rows 200000 --engine-only
+
+runs the columnar engine's file path alone instead (``report.validate_stream``: reading, rules, DQ profile, fixes,
+counts; no checks across rows, no report written), in a child process, beside the same floor.
 """
 
 from __future__ import annotations
@@ -59,12 +64,50 @@ def ensure_file(rows: int, release: str) -> Path:
     return out
 
 
+def engine_child(path: Path, release: str) -> None:
+    """The engine's file path alone, findings to a counting sink; prints the rows, findings and CPU seconds."""
+    from cld_schemas.spec import Release
+    from cld_validation.report import validate_stream
+
+    found = [0]
+    cpu = time.process_time()
+    with path.open(encoding="utf-8", newline="") as fh:
+        summary = validate_stream(
+            fh, release=Release(release), located_sink=lambda *_: found.__setitem__(0, found[0] + 1)
+        )
+    print(f"{summary.rows} rows, {found[0]} findings, {time.process_time() - cpu:.1f} s CPU")
+
+
+def engine_only(path: Path, release: str) -> None:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child-engine", str(path), "--release", release], stdout=subprocess.PIPE
+    )
+    out = proc.stdout.read().decode().strip() if proc.stdout else ""
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - t0
+    floor_rows, floor_s = csv_floor(path)
+    print(
+        f"engine only (report.validate_stream): {out}; {elapsed:.1f} s wall; peak RSS {usage.ru_maxrss / 1024:.0f} MB; "
+        f"exit {os.waitstatus_to_exitcode(status)}"
+    )
+    print(f"floor (plain csv.reader loop): {floor_rows:,} rows in {floor_s:.1f} s; ratio {elapsed / floor_s:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--release", default="r2")
+    ap.add_argument("--engine-only", action="store_true", help="the columnar engine's file path alone")
+    ap.add_argument("--child-engine", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child_engine is not None:
+        engine_child(args.child_engine, args.release)
+        return
     path = ensure_file(args.rows, args.release)
+    if args.engine_only:
+        engine_only(path, args.release)
+        return
     report = path.with_suffix(".report.json")
     t0 = time.perf_counter()
     proc = subprocess.Popen(

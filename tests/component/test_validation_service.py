@@ -153,7 +153,7 @@ async def test_processing_error_becomes_a_dead_letter(harness: Harness, monkeypa
     def explode(*args: object, **kwargs: object) -> object:
         raise RuntimeError("boom with value 9990000018")
 
-    monkeypatch.setattr(service, "validate_record", explode)
+    monkeypatch.setattr(service, "validate_records", explode)
     await harness.send(service_record())
 
     letter = DeadLetter.model_validate(harness.deadletters.bodies[0])
@@ -175,3 +175,39 @@ async def test_without_an_event_id_the_message_position_is_the_identity(harness:
     event = RecordValidated.model_validate(harness.validated.bodies[0])
     assert event.provenance.event_id == f"kafka:{topics.RAW}:0:0"
     assert event.provenance.source == DEFAULT_SOURCE
+
+
+async def test_a_batch_is_validated_at_once_and_a_failing_batch_record_by_record(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One call of the rules per Kafka batch (one frame per release); should it fail, each record is tried alone
+    and only the record that fails is dead-lettered."""
+    import cld_validation.service as service
+
+    real = service.validate_records
+    calls: list[int] = []
+
+    def picky(records: list[dict[str, Any]], releases: list[Any], **kwargs: Any) -> Any:
+        calls.append(len(records))
+        if any(r.get("event_reference") == "poison" for r in records):
+            raise RuntimeError("boom")
+        return real(records, releases, **kwargs)
+
+    monkeypatch.setattr(service, "validate_records", picky)
+    bodies = [json.dumps(service_record(event_reference=ref, gender="female")).encode() for ref in ("a", "b")]
+    await harness.broker.publish_batch(*bodies, topic=topics.RAW, headers={"cld-source": DEFAULT_SOURCE})
+    assert calls == [2]
+    assert [RecordValidated.model_validate(b).record["event_reference"] for b in harness.validated.bodies] == ["a", "b"]
+    assert all(
+        any(f.rule == "CLD004" for f in RecordValidated.model_validate(b).findings) for b in harness.validated.bodies
+    )
+
+    calls.clear()
+    bodies = [json.dumps(service_record(event_reference=ref)).encode() for ref in ("c", "poison", "d")]
+    await harness.broker.publish_batch(*bodies, topic=topics.RAW, headers={"cld-source": DEFAULT_SOURCE})
+    assert calls == [3, 1, 1, 1]
+    refs = [RecordValidated.model_validate(b).record["event_reference"] for b in harness.validated.bodies]
+    assert refs == ["a", "b", "c", "d"]
+    [letter] = [DeadLetter.model_validate(b) for b in harness.deadletters.bodies]
+    assert letter.reason is DeadLetterReason.PROCESSING_ERROR
+    assert letter.offset is not None

@@ -181,7 +181,7 @@ def assert_reproduces(got: dict[str, Any], expected: dict[str, Any]) -> None:
 
 def validation_result(name: str, release: Release) -> dict[str, Any]:
     """What today's validator says about one corpus input: every finding and the summary counts."""
-    from cld_validation.report import validate_stream
+    from cld_validation.reference import validate_stream
 
     findings: list[list[Any]] = []
 

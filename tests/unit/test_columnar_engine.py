@@ -1,4 +1,4 @@
-"""The columnar engine against the reference engine (``rules.Validator``, ``report.validate_stream``).
+"""The columnar engine against the reference engine (``rules.Validator``, ``reference.validate_stream``).
 
 A hypothesis differential test on generated and mutated rows (both releases, with and without LA code list
 overrides, with and without an LA code), on frames and on whole files; findings identical whatever the batch size
@@ -31,7 +31,7 @@ from cld_validation.columnar import (
     validate_frame,
     validate_stream_columnar,
 )
-from cld_validation.report import validate_stream
+from cld_validation.reference import validate_stream
 from cld_validation.rules import validator_for
 from tests.golden.build import DATA, _mutate
 from tests.support import builders
@@ -379,3 +379,29 @@ def test_a_header_only_file_and_unknown_columns() -> None:
     got = _columnar_file(text, SPEC, R2, "318", 7)
     assert got == _reference_file(text, SPEC, R2, "318")
     assert [f[4] for f in got["findings"]] == ["CLD050", "CLD020"]  # the file's LA Code wins over --la
+
+
+@st.composite
+def _record_batches(draw: st.DrawFn) -> tuple[list[Row], list[Release]]:
+    rows: list[Row] = []
+    releases: list[Release] = []
+    for _ in range(draw(st.integers(1, 3))):
+        release = draw(st.sampled_from([R1, R2]))
+        part = draw(_rows(release, max_rows=3))
+        rows += part
+        releases += [release] * len(part)
+    return rows, releases
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_record_batches())
+def test_a_batch_of_records_gets_what_validate_record_gives_each(case: tuple[list[Row], list[Release]]) -> None:
+    """The validation service's call: one batch of records of mixed releases, each record's findings with their
+    fixes as the reference gives them record by record (a record is not stripped on the wire: none here is)."""
+    from cld_validation.columnar import validate_records
+
+    rows, releases = case
+    records = [{k: v for k, v in _stripped(row, None).items() if v} for row in rows]
+    got = validate_records(records, releases)
+    want = [validator_for(rel, SPEC).validate(rec).findings for rec, rel in zip(records, releases, strict=True)]
+    assert [list(found) for found in got] == [list(found) for found in want]

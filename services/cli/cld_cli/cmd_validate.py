@@ -230,7 +230,7 @@ def validate(
                         la_code=la,
                         located_sink=sink,
                         on_row=lambda n: update(la_file.position(), n),
-                        on_record=across.add,
+                        on_frame=across.add_frame,
                     )
                 except UnicodeDecodeError as exc:
                     raise CLDFileError(_not_decodable(file, la_file.format.encoding, la_file.position(), exc)) from None

@@ -18,15 +18,15 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from rich.console import Console
 from rich.table import Table
 
 from cld_schemas.spec import Release, Spec
 from cld_submission.domain.checks import SubmissionProfile
 from cld_submission.domain.file_checks import FileChecks, previous_profile
-from cld_validation.identity_checks import IdentityChecker
+from cld_validation.identity_checks import FrameIdentityChecker
 from cld_validation.release import ReleaseLabels
-from cld_validation.rules import RowResult
 
 SHOW_CHECKS = 12
 SHOW_WARNINGS = 10
@@ -55,13 +55,19 @@ def load_previous(path: Path) -> SubmissionProfile:
 class AcrossRows:
     def __init__(self, spec: Spec, *, la_code: str | None, previous: SubmissionProfile | None = None) -> None:
         self.files = FileChecks(import_date=date.today(), la_code=la_code, previous=previous)
-        self.identity = IdentityChecker(spec)
+        self.identity = FrameIdentityChecker(spec)
         self.labels = ReleaseLabels(spec)
 
-    def add(self, row: int, record: dict[str, str | None], result: RowResult) -> None:
-        self.files.add(row, record, ((f.header, f.rule, f.validity.value) for f in result.findings))
-        self.identity.add(row, record)
-        self.labels.add(record)
+    def add_frame(self, offset: int, frame: pl.DataFrame, findings: pl.DataFrame) -> None:
+        """One frame of ``report.validate_stream`` (``on_frame``): rows ``offset + 1`` on, with their findings."""
+        per_row: dict[int, list[tuple[str, str, str]]] = {}
+        for row, header, rule, validity in findings.select("row", "header", "rule", "validity").iter_rows():
+            per_row.setdefault(row, []).append((header, rule, validity))
+        self.identity.add_frame(offset, frame)
+        self.labels.add_frame(frame)
+        for i, rec in enumerate(frame.iter_rows(named=True)):  # the submission's dataset checks read records
+            record = {k: v for k, v in rec.items() if v is not None}
+            self.files.add(offset + i + 1, record, per_row.get(i, ()))
 
     def to_json(self, checked: Release) -> dict[str, Any]:
         """``checked``: the release the file was checked against (for the hint)."""

@@ -23,8 +23,9 @@ Messages never contain a value from the row; they may quote the specification's 
 from __future__ import annotations
 
 import io
+import json
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TextIO
 
@@ -43,7 +44,7 @@ from cld_schemas.spec import (
     Validity,
     load_spec,
 )
-from cld_validation.rules import CARER_FIELDS, EVENT_GROUPS, MAX_TEXT_LENGTH
+from cld_validation.findings import CARER_FIELDS, EVENT_GROUPS, MAX_TEXT_LENGTH, FieldFinding
 
 DEFAULT_BATCH_ROWS: Final = 50_000
 
@@ -55,8 +56,12 @@ FINDINGS_SCHEMA: Final = {
     "validity": pl.String,
     "rule": pl.String,
     "message": pl.String,
+    "case": pl.Int16,
+    "value": pl.String,
 }
-"""The findings frame: ``row`` is the 0-based index of the row in the frame (the file reader adds the offset)."""
+"""The findings frame: ``row`` is the 0-based index of the row in the frame (the file reader adds the offset);
+``case`` the index of the field's deciding status case (-1: Undetermined); ``value`` the cell (null: blank), for
+the fix only (never a message)."""
 
 # Python's re with re.ASCII, as Rust regex: [0-9] for \d; (?i-u) so case-insensitivity stays ASCII.
 _DATE_RX: Final = r"^[0-9]{2}/[0-9]{2}/[0-9]{4}$"
@@ -190,6 +195,10 @@ def _case(name: str) -> str:
     return f"__case__{name}"
 
 
+def _unchk(name: str) -> str:
+    return f"__unchk__{name}"
+
+
 def _slot_col(order: int) -> str:
     return f"__slot{order:03d}"
 
@@ -211,14 +220,13 @@ _CASE_BITS: Final = 64
 
 def _date_key(v: pl.Expr) -> pl.Expr:
     """yyyymmdd as an integer for a real calendar date written dd/mm/yyyy (years 1..9999, as Python's date), else
-    null. Ordering these integers orders the dates."""
+    null. Ordering these integers orders the dates. The calendar is chrono's (``str.to_date``) on values already of
+    the exact shape; year 0, which chrono knows and Python's date does not, is refused."""
     shaped = v.str.contains(_DATE_RX)
     d = v.str.slice(0, 2).cast(pl.Int32, strict=False)
     m = v.str.slice(3, 2).cast(pl.Int32, strict=False)
     y = v.str.slice(6, 4).cast(pl.Int32, strict=False)
-    leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
-    dim = pl.when(m == 2).then(pl.when(leap).then(29).otherwise(28)).when(m.is_in([4, 6, 9, 11])).then(30).otherwise(31)
-    real = shaped & (y >= 1) & (m >= 1) & (m <= 12) & (d >= 1) & (d <= dim)
+    real = shaped & (y >= 1) & v.str.to_date("%d/%m/%Y", strict=False).is_not_null()
     return pl.when(real).then(y * 10000 + m * 100 + d).otherwise(None)
 
 
@@ -362,6 +370,13 @@ class Plan:
     """(slot, case) -> status."""
     unchecked: dict[str, pl.Expr]
     coded_slots: dict[str, int] = field(default_factory=dict)
+    by_name: dict[str, SpecField] = field(default_factory=dict)
+    case_columns: dict[str, str] = field(default_factory=dict)
+    schema: dict[str, type[pl.DataType]] = field(default_factory=dict)
+    """One String column per spec field name: the frame a batch of records is read into."""
+    """Field name -> the column holding its deciding status case (shared by fields with the same conditions)."""
+    fix_cache: dict[tuple[str, str, str, str | None, int, str | None], str] = field(default_factory=dict)
+    """Fixes already worded (cells fail the same way many times)."""
 
 
 def compile_plan(spec: Spec, release: Release, *, absent: frozenset[str] = frozenset()) -> Plan:
@@ -388,9 +403,17 @@ def compile_plan(spec: Spec, release: Release, *, absent: frozenset[str] = froze
     stage_cases: list[pl.Expr] = []
     stage_own: list[pl.Expr] = []
     coded_slots: dict[str, int] = {}
+    case_cols: dict[str, str] = {}
+    shared: dict[str, str] = {}  # fields whose status cases read the same conditions share one case column
+    for f in fields:
+        signature = json.dumps([c.when for c in f.status], sort_keys=True, default=str)
+        first = shared.get(signature)
+        if first is None:
+            first = shared[signature] = _case(f.name)
+            stage_cases.append(_case_index(f.status, coded, used).alias(first))
+        case_cols[f.name] = first
     for order, f in enumerate(fields):
-        case = pl.col(_case(f.name))
-        stage_cases.append(_case_index(f.status, coded, used).alias(_case(f.name)))
+        case = pl.col(case_cols[f.name])
         status_rows += [(order, i, c.status.value) for i, c in enumerate(f.status)]
         status_rows.append((order, _UNDETERMINED, FieldStatus.UNDETERMINED.value))
         if f.format == "code":
@@ -417,12 +440,12 @@ def compile_plan(spec: Spec, release: Release, *, absent: frozenset[str] = froze
     slot_exprs: list[pl.Expr] = []
     meta: list[tuple[int, str, str]] = []
     for order, f in enumerate(fields):
-        packed = pl.col(_own(f.name)).cast(pl.Int64) * _CASE_BITS + (pl.col(_case(f.name)) + 1)
+        packed = pl.col(_own(f.name)).cast(pl.Int64) * _CASE_BITS + (pl.col(case_cols[f.name]) + 1)
         slot_exprs.append(packed.alias(_slot_col(order)))
         meta.append((order, f.name, f.header))
     for order, (name, rule, cond, message) in enumerate(_cross_field_rules(fields, names), start=len(fields)):
         i = names.index(name)
-        packed = pl.when(cond.fill_null(False)).then(_CASE_BITS + pl.col(_case(name)).cast(pl.Int64) + 1)
+        packed = pl.when(cond.fill_null(False)).then(_CASE_BITS + pl.col(case_cols[name]).cast(pl.Int64) + 1)
         slot_exprs.append(packed.otherwise(None).alias(_slot_col(order)))
         meta.append((order, name, fields[i].header))
         outcomes.append((order, 1, rule, message, Validity.INVALID.value))
@@ -446,6 +469,9 @@ def compile_plan(spec: Spec, release: Release, *, absent: frozenset[str] = froze
         ),
         unchecked=unchecked,
         coded_slots=coded_slots,
+        by_name={f.name: f for f in fields},
+        case_columns=case_cols,
+        schema=dict.fromkeys(names, pl.String),
     )
 
 
@@ -549,6 +575,12 @@ class FrameResult:
     unchecked: dict[str, int]
     """Field name -> number of rows whose non-blank value could not be checked against a complete code list."""
     rows: int
+    frame: pl.DataFrame | None = None
+    """With ``detail``: the prepared frame (one String column per spec field, blank = null, la_code filled)."""
+    detail: pl.DataFrame | None = None
+    """With ``detail``: per row, each field's deciding status case (``__case__<name>``, Int16, -1 Undetermined),
+    whether its value was unchecked (``__unchk__<name>``, for fields that can be), and the Event Start Date as a
+    yyyymmdd integer (``__date__event_start_date``, null when not a real date)."""
 
 
 def _coded_columns(
@@ -581,7 +613,7 @@ def _coded_columns(
         col = pl.col(name)
         columns.append(_lookup(col, failing, codes, pl.Int32).alias(_vcode(name)))
         if unchecked:
-            counts.append(col.is_in(unchecked).sum().alias(f"__unch__{name}"))
+            counts.append(col.is_in(unchecked).alias(_unchk(name)))
         if name in plan.meaning_fields:
             verdicts = [(value, judge.judge(value)) for value in distinct]
             known = [(value, v) for value, v in verdicts if v.key is not None]
@@ -611,28 +643,39 @@ def prepare(frame: pl.DataFrame, plan: Plan, *, la_code: str | None = None) -> p
     return frame.select(exprs)
 
 
-def validate_frame(frame: pl.DataFrame, plan: Plan, *, la_code: str | None = None) -> FrameResult:
+def validate_frame(frame: pl.DataFrame, plan: Plan, *, la_code: str | None = None, detail: bool = False) -> FrameResult:
     """Validate every row of ``frame`` (string cells by spec field name, null or empty = blank, values stripped).
 
-    ``la_code`` fills blank LA codes first (as ``cld validate --la``)."""
+    ``la_code`` fills blank LA codes first (as ``cld validate --la``). ``detail``: also return the prepared frame
+    and the per-row status cases and unchecked flags (what the DQ profile counts)."""
     df = prepare(frame, plan, la_code=la_code)
     n = df.height
-    coded, counts, batch_outcomes = _coded_columns(df, plan)
+    coded, flags, batch_outcomes = _coded_columns(df, plan)
+    flags += [e.fill_null(False).alias(_unchk(name)) for name, e in plan.unchecked.items()]
     lf = df.lazy().with_columns(coded)
     for stage in plan.stages:
         lf = lf.with_columns(stage)
     slots = plan.slot_columns
-    counts += [e.cast(pl.UInt32).sum().alias(f"__unch__{name}") for name, e in plan.unchecked.items()]
+    detail_frame: pl.DataFrame | None = None
+    if detail:
+        cases = [pl.col(plan.case_columns[name]).alias(_case(name)) for name in plan.names]
+        start = [_date("event_start_date")] if "event_start_date" in plan.names else []
+        full = lf.with_columns(flags).select(*slots, *cases, *start, *(e.meta.output_name() for e in flags)).collect()
+        detail_frame = full.drop(slots)
+        hits = full.select(slots).with_row_index("row").filter(pl.any_horizontal(pl.col(slots).is_not_null()))
+        totals = detail_frame.select(pl.col(_unchk(name)).sum() for name in plan.names if _unchk(name) in full.columns)
+    else:
+        wide = lf.with_row_index("row").filter(pl.any_horizontal(pl.col(slots).is_not_null()))
+        hits = wide.select("row", *slots).collect()
+        totals = df.select(e.sum() for e in flags) if flags else pl.DataFrame()  # raw columns only
     unchecked: dict[str, int] = {}
-    wide = lf.with_row_index("row").filter(pl.any_horizontal(pl.col(slots).is_not_null()))
-    hits = wide.select("row", *slots).collect()
-    totals = df.select(counts) if counts else pl.DataFrame()  # unchecked values: read from the raw columns only
-    for name, total in (totals.row(0, named=True) if counts else {}).items():
+    for col_name, total in (totals.row(0, named=True) if totals.width else {}).items():
         if total:
-            unchecked[name.removeprefix("__unch__")] = int(total)
+            unchecked[col_name.removeprefix("__unchk__")] = int(total)
     unchecked = {k: unchecked[k] for k in plan.names if k in unchecked}
     if hits.height == 0:
-        return FrameResult(findings=pl.DataFrame(schema=FINDINGS_SCHEMA), unchecked=unchecked, rows=n)
+        empty = pl.DataFrame(schema=FINDINGS_SCHEMA)
+        return FrameResult(empty, unchecked, n, df if detail else None, detail_frame)
     outcomes = (
         pl.concat([plan.static_outcomes, _outcome_frame(batch_outcomes)]) if batch_outcomes else plan.static_outcomes
     )
@@ -648,17 +691,22 @@ def validate_frame(frame: pl.DataFrame, plan: Plan, *, la_code: str | None = Non
         .join(plan.statuses, on=["slot", "case"], how="left")
         .join(plan.slot_meta, on="slot", how="left")
         .sort(["row", "slot"])
-        .select(
-            pl.col("row").cast(pl.Int64),
-            "field",
-            "header",
-            "status",
-            "validity",
-            "rule",
-            "message",
-        )
+        .select(pl.col("row").cast(pl.Int64), "field", "header", "status", "validity", "rule", "message", "case")
     )
-    return FrameResult(findings=long, unchecked=unchecked, rows=n)
+    return FrameResult(_with_values(long, df), unchecked, n, df if detail else None, detail_frame)
+
+
+def _with_values(long: pl.DataFrame, df: pl.DataFrame) -> pl.DataFrame:
+    """The findings with each failed cell's value (for the fix), gathered per field from the failing rows only."""
+    used = long.get_column("field").unique().to_list()
+    cells = (
+        df.select(used)
+        .with_row_index("row")
+        .join(long.select(pl.col("row").cast(pl.UInt32)).unique(), on="row", how="semi")
+        .unpivot(index="row", on=used, variable_name="field", value_name="value")
+        .with_columns(pl.col("row").cast(pl.Int64))
+    )
+    return long.join(cells, on=["row", "field"], how="left", maintain_order="left")
 
 
 # ---- files ----
@@ -776,3 +824,125 @@ def validate_stream_columnar(
     summary.short_rows, summary.long_rows = rows.short_rows, rows.long_rows
     summary.ragged_lines = tuple(rows.ragged_lines)
     return summary
+
+
+# ---- fixes: per failed cell (never per row), cached per (field, rule, value, case, event type) ----
+
+
+def event_label_in(plan: Plan, value: str | None) -> str | None:
+    """The row's Event Type when it is exactly a defined value of the plan's release (so never personal)."""
+    judge = plan.judges.get("event_type")
+    return value if value and judge is not None and value in judge.exact else None
+
+
+def finding_fix(
+    plan: Plan, name: str, rule: str, validity: str, value: str | None, case: int, event: str | None
+) -> str:
+    """How to fix one finding, as the reference's ``Validator`` words it (``fixes``); ``event``: the row's Event
+    Type when a defined value (:func:`event_label_in`)."""
+    key = (name, rule, validity, value, case, event)
+    hit = plan.fix_cache.get(key)
+    if hit is None:
+        hit = _finding_fix(plan, name, rule, validity, value, case, event)
+        if len(plan.fix_cache) > _VERDICT_CACHE_MAX:
+            plan.fix_cache.clear()
+        plan.fix_cache[key] = hit
+    return hit
+
+
+def _finding_fix(
+    plan: Plan, name: str, rule: str, validity: str, value: str | None, case: int, event: str | None
+) -> str:
+    from cld_validation import fixes
+
+    f = plan.by_name[name]
+    if validity == Validity.BLANK_MANDATORY.value:
+        return fixes.blank_mandatory_fix(f, f.status[case], event_type=event)
+    if rule.startswith("XF"):
+        return fixes.cross_field_fix(rule)
+    v = value or ""
+    if rule == "CLD053":
+        return fixes.too_long_fix(f, MAX_TEXT_LENGTH)
+    fmt = f.format
+    if fmt == "code":
+        judge = plan.judges[name]
+        folded = judge.folded.get(_fold(v))
+        other = Release.R1 if plan.release is Release.R2 else Release.R2
+        same: str | None = None
+        m = judge.other_exact.get(v) or judge.other_folded.get(_fold(v))
+        if m is not None:
+            same = next((x for x, (k, _g) in judge.exact.items() if k == m[0]), None)
+        return fixes.code_fix(
+            f,
+            v,
+            rule,
+            release_label=judge.release_label,
+            release_id=plan.release.value,
+            defined=judge.exact,
+            folded_match=folded[2] if folded else None,
+            other_release_label=plan.spec.releases[other].label,
+            same_meaning=same,
+        )
+    if fmt == "date":
+        return fixes.date_fix(f, v, rule)
+    if fmt == "nhs_number":
+        return fixes.nhs_fix(v, rule)
+    if fmt == "postcode":
+        return fixes.postcode_fix(v)
+    if fmt in ("decimal_2dp", "integer"):
+        return fixes.number_fix(f, v, rule)
+    if fmt == "la_code":
+        return fixes.la_code_fix(v)
+    if fmt == "ods_gp_practice_code":
+        return fixes.ods_fix(v)
+    if fmt == "cqc_location_id":
+        return fixes.cqc_fix(v)
+    return fixes.NO_AUTOMATIC_FIX
+
+
+def fixes_of(findings: pl.DataFrame, plan: Plan, events: pl.Series | None) -> list[str]:
+    """The fix of each finding of a frame's findings, in order; ``events``: the frame's event_type column."""
+    ev = events.to_list() if events is not None else None
+    out: list[str] = []
+    for row, name, rule, validity, value, case in findings.select(
+        "row", "field", "rule", "validity", "value", "case"
+    ).iter_rows():
+        event = event_label_in(plan, ev[row]) if ev is not None else None
+        out.append(finding_fix(plan, name, rule, validity, value, case, event))
+    return out
+
+
+# ---- records (the validation service): a Kafka batch is one frame per release; one record is a one-row batch ----
+
+
+def validate_records(
+    records: Sequence[Mapping[str, str | None]], releases: Sequence[Release], *, spec: Spec | None = None
+) -> list[tuple[FieldFinding, ...]]:
+    """The findings of each record (fields by snake_case name), in order, each checked against its release: one
+    frame and one :func:`validate_frame` per release present, not a Python pass per record over the rules."""
+    if len(records) != len(releases):
+        raise ValueError("one release per record")
+    spec = spec or load_spec()
+    out: list[tuple[FieldFinding, ...]] = [()] * len(records)
+    by_release: dict[Release, list[int]] = {}
+    for i, rel in enumerate(releases):
+        by_release.setdefault(rel, []).append(i)
+    for rel, positions in by_release.items():
+        plan = plan_for(spec, rel)
+        frame = pl.from_dicts([records[i] for i in positions], schema=plan.schema)
+        result = validate_frame(frame, plan)
+        if result.findings.height == 0:
+            continue
+        fixes = fixes_of(result.findings, plan, frame.get_column("event_type"))
+        per_row: dict[int, list[FieldFinding]] = {}
+        cols = result.findings.select("row", "field", "header", "status", "validity", "rule", "message").iter_rows()
+        for (row, name, header, status, validity, rule, message), fix in zip(cols, fixes, strict=True):
+            fnd = FieldFinding(name, header, _STATUS[status], _VALIDITY[validity], rule, message, fix)
+            per_row.setdefault(row, []).append(fnd)
+        for row, found in per_row.items():
+            out[positions[row]] = tuple(found)
+    return out
+
+
+_STATUS: Final = {s.value: s for s in FieldStatus}
+_VALIDITY: Final = {v.value: v for v in Validity}

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, Final
 
+import polars as pl
 from nhs_number.constants import REGION_ENGLAND_WALES_IOM
 from nhs_number.validate import calculate_checksum
 
@@ -227,3 +228,194 @@ class IdentityChecker:
             "test_range_note": f"NHS numbers starting {TEST_RANGE_PREFIX} are a recognised test range (synthetic "
             "data): not warned as outside the England, Wales and Isle of Man ranges.",
         }
+
+
+# ---- columnar: the same warnings from frames (``cld validate``), keys as 64-bit hashes in polars columns ----
+
+_PY_SPACE: Final = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+_OK, _PLACEHOLDER, _TEST, _OUTSIDE = 0, 1, 2, 3
+
+
+def _number_verdict(value: str) -> tuple[str | None, int]:
+    """(the number's digits when check-digit valid, else None; its kind): Python per distinct value, as ``add``."""
+    number = _digits(value)
+    if not check_digit_valid(number):
+        return None, _OK
+    if is_placeholder(number):
+        return number, _PLACEHOLDER
+    if in_test_range(number):
+        return number, _TEST
+    if not in_england_wales_iom(number):
+        return number, _OUTSIDE
+    return number, _OK
+
+
+_PLAIN_RX: Final = r"^[0-9]{10}$"
+_INVALID: Final = -1
+_RUNS: Final = sorted(
+    {str(d) * 10 for d in range(10)}
+    | {"".join(str((d + i) % 10) for i in range(10)) for d in range(10)}
+    | {"".join(str((d - i) % 10) for i in range(10)) for d in range(10)}
+)
+"""Every placeholder of 10 ASCII digits: one digit repeated, or a run up or down (``is_placeholder``)."""
+
+
+def _plain_verdicts(v: pl.Expr) -> pl.Expr:
+    """For a number of exactly 10 ASCII digits, :func:`_number_verdict`'s kind as an expression (-1: the check
+    digit fails); null for any other value (judged in Python). Modulus 11 as ``nhs_number.calculate_checksum``:
+    weights 10..2, 11 -> 0, 10 never valid."""
+    digits = [v.str.slice(i, 1).cast(pl.Int32, strict=False) for i in range(10)]
+    total = sum((digits[i] * (10 - i) for i in range(9)), pl.lit(0, pl.Int32))
+    check = 11 - total % 11
+    check = pl.when(check == 11).then(0).otherwise(check)
+    ok = (check != 10) & (check == digits[9])
+    n = v.cast(pl.Int64, strict=False)
+    inside = pl.any_horizontal([n.is_between(r.start, r.end) for r in REGION_ENGLAND_WALES_IOM.ranges])
+    kind = (
+        pl.when(~ok)
+        .then(pl.lit(_INVALID, pl.Int8))
+        .when(v.is_in(_RUNS))
+        .then(pl.lit(_PLACEHOLDER, pl.Int8))
+        .when(v.str.starts_with(TEST_RANGE_PREFIX))
+        .then(pl.lit(_TEST, pl.Int8))
+        .when(~inside)
+        .then(pl.lit(_OUTSIDE, pl.Int8))
+        .otherwise(pl.lit(_OK, pl.Int8))
+    )
+    return pl.when(v.str.contains(_PLAIN_RX)).then(kind).otherwise(None)
+
+
+@dataclass
+class FrameIdentityChecker(IdentityChecker):
+    """:class:`IdentityChecker` fed whole frames (``add_frame``): the same counts, warnings and order, with no
+    Python per row. Per frame it keeps only 64-bit hashes (person, linked person, NHS number) and row numbers in
+    polars columns; the checks across the file (ID003, ID004) are group-bys at the end. A 64-bit hash in place of
+    a 16-byte digest: two different values colliding in one file is about one chance in 10^7 at a million rows."""
+
+    _people_h: list[pl.Series] = field(default_factory=list)
+    _links_h: list[pl.DataFrame] = field(default_factory=list)
+    _numbers_h: list[pl.DataFrame] = field(default_factory=list)
+    _verdicts: dict[str, tuple[str | None, int]] = field(default_factory=dict)
+    _shared_count: int = 0
+
+    def add_frame(self, offset: int, frame: pl.DataFrame) -> None:
+        """Rows ``offset + 1`` on: one String column per spec field name, blank = null, values stripped."""
+        rows = pl.int_range(offset + 1, offset + 1 + frame.height, dtype=pl.Int64, eager=True).alias("row")
+        self._null_text(frame, rows)
+        person = self._key_of(frame, "la_person_unique_identifier")
+        if person is not None:
+            self._people_h.append(person.drop_nulls().unique())
+        for name in _LINKED:
+            linked = self._key_of(frame, name)
+            if linked is not None:
+                links = pl.DataFrame({"row": rows, "key": linked}).drop_nulls("key")
+                self._links_h.append(links.with_columns(pl.lit(name).alias("name")))
+        if "nhs_number" in frame.columns:
+            self._numbers(frame, rows, person)
+
+    def _null_text(self, frame: pl.DataFrame, rows: pl.Series) -> None:
+        hits: list[pl.DataFrame] = []
+        for i, name in enumerate(frame.columns):
+            allowed = [s for s in _NULL_SPELLINGS if s.casefold() not in self._codes.get(name, frozenset())]
+            mask = frame.get_column(name).is_in(allowed).fill_null(False)
+            if mask.any():
+                hits.append(
+                    pl.DataFrame({"row": rows.filter(mask), "col": pl.Series([i] * int(mask.sum()), dtype=pl.Int32)})
+                )
+        if hits:
+            names = frame.columns
+            for row, col in pl.concat(hits).sort(["row", "col"]).iter_rows():
+                self._warn("ID005", row, names[col], "placeholder text instead of an empty cell: leave the cell empty")
+
+    @staticmethod
+    def _key_of(frame: pl.DataFrame, name: str) -> pl.Series | None:
+        """The column's values as 64-bit hashes; null where blank or placeholder text (as ``add`` skips them)."""
+        if name not in frame.columns:
+            return None
+        v = pl.col(name)
+        keep = v.is_not_null() & ~v.is_in(sorted(_NULL_SPELLINGS))
+        return frame.select(pl.when(keep).then(v.hash()).otherwise(None).alias("key")).to_series()
+
+    def _numbers(self, frame: pl.DataFrame, rows: pl.Series, person: pl.Series | None) -> None:
+        raw = frame.get_column("nhs_number")
+        plain = frame.select(pl.col("nhs_number").str.contains(_PLAIN_RX).fill_null(False)).to_series()
+        fast = frame.select(_plain_verdicts(pl.col("nhs_number"))).to_series()  # null where not plain
+        distinct = raw.filter(~plain).drop_nulls().unique().to_list()  # the rest: Python, as ``add``
+        digits: list[str | None] = []
+        kinds: list[int] = []
+        for value in distinct:
+            hit = self._verdicts.get(value)
+            if hit is None:
+                hit = _number_verdict(value)
+                if len(self._verdicts) > 200_000:
+                    self._verdicts.clear()
+                self._verdicts[value] = hit
+            digits.append(hit[0])
+            kinds.append(hit[1])
+        slow_number = raw.replace_strict(distinct, digits, default=None, return_dtype=pl.String)
+        slow_kind = raw.replace_strict(distinct, kinds, default=_OK, return_dtype=pl.Int8)
+        plain_valid = plain & fast.is_not_null() & (fast != _INVALID)
+        number = pl.select(pl.when(plain_valid).then(raw).otherwise(slow_number)).to_series()
+        kind = pl.select(pl.when(plain_valid).then(fast).otherwise(slow_kind)).to_series()
+        valid = number.is_not_null()
+        self.test_range_numbers += int((valid & (kind == _TEST)).sum())
+        flagged = pl.DataFrame({"row": rows, "kind": kind}).filter(valid & kind.is_in([_PLACEHOLDER, _OUTSIDE]))
+        for row, k in flagged.iter_rows():
+            if k == _PLACEHOLDER:
+                self._warn("ID001", row, "nhs_number", "a placeholder NHS number (repeated or consecutive digits)")
+            else:
+                self._warn(
+                    "ID002", row, "nhs_number", "an NHS number outside the England, Wales and Isle of Man ranges"
+                )
+        if person is not None:
+            keyed = pl.DataFrame({"row": rows, "number": number.hash(), "person": person}).filter(
+                valid & person.is_not_null()
+            )
+            self._numbers_h.append(keyed)
+
+    def warnings(self) -> list[IdentityWarning]:
+        if not self._finished:
+            self._shared_numbers()
+            people = pl.concat(self._people_h).unique() if self._people_h else pl.Series([], dtype=pl.UInt64)
+            if self._links_h:
+                links = (
+                    pl.concat(self._links_h)
+                    .filter(~pl.col("key").is_in(people.implode()))
+                    .sort("row", maintain_order=True)
+                )
+                for row, _key, name in links.iter_rows():
+                    self._warn("ID004", row, name, "names no LA Person Unique Identifier in this file")
+            self._people_h.clear()
+            self._links_h.clear()
+        return super().warnings()
+
+    def _shared_numbers(self) -> None:
+        """ID003: per NHS number, each person after the first, at the row where it first appears with it."""
+        if not self._numbers_h:
+            return
+        pairs = (
+            pl.concat(self._numbers_h)
+            .group_by(["number", "person"])
+            .agg(pl.col("row").min())
+            .sort(["number", "row"])
+            .with_columns(pl.col("row").first().over("number").alias("first"), pl.len().over("number").alias("n"))
+        )
+        self._numbers_h.clear()
+        shared = pairs.filter(pl.col("n") > 1)
+        later = shared.filter(pl.col("row") != pl.col("first")).sort("row")
+        self._shared_count = shared.get_column("number").n_unique()
+        for row, first in later.select("row", "first").iter_rows():
+            self._warn(
+                "ID003",
+                row,
+                "nhs_number",
+                f"this NHS number is also given for another LA Person Unique Identifier (row {first})",
+            )
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        out["nhs_numbers_shared_by_people"] = self._shared_count
+        return out

@@ -98,6 +98,40 @@ class Profile:
             if len(self._values) > _TRIM_AT:
                 self._trim()
 
+    def add_rows(
+        self, event: str, plan_statuses: tuple[FieldStatus, ...], rows: int, present: Mapping[str, int]
+    ) -> None:
+        """``rows`` rows of one event type and status plan at once (the columnar engine's group-by): ``present``
+        counts their non-blank cells per field name. The same counts as ``add`` once per row."""
+        pid = id(plan_statuses)
+        if pid not in self._plans:
+            self._plans[pid] = plan_statuses
+        key = (event, pid)
+        self._rows[key] += rows
+        counts = self._present.get(key)
+        if counts is None:
+            counts = self._present[key] = Counter()
+        counts.update(present)
+        self.rows_by_event[event] += rows
+
+    def add_failed_cells(self, cells: Sequence[tuple[str, int, FieldStatus, Validity, int]]) -> None:
+        """Failed non-blank cells, counted: (event type, field index, plan status, validity, count)."""
+        corr = self._corrections
+        for event, i, status, validity, n in cells:
+            corr[(event, i, status, Validity.VALID)] -= n
+            corr[(event, i, status, validity)] += n
+
+    def add_values(self, items: Sequence[tuple[str, str, str, int]]) -> None:
+        """(event type, field name, value, count) of unchecked cells, and ('', field name, value, count) of invalid
+        coded values, in the order their first cell appears in the file (ties in the value lists keep it)."""
+        coded_public = self._coded_public
+        values = self._values
+        for event, name, value, n in items:
+            if event or name in coded_public:
+                values[(event, name, value)] += n
+        if len(values) > _TRIM_AT:
+            self._trim()
+
     def add_value(self, name: str, value: str) -> None:
         """An invalid value of a field (kept only for non-personal coded fields)."""
         if name in self._coded_public:

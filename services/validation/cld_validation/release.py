@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final
 
+import polars as pl
+
 from cld_schemas.contract import parse_date
 from cld_schemas.spec import Release, ReleaseSelection, Spec, load_spec
 
@@ -156,6 +158,15 @@ class ReleaseLabels:
                 self.counts[Release.R1] += 1
             elif value in only2:
                 self.counts[Release.R2] += 1
+
+    def add_frame(self, frame: pl.DataFrame) -> None:
+        """Every row of a frame at once (String columns by spec field name, blank = null): the same counts."""
+        for name, (only1, only2) in self._only.items():
+            if name not in frame.columns:
+                continue
+            v = frame.get_column(name)
+            self.counts[Release.R1] += int(v.is_in(sorted(only1)).sum())
+            self.counts[Release.R2] += int(v.is_in(sorted(only2)).sum())
 
     @property
     def telling(self) -> int:

@@ -1,4 +1,10 @@
-"""Record-level validation of CLD rows, in the central DQ report's vocabulary. Pure functions, no I/O.
+"""The reference engine: record-level validation of CLD rows, one row at a time, in the central DQ report's
+vocabulary. Pure functions, no I/O.
+
+Since issue 11 the production paths (``cld validate``, the validation service) run the columnar engine
+(``cld_validation.columnar``) only; this per-row ``Validator`` is kept as the oracle the columnar engine is held to
+(the differential property test, the golden corpus builder). Production code must not import it (an import-linter
+contract says so).
 
 For every field of every row: a status (Mandatory, Applicable but not mandatory, Not applicable, Undetermined)
 from the field's status rule in the spec data, and a validity (Passed: Valid, Passed: Blank (Not Mandatory),
@@ -30,9 +36,10 @@ from cld_schemas.spec import (
     load_spec,
 )
 from cld_validation import fixes
-
-MAX_TEXT_LENGTH: Final = 4096
-"""Longest value accepted in any field (the spec's own maximum lengths are unknown: sources.md question 7)."""
+from cld_validation.findings import CARER_FIELDS as CARER_FIELDS
+from cld_validation.findings import EVENT_GROUPS as EVENT_GROUPS
+from cld_validation.findings import MAX_TEXT_LENGTH as MAX_TEXT_LENGTH
+from cld_validation.findings import FieldFinding as FieldFinding
 
 _DATE_RE: Final = re.compile(r"\d{2}/\d{2}/\d{4}", re.ASCII)
 _NHS_RE: Final = re.compile(r"\d{10}", re.ASCII)
@@ -46,20 +53,6 @@ _ODS_RE: Final = re.compile(r"[A-Z]\d{5}", re.ASCII)
 _CQC_RE: Final = re.compile(r"1-\d{1,12}", re.ASCII)
 
 _UNSET = object()
-
-
-@dataclass(frozen=True, slots=True)
-class FieldFinding:
-    """A failed field. ``rule`` is a rule id from the spec data (CLDnnn/XFnnn) or a status rule id."""
-
-    name: str
-    header: str
-    status: FieldStatus
-    validity: Validity
-    rule: str
-    message: str
-    fix: str = ""
-    """How to fix it, in the analyst's words (never quoting a personal value), or an honest 'no fix known'."""
 
 
 @dataclass(slots=True)
@@ -281,18 +274,6 @@ def _inputs(when: Any, coded: set[str], out: dict[str, list[Any]]) -> None:
             out["age"].append(tuple(arg))
         else:
             out["coded"].append(k.removesuffix("_group") if k.removesuffix("_group") in coded else k)
-
-
-CARER_FIELDS: Final = frozenset(  # the carer-only fields (XF005); also the columnar engine's
-    {
-        "total_hrs_caring_per_week",
-        "no_of_adults_being_cared_for",
-        "adult_1_linked_person_id",
-        "adult_2_linked_person_id",
-        "adult_3_linked_person_id",
-    }
-)
-EVENT_GROUPS: Final = frozenset({"event", "request", "assessment", "service", "review", "cost"})
 
 
 class Validator:

@@ -1,7 +1,9 @@
 """The validation service process: raw events -> ``RecordValidated`` (or a dead letter), nothing else.
 
 Composition root: :func:`create_app`. The handler is a few lines; the work is in ``intake.read_message``
-(reading the message) and ``rules.validate_record`` (the DQ rules). Records are consumed in batches and the
+(reading the message) and ``columnar.validate_records`` (the DQ rules: each Kafka batch's readable records are
+validated as one polars frame per release, by the spec compiled once; a single record is a one-row batch).
+Records are consumed in batches and the
 batch's offsets are committed only after every output has been acknowledged by the broker (at-least-once:
 a crash re-delivers, never loses). A message that cannot be processed goes to the dead-letter topic and
 the partition moves on: a poison message never stalls it.
@@ -43,9 +45,10 @@ from cld_schemas import topics
 from cld_schemas.contract import HEADER_OPT_OUT
 from cld_schemas.events import DeadLetterReason, Finding, Provenance, RecordValidated
 from cld_schemas.spec import Release
+from cld_validation.columnar import validate_records
+from cld_validation.findings import FieldFinding
 from cld_validation.intake import Intake, Rejected, read_message
 from cld_validation.release import ReleaseChoice, parse_release, select_release
-from cld_validation.rules import FieldFinding, validate_record
 
 SERVICE = "validation"
 
@@ -159,8 +162,9 @@ class Validated:
 
 
 def findings_of(intake: Intake, *, release: Release) -> Sequence[FieldFinding]:
-    """The DQ rules over one readable record. A withdrawal carries no findings: it only names the record."""
-    return () if intake.withdrawn else validate_record(intake.record, release=release).findings
+    """The DQ rules over one readable record alone (a one-row batch; the handler validates whole batches). A
+    withdrawal carries no findings: it only names the record."""
+    return () if intake.withdrawn else validate_records([intake.record], [release])[0]
 
 
 def validated_event(
@@ -198,9 +202,17 @@ def validated_event(
     )
 
 
-def validated_message(intake: Intake, msg: RawMessage, *, release: Release, now: datetime) -> Validated:
-    """:func:`validated_event` as its wire bytes, with what the metrics and headers need."""
-    found = findings_of(intake, release=release)
+def validated_message(
+    intake: Intake,
+    msg: RawMessage,
+    *,
+    release: Release,
+    now: datetime,
+    findings: Sequence[FieldFinding] | None = None,
+) -> Validated:
+    """:func:`validated_event` as its wire bytes, with what the metrics and headers need. ``findings``: the
+    record's, from its batch (``columnar.validate_records``); None: the record is validated alone."""
+    found = () if intake.withdrawn else findings if findings is not None else findings_of(intake, release=release)
     event = validated_event(intake, msg, release=release, now=now, found=found)
     return Validated(
         la_code=intake.la_code,
@@ -238,10 +250,12 @@ class RawEventsHandler:
         self.log = log
 
     async def handle(self, batch: ConsumedBatch) -> None:
-        for msg in batch.messages:
+        read: list[tuple[RawMessage, datetime, Intake | Rejected, Release | None, str]] = []
+        for msg in batch.messages:  # read each message (and choose its release) first: the rules run once per batch
             now = datetime.now(UTC)
-            outcome: Validated | Rejected
             channel = "kafka"
+            release: Release | None = None
+            intake: Intake | Rejected
             try:
                 intake = read_message(
                     msg,
@@ -251,16 +265,26 @@ class RawEventsHandler:
                     max_future=self._max_future,
                     max_age=self._max_age,
                 )
-                if isinstance(intake, Rejected):
-                    outcome = intake
-                else:
+                if not isinstance(intake, Rejected):
                     channel = intake.channel
-                    outcome = validated_message(intake, msg, release=self.release_for(intake, msg).release, now=now)
+                    release = self.release_for(intake, msg).release
             except Exception as exc:  # a bug or an unforeseen input must not stall the partition
-                self.log.exception(
-                    "processing failed", extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
-                )
-                outcome = Rejected(DeadLetterReason.PROCESSING_ERROR, f"processing failed ({type(exc).__name__})")
+                intake = self._failed(msg, exc)
+            read.append((msg, now, intake, release, channel))
+        found = self._validate(read)
+        for (msg, now, intake, release, channel), findings in zip(read, found, strict=True):
+            outcome: Validated | Rejected
+            if isinstance(intake, Rejected):
+                outcome = intake
+            elif release is None:  # pragma: no cover - a readable record always has a release
+                outcome = Rejected(DeadLetterReason.PROCESSING_ERROR, "processing failed (no release)")
+            elif isinstance(findings, Rejected):
+                outcome = findings
+            else:
+                try:
+                    outcome = validated_message(intake, msg, release=release, now=now, findings=findings)
+                except Exception as exc:
+                    outcome = self._failed(msg, exc)
             if isinstance(outcome, Rejected):
                 await batch.dead_letter(msg, outcome.reason, outcome.detail)
                 continue
@@ -269,6 +293,38 @@ class RawEventsHandler:
             if outcome.opt_outs:  # also in the body; the header serves RecordMeta.from_headers readers
                 headers[HEADER_OPT_OUT] = ",".join(outcome.opt_outs)
             await batch.forward(self.validated, outcome.body, key=outcome.la_code.encode(), headers=headers)
+
+    def _failed(self, msg: RawMessage, exc: Exception) -> Rejected:
+        self.log.exception(
+            "processing failed", extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
+        )
+        return Rejected(DeadLetterReason.PROCESSING_ERROR, f"processing failed ({type(exc).__name__})")
+
+    def _validate(
+        self, read: Sequence[tuple[RawMessage, datetime, Intake | Rejected, Release | None, str]]
+    ) -> list[tuple[FieldFinding, ...] | Rejected]:
+        """The DQ rules over the batch's readable, not withdrawn records: one frame per release. Should the batch
+        fail (a bug), each record is tried alone, so only the record that fails goes to the dead letters."""
+        todo: list[tuple[int, dict[str, str | None], Release]] = []
+        for i, (_msg, _now, intake, release, _channel) in enumerate(read):
+            if isinstance(intake, Intake) and not intake.withdrawn and release is not None:
+                todo.append((i, intake.record, release))
+        out: list[tuple[FieldFinding, ...] | Rejected] = [()] * len(read)
+        if not todo:
+            return out
+        try:
+            found = validate_records([r for _i, r, _rel in todo], [rel for _i, _r, rel in todo])
+        except Exception:
+            self.log.exception("batch validation failed: validating its records one by one")
+            for i, record, rel in todo:
+                try:
+                    out[i] = validate_records([record], [rel])[0]
+                except Exception as exc:
+                    out[i] = self._failed(read[i][0], exc)
+            return out
+        for (i, _r, _rel), findings in zip(todo, found, strict=True):
+            out[i] = findings
+        return out
 
     def release_for(self, intake: Intake, msg: RawMessage) -> ReleaseChoice:
         """The release this record is checked against: upload header, source, setting, else its period."""
