@@ -17,7 +17,7 @@ export UV_PYTHON := $(PYTHON)
 
 .PHONY: help install system-deps lint format test test-fast test-unit test-component test-mesh test-deploy \
         test-integration test-browser dq-report-png up down run bench clean asyncapi prometheus-up prometheus-down \
-        postgres-up postgres-down
+        postgres-up postgres-down test-postgres
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -75,6 +75,10 @@ postgres-up: system-deps ## PostgreSQL on 127.0.0.1:$${POSTGRES_PORT:-55432} (ow
 
 postgres-down: ## Stop that PostgreSQL
 	@bash deploy/postgres/postgres.sh stop
+
+test-postgres: install system-deps ## Repository contract tests on SQLite and PostgreSQL, the submission service on PostgreSQL
+	@$(PYTEST) tests/integration/test_repository_contract.py tests/integration/test_submission_on_postgres.py \
+		tests/integration/test_history_rebuild_on_postgres.py -q -m integration
 
 test-integration: install system-deps ## Integration tier: real Kafka (started here unless KAFKA_BOOTSTRAP_SERVERS is set), MESH sandbox, Prometheus
 	@bash deploy/kafka/kafka.sh fetch

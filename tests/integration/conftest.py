@@ -2,7 +2,8 @@
 
 ``kafka_bootstrap`` uses ``KAFKA_BOOTSTRAP_SERVERS`` when set; otherwise it starts a broker with
 ``deploy/kafka/kafka.sh`` on a free port (run dir under pytest's temporary directory) and stops it at the end.
-Other integration fixtures (MESH sandbox: ``mesh_fixtures.py``) live in their own modules.
+Other integration fixtures (MESH sandbox: ``mesh_fixtures.py``; PostgreSQL and the repository engines:
+``pg_fixtures.py``, imported here) live in their own modules.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.integration.pg_fixtures import fresh_database, postgres_server, repository_engine  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_SH = REPO / "deploy" / "kafka" / "kafka.sh"

@@ -55,6 +55,7 @@ from cld_schemas.events import RecordPseudonymised, RecordValidated
 
 from ..domain.identity import Identity, KeyHasher, Kind, canonical_json, identify
 from ..domain.records import Applied, HeldOut, Incoming, StoredRecord, opt_outs_of
+from .sqlite_migrations import migrate_sqlite
 from .storage import ReopeningConnection, rollback_quietly
 
 DB_NAME: Final = "records.sqlite3"
@@ -135,11 +136,21 @@ def load_or_create_secret(state_dir: Path) -> bytes:
         pass
     private_dir(state_dir)
     value = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as f:
-        f.write(value.hex())
-        f.flush()
-        os.fsync(f.fileno())
+    # Written whole under a temporary name, then linked into place: two processes starting together on one
+    # state dir (or one PostgreSQL database seeding its shared secret) never read a half-written secret.
+    tmp = state_dir / f".{SECRET_NAME}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(value.hex())
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another process was first: its secret is the one
+            return bytes.fromhex(path.read_text(encoding="ascii").strip())
+    finally:
+        tmp.unlink(missing_ok=True)
     return value
 
 
@@ -184,8 +195,8 @@ class StateStore:
         # Dropped on a storage fault and opened again on next use (``storage.ReopeningConnection``).
         self._db = ReopeningConnection(lambda: _connect(self._path))
         try:
-            self._conn.executescript(_SCHEMA)
-            self._migrate()
+            migrate_sqlite(self._conn, "records", self._baseline)  # versioned (``sqlite_migrations``)
+            self._migrate()  # and a file put back in an earlier version's shape is upgraded again
         except BaseException:
             self._db.release()
             raise
@@ -194,6 +205,10 @@ class StateStore:
     @property
     def _conn(self) -> sqlite3.Connection:
         return self._db.get()
+
+    def _baseline(self) -> None:
+        """Version 1: the schema in code (files written before versions were recorded: ``_migrate``)."""
+        self._conn.executescript(_SCHEMA)
 
     def _migrate(self) -> None:
         """Bring a state database created by an earlier version up to the current schema."""

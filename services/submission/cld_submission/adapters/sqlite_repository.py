@@ -8,11 +8,14 @@ publishes the event on restart instead of losing it.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager, suppress
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final, NamedTuple
 
@@ -22,9 +25,11 @@ from cld_schemas.events import SubmissionEvent, SubmissionState
 from ..domain.checks import ManifestEntry
 from ..domain.lifecycle import Submission
 from ..domain.records import RowFindings
+from .sqlite_migrations import migrate_sqlite
 from .storage import ReopeningConnection
 
 DB_NAME: Final = "submissions.sqlite3"
+OUTBOX_LOCK_NAME: Final = "outbox.lock"
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS submissions (
@@ -161,7 +166,8 @@ class Repository:
         return self._db.get()
 
     def _init_schema(self) -> None:
-        self._conn.executescript(_SCHEMA)
+        migrate_sqlite(self._conn, "submissions", lambda: self._conn.executescript(_SCHEMA))  # versioned
+        # Files written before versions were recorded (and put back in such a shape): the in-code upgrades.
         cols = {r[1] for r in self._conn.execute("PRAGMA table_info(manifests)")}
         for col in ("event_id", "opt_outs", "source"):  # added for exports; NULL in manifests written before
             if col not in cols:
@@ -176,12 +182,24 @@ class Repository:
         with self._lock:
             self._db.release()
 
-    def save(self, subs: Sequence[Submission], events: Sequence[SubmissionEvent]) -> None:
-        """Persist submissions and queue their events, atomically."""
+    def save(
+        self,
+        subs: Sequence[Submission],
+        events: Sequence[SubmissionEvent],
+        *,
+        expected: Mapping[str, SubmissionState] | None = None,
+    ) -> bool:
+        """Persist submissions and queue their events, atomically (only if each of ``expected`` is still in its
+        state: ``ports.SubmissionsRepository.save``)."""
         with self._lock:
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
+                for sid, state in (expected or {}).items():
+                    row = cur.execute("SELECT state FROM submissions WHERE submission_id = ?", (sid,)).fetchone()
+                    if row is None or row[0] != state.value:
+                        cur.execute("ROLLBACK")
+                        return False
                 for s in subs:
                     cur.execute(
                         "INSERT OR REPLACE INTO submissions (submission_id, la_code, period_start, period_end, "
@@ -202,6 +220,7 @@ class Repository:
             except BaseException as exc:  # the real error, never a failed ROLLBACK's (storage.py)
                 self._db.failed(exc, cur)
                 raise
+        return True
 
     def get(self, submission_id: str) -> Submission | None:
         with self._lock:
@@ -350,3 +369,73 @@ class Repository:
     def mark_published(self, seqs: Sequence[int]) -> None:
         with self._lock:
             self._conn.executemany("UPDATE outbox SET published = 1 WHERE seq = ?", [(s,) for s in seqs])
+
+    # -- several writers (issue 12: the same semantics as ``pg_repository.PgRepository``) ---------------------
+
+    def save_if(self, sub: Submission, event: SubmissionEvent, *, expected: SubmissionState) -> bool:
+        """Persist ``sub`` and queue ``event`` only if the stored submission is still in ``expected``."""
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                row = cur.execute(
+                    "SELECT state FROM submissions WHERE submission_id = ?", (sub.submission_id,)
+                ).fetchone()
+                if row is None or row[0] != expected.value:
+                    cur.execute("ROLLBACK")
+                    return False
+                cur.execute(
+                    "UPDATE submissions SET state = ?, version = ?, body = ?, send_claimed_by = NULL, "
+                    "send_claimed_at = NULL WHERE submission_id = ?",
+                    (sub.state.value, sub.version, sub.model_dump_json(), sub.submission_id),
+                )
+                cur.execute("INSERT INTO outbox (body) VALUES (?)", (event.model_dump_json(),))
+                cur.execute("COMMIT")
+            except BaseException as exc:
+                self._db.failed(exc, cur)
+                raise
+        return True
+
+    def claim_send(self, submission_id: str, *, instance: str, lease: timedelta) -> bool:
+        """Claim an approved submission for sending: True for one caller only (``BEGIN IMMEDIATE`` serialises
+        writers of the file); a claim older than ``lease`` may be taken over."""
+        now = datetime.now(UTC)
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.execute(
+                    "UPDATE submissions SET send_claimed_by = ?, send_claimed_at = ? WHERE submission_id = ? "
+                    "AND state = ? AND (send_claimed_by IS NULL OR send_claimed_at < ?)",
+                    (
+                        instance,
+                        now.isoformat(),
+                        submission_id,
+                        SubmissionState.APPROVED.value,
+                        (now - lease).isoformat(),
+                    ),
+                )
+                won = cur.rowcount == 1
+                cur.execute("COMMIT")
+            except BaseException as exc:
+                self._db.failed(exc, cur)
+                raise
+        return won
+
+    @contextmanager
+    def outbox_drainer(self) -> Iterator[bool]:
+        """The outbox for one drainer at a time: an exclusive ``flock`` of a file beside the database (released
+        by the kernel when its holder dies; each call opens the file anew, so threads exclude each other too)."""
+        fd = os.open(self._path.with_name(OUTBOX_LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)

@@ -32,6 +32,8 @@ from typing import Any, Final
 from cld_runtime.files import os_reason
 from cld_runtime.settings import StartupError
 
+from .pg import is_pg_fault
+
 MIN_FREE_BYTES: Final = 1024 * 1024
 """Below this much free space in the state folder the service is not ready (a write would fail)."""
 
@@ -48,8 +50,10 @@ class StorageUnavailableError(StartupError):
 def is_storage_fault(exc: BaseException) -> bool:
     """Whether an error is the storage's (may pass on a retry: locked or busy, disk full, read-only, I/O, out of
     memory, a damaged or unreadable file) rather than the record's (IntegrityError, ValueError and the like)."""
-    return isinstance(exc, sqlite3.OperationalError | sqlite3.InternalError | OSError | MemoryError) or (
-        type(exc) is sqlite3.DatabaseError  # 'database disk image is malformed', 'file is not a database'
+    return (
+        isinstance(exc, sqlite3.OperationalError | sqlite3.InternalError | OSError | MemoryError)
+        or type(exc) is sqlite3.DatabaseError  # 'database disk image is malformed', 'file is not a database'
+        or is_pg_fault(exc)  # PostgreSQL (issue 12): a lost connection, a server shutting down, a deadlock
     )
 
 
@@ -61,6 +65,8 @@ def fault_cause(exc: BaseException) -> str:
         return f"{name}: {str(exc)[:120]}"
     if isinstance(exc, OSError):
         return os_reason(exc)
+    if is_pg_fault(exc):  # the primary message only (a DETAIL line could quote a value)
+        return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]}"
     return type(exc).__name__
 
 

@@ -34,7 +34,7 @@ from cld_schemas.events import SubmissionEvent
 
 from ..adapters.audit_log import AuditLog
 from ..adapters.metrics import SubmissionMetrics
-from ..adapters.stores import open_sqlite_stores
+from ..adapters.stores import open_stores
 from ..adapters.transport import FileExportTransport, MeshTransport, Transport
 from ..adapters.transport.retry import OnRetry
 from ..service_layer.workflow import SubmissionWorkflow
@@ -85,7 +85,7 @@ def create_app(
     registry = CollectorRegistry()
     broker: KafkaBroker = make_broker(settings, registry=registry)
     metrics = SubmissionMetrics(registry)
-    state, repo = open_sqlite_stores(settings.state_dir)
+    state, repo = open_stores(settings.state_dir, settings.database_url)
     audit = AuditLog(settings.state_dir / "audit.jsonl")
     retry_hooks: list[OnRetry] = []
     chosen = transport or build_transport(settings, metrics, retry_hooks)
@@ -129,6 +129,7 @@ def create_app(
             await asyncio.sleep(settings.gauge_interval_seconds)  # a refresh period, not synchronisation
             try:
                 await workflow.after_change()
+                workflow.pick_up_approved()
             except Exception:
                 log.warning("periodic refresh failed", exc_info=True)
 

@@ -38,7 +38,7 @@ from cld_runtime.messages import unreadable_reason
 from cld_schemas import topics
 from cld_schemas.events import RecordValidated
 
-from ..adapters.sqlite_record_store import StateStore
+from ..adapters.stores import open_record_store
 from ..domain.deadlines import DeadlineRule, next_deadline
 from ..domain.records import Incoming
 
@@ -307,7 +307,7 @@ async def rebuild_state(
     topic = settings.topic(topics.VALIDATED)
     if period_start is None:
         period_start = rolling_period_start(datetime.now(UTC).date(), settings.workflow_settings().deadline_rule)
-    store = StateStore.open(settings.state_dir)
+    store = open_record_store(settings.state_dir, settings.database_url)
     reader = RetainedReader(settings, topic, batch=batch)
     applied = 0
     unreadable: Counter[str] = Counter()

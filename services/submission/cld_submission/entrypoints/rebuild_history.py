@@ -28,7 +28,8 @@ from cld_schemas import topics
 from cld_schemas.events import SubmissionEvent
 
 from ..adapters.audit_log import AuditLog, AuditVerification, verify_audit_log
-from ..adapters.sqlite_repository import Repository
+from ..adapters.ports import SubmissionsRepository as Repository
+from ..adapters.stores import open_repository
 from ..adapters.submission_file import sha256_of
 from ..domain.history import NOT_IN_EVENTS, LocatedEvent, Refused, Replayed, audit_fields, in_order, replay, unsendable
 from ..service_layer.workflow import WorkflowSettings
@@ -109,9 +110,10 @@ def _check_empty(repo: Repository, audit_path: Path) -> None:
         raise HistoryNotEmptyError(f"{audit_path.name} already exists: move it away; a rebuild never overwrites it")
 
 
-def check_empty(state_dir: Path) -> None:
-    """Raise :class:`HistoryNotEmptyError` unless ``state_dir`` holds no submissions and no audit log."""
-    repo = Repository(state_dir)
+def check_empty(state_dir: Path, database_url: str | None = None) -> None:
+    """Raise :class:`HistoryNotEmptyError` unless ``state_dir`` holds no submissions and no audit log (the
+    submissions in PostgreSQL when ``database_url`` is set)."""
+    repo = open_repository(state_dir, database_url)
     try:
         _check_empty(repo, state_dir / AUDIT_NAME)
     finally:
@@ -119,13 +121,18 @@ def check_empty(state_dir: Path) -> None:
 
 
 def restore(
-    partitions: Sequence[Sequence[LocatedEvent]], *, state_dir: Path, topic: str, unreadable: int = 0
+    partitions: Sequence[Sequence[LocatedEvent]],
+    *,
+    state_dir: Path,
+    topic: str,
+    unreadable: int = 0,
+    database_url: str | None = None,
 ) -> Restored:
     """Replay the events (per partition, in offset order) into the empty repository of ``state_dir`` and a new
     audit log there; approved submissions whose file is not in ``state_dir`` (restored from a backup) are
     moved to 'failed' (``history.unsendable``)."""
     audit_path = state_dir / AUDIT_NAME
-    repo = Repository(state_dir)
+    repo = open_repository(state_dir, database_url)
     try:
         _check_empty(repo, audit_path)
         replayed = replay(in_order(partitions))
@@ -182,7 +189,7 @@ async def rebuild_history(
 ) -> HistoryReport:
     """Replay ``cld.submissions.v1`` into an empty repository and a new audit log; report what is missing."""
     topic = settings.topic(topics.SUBMISSIONS)
-    check_empty(settings.state_dir)  # before reading the whole topic
+    check_empty(settings.state_dir, settings.database_url)  # before reading the whole topic
     reader = RetainedReader(settings, topic, batch=batch)
     by_partition: dict[int, list[LocatedEvent]] = {}
     unreadable: Counter[str] = Counter()
@@ -202,6 +209,7 @@ async def rebuild_history(
         state_dir=settings.state_dir,
         topic=topic,
         unreadable=sum(unreadable.values()),
+        database_url=settings.database_url,
     )
     replayed, verified = restored.replayed, restored.audit
     return HistoryReport(

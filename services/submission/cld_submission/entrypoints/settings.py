@@ -38,6 +38,13 @@ class SubmissionSettings(Settings):
         validation_alias="CLD_SUBMISSION_STATE_DIR",
         description="Directory of the record state, submissions, files and the audit log.",
     )
+    database_url: str | None = Field(
+        default=None,
+        validation_alias="CLD_SUBMISSION_DATABASE_URL",
+        description="postgresql://... to keep the record state and submissions in PostgreSQL, shared by any number "
+        "of instances (migrated at start); unset: SQLite files in the state directory (one instance).",
+        repr=False,
+    )
     transport: Literal["mesh", "file"] = Field(
         default="file",
         validation_alias="CLD_SUBMISSION_TRANSPORT",

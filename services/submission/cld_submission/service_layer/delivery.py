@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 from contextvars import ContextVar
 from datetime import timedelta
+from typing import Final
 
 from cld_schemas.events import SubmissionState
 
@@ -27,6 +28,10 @@ from ..domain.lifecycle import (
 from .parts import SERVICE_ACTOR, S, WorkflowParts
 
 _DELIVERING: ContextVar[str | None] = ContextVar("cld_submission_delivering", default=None)
+SEND_CLAIM_LEASE: Final = timedelta(minutes=30)
+"""How long a send claim holds (longer than any hand-over of a file takes): an instance killed while sending leaves
+its claim, which another instance (or the restarted one) may take over after this (``pick_up_approved``); the
+transport's local-id check finds a hand-over that did happen, so the file is not sent twice."""
 """The submission a delivery task works on (the transport's retry callback does not know it)."""
 
 
@@ -78,6 +83,12 @@ class Delivery(WorkflowParts):
             self.log.info("resuming delivery", extra={"submission_id": sub.submission_id, "state": sub.state.value})
             self._start_delivery(sub.submission_id)
 
+    def pick_up_approved(self) -> None:
+        """Start delivery of approved submissions no task here is delivering (periodically: one whose sender was
+        killed is sent once its claim lapses, by whichever instance claims it first)."""
+        for sub in self.repo.in_states([S.APPROVED]):
+            self._start_delivery(sub.submission_id)
+
     async def join(self) -> None:
         """Wait for the delivery tasks running now (tests wrap this in ``asyncio.timeout``)."""
         tasks = [t for t in self._tasks.values() if not t.done()]
@@ -95,7 +106,14 @@ class Delivery(WorkflowParts):
         async with self._lock:
             current = self.get(sub.submission_id)  # the persisted state is the truth
             new, ev = advance(current, to, at=self._clock(), by=SERVICE_ACTOR, **changes)  # type: ignore[arg-type]
-            self.repo.save([new], [ev])
+            if not self.repo.save_if(new, ev, expected=current.state):
+                # Another instance moved it first (it tracked, sent or retried it at the same moment): its step
+                # stands, this one is dropped (no second event, audit entry or metric).
+                self.log.info(
+                    "submission moved by another instance",
+                    extra={"submission_id": sub.submission_id, "state": to.value},
+                )
+                return self.get(sub.submission_id)
             self.audit.append(
                 audit_action,
                 submission_id=new.submission_id,
@@ -125,6 +143,12 @@ class Delivery(WorkflowParts):
             self.log.exception("delivery task failed", extra={"submission_id": submission_id})
 
     async def _send(self, sub: Submission) -> Submission:
+        claimed = await asyncio.to_thread(
+            self.repo.claim_send, sub.submission_id, instance=self.instance_id, lease=SEND_CLAIM_LEASE
+        )
+        if not claimed:  # another instance is sending it: it records the outcome, every instance reads it
+            self.log.info("submission being sent by another instance", extra={"submission_id": sub.submission_id})
+            return self.get(sub.submission_id)
         path = self.file_path(sub)
         on_disk = await asyncio.to_thread(sha256_of, path)
         if on_disk != sub.file_sha256:

@@ -54,8 +54,9 @@ from cld_runtime.files import private_dir
 from cld_schemas.contract import parse_opt_out_header
 
 from ..adapters.audit_log import AuditLog
-from ..adapters.sqlite_record_store import StateStore
-from ..adapters.sqlite_repository import ExportRow, Repository
+from ..adapters.ports import RecordStore as StateStore
+from ..adapters.ports import SubmissionsRepository as Repository
+from ..adapters.sqlite_repository import ExportRow
 from ..adapters.submission_file import LINE_TERMINATOR, neutralise
 from ..domain.lifecycle import Submission
 from .parts import WorkflowParts

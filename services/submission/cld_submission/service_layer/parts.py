@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,8 +25,7 @@ from cld_schemas.events import SubmissionEvent, SubmissionState
 
 from ..adapters.audit_log import AuditLog
 from ..adapters.metrics import SubmissionMetrics
-from ..adapters.sqlite_record_store import StateStore
-from ..adapters.sqlite_repository import Repository
+from ..adapters.ports import RecordStore, SubmissionsRepository
 from ..adapters.storage import StorageHealth
 from ..adapters.transport import Transport
 from ..domain.checks import (
@@ -75,8 +76,8 @@ class WorkflowParts:
         self,
         *,
         settings: WorkflowSettings,
-        state: StateStore,
-        repo: Repository,
+        state: RecordStore,
+        repo: SubmissionsRepository,
         audit: AuditLog,
         transport: Transport,
         publish: Publish,
@@ -99,6 +100,8 @@ class WorkflowParts:
         self.policy = policy or default_policy()
         self._lock = asyncio.Lock()
         self._outbox_lock = asyncio.Lock()
+        self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        """Who holds a send claim (``SubmissionsRepository.claim_send``): one instance among any number."""
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._problems: dict[str, DeliveryProblem] = {}
         private_dir(settings.files_dir)
@@ -137,15 +140,18 @@ class WorkflowParts:
         """Publish queued lifecycle events in order; stops at the first failure (retried later)."""
         sent = 0
         async with self._outbox_lock:
-            while batch := self.repo.pending_events():
-                for seq, event in batch:
-                    try:
-                        await self._publish(event)
-                    except Exception:
-                        self.log.warning("publishing a submission event failed; will retry", exc_info=True)
-                        return sent
-                    self.repo.mark_published([seq])
-                    sent += 1
+            with self.repo.outbox_drainer() as mine:
+                if not mine:  # another instance is draining it now (it publishes what this one queued too)
+                    return 0
+                while batch := self.repo.pending_events():
+                    for seq, event in batch:
+                        try:
+                            await self._publish(event)
+                        except Exception:
+                            self.log.warning("publishing a submission event failed; will retry", exc_info=True)
+                            return sent
+                        self.repo.mark_published([seq])
+                        sent += 1
         return sent
 
     def refresh_gauges(self) -> None:

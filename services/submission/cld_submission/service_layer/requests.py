@@ -201,7 +201,12 @@ class Requests(Delivery):
                 )
                 changed.append(old_new)
                 events.append(ev)
-            self.repo.save(changed, events)
+            if not self.repo.save(changed, events, expected={o.submission_id: o.state for o in decision.supersede}):
+                await asyncio.to_thread(self._discard, new_id, path)
+                raise TransitionRefusedError(
+                    "an earlier version of this submission changed while this one was assembled (approved on "
+                    "another instance?); request it again"
+                )
             self.audit.append(
                 "requested",
                 submission_id=new_id,
@@ -290,7 +295,10 @@ class Requests(Delivery):
                 if on_disk != sub.file_sha256:
                     raise TransitionRefusedError("the assembled file on disk does not match its recorded SHA-256")
             new, ev = approve(sub, by=by, at=self._clock())
-            self.repo.save([new], [ev])
+            if not self.repo.save_if(new, ev, expected=sub.state):
+                # Another instance moved it in the meantime (approved it too): answer as a second approval would.
+                approve(self.get(submission_id), by=by, at=self._clock())  # raises as a second approval does
+                raise TransitionRefusedError(f"submission {submission_id} changed while being approved")
             self.audit.append(
                 "approved",
                 submission_id=submission_id,

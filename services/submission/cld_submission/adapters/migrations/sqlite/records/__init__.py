@@ -1,0 +1,1 @@
+"""Migrations of ``records.sqlite3`` (``state.StateStore``)."""

@@ -1,0 +1,1 @@
+"""Migrations of ``submissions.sqlite3`` (``repository.Repository``)."""
