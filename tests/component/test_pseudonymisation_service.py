@@ -212,3 +212,31 @@ async def test_made_up_periods_do_not_add_series_or_accumulators(harness: Harnes
     assert {labels["period"] for _, labels in series} == {"2025-04-01_2026-03-31", "other"}
     other = await get_risk(harness.app, harness.tenancy.operator_auth("la-318"), la="318", period="other")
     assert other.json()["people"] == 2000
+
+
+async def test_a_batch_is_one_frame_per_tenant_and_a_failing_tenant_is_dead_lettered_alone(harness: Harness) -> None:
+    """Issue 11: a Kafka batch is pseudonymised as one frame per tenant (LA); records of a tenant that cannot be
+    pseudonymised (here an LA code that is no tenant label) are dead-lettered, the rest of the batch goes on, in
+    order, and the risk counts only the records that came out."""
+    good = validated("ev-a", la_person_unique_identifier="P1")
+    bad = validated("ev-b", la_person_unique_identifier="P2").model_copy(update={"la_code": "not a label"})
+    other = validated("ev-c", la_person_unique_identifier="P3").model_copy(update={"la_code": "319"})
+    again = validated("ev-d", la_person_unique_identifier="P1", gender="Male")
+    bodies = [e.model_dump_json().encode() for e in (good, bad, other, again)]
+    await harness.broker.publish_batch(*bodies, topic=topics.VALIDATED)
+
+    events = [RecordPseudonymised.model_validate(b) for b in harness.out.bodies]
+    assert [e.provenance.event_id for e in events] == ["ev-a", "ev-c", "ev-d"]
+    assert harness.out.keys == [b"318", b"319", b"318"]
+    [letter] = [DeadLetter.model_validate(b) for b in harness.deadletters.bodies]
+    assert letter.reason is DeadLetterReason.PROCESSING_ERROR
+    # one frame for LA 318: the same LA person id has one pseudonym in both of its records
+    assert (
+        events[0].record["la_person_unique_identifier_pseudo"] == events[2].record["la_person_unique_identifier_pseudo"]
+    )
+    risk = harness.app.context.get("risk")
+    people = {key: len(acc) for key, acc in risk.accumulators.items()}
+    assert people == {("318", "2025-04-01_2026-03-31"): 1, ("319", "2025-04-01_2026-03-31"): 1}
+    [acc_318] = [acc for key, acc in risk.accumulators.items() if key[0] == "318"]
+    assert acc_318.rows == 2
+    assert acc_318.summary().people == 1

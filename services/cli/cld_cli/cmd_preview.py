@@ -1,8 +1,12 @@
 """``cld preview``: pseudonymise an LA's CLD file locally and measure its re-identification risk.
 
-Streams the file (memory grows only with the number of people, for the risk figures), writes
-``DIR/pseudonymised.csv``, ``DIR/risk.json`` and ``DIR/report.md``. Errors exit with code 2 and a message
-that holds no data from the file and never the key. See docs/pseudonymisation.md.
+Streams the file in frames of ``BATCH_ROWS`` rows (csvfile's strict parser, the frames of the columnar
+validation engine): each frame is pseudonymised by ``Pseudonymiser.pseudonymise_frame`` (expressions; HMAC once per
+distinct value), written by polars' CSV writer and reduced to one row per person for the risk figures, which are
+group-bys (``cld_pseudonymisation.columnar.FrameRisk``). No Python of this command runs per row (csvfile's parser
+does). Memory grows only with the number of people. Writes ``DIR/pseudonymised.csv``, ``DIR/risk.json`` and
+``DIR/report.md``. Errors exit with code 2 and a message that holds no data from the file and never the key.
+See docs/pseudonymisation.md.
 """
 
 from __future__ import annotations
@@ -11,15 +15,16 @@ import contextlib
 import csv
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from itertools import chain
-from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from cld_pseudonymisation.keys import PseudonymKey
 
 KEY_ENV_VAR = "CLD_PSEUDO_KEY"
@@ -27,7 +32,8 @@ OUTPUT_CSV = "pseudonymised.csv"
 OUTPUT_RISK = "risk.json"
 OUTPUT_REPORT = "report.md"
 KEY_ID_COLUMN = "pseudonym_key_id"
-_PROGRESS_EVERY = 5_000
+BATCH_ROWS = 20_000
+"""Rows per frame: peak RSS ~250 MB at 10,000 and ~460 MB at 50,000 on 200,000 rows, for a few per cent of CPU."""
 
 
 class _UsageError(Exception):
@@ -118,6 +124,25 @@ def _progress(total: int) -> Iterator[Any]:
         yield lambda done: progress.update(task, completed=done)
 
 
+def csv_rows(frame: pl.DataFrame, columns: Sequence[str], key_id: str) -> str:
+    """The frame's rows (``columns``, then the key id) as ``csv.writer`` writes them: polars' writer quotes the
+    same cells (separator, quote, CR, LF) but writes "" as a quoted empty cell where csv.writer writes nothing
+    (as for None), so "" is written as null."""
+    import polars as pl
+
+    blank_as_null = [pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in columns]
+    return frame.select(*blank_as_null, pl.lit(key_id).alias(KEY_ID_COLUMN)).write_csv(
+        include_header=False, line_terminator="\r\n"
+    )
+
+
+def _make_out_dir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _UsageError(f"--out: cannot create the directory ({type(exc).__name__})") from None
+
+
 def _run(
     file: Path,
     out: Path,
@@ -128,18 +153,14 @@ def _run(
     qi_opts: list[str] | None,
     k_threshold: int,
 ) -> None:
+    from cld_pseudonymisation.columnar import FrameRisk
     from cld_pseudonymisation.generalise import LookupFileError, PostcodeLookup
     from cld_pseudonymisation.policy import PolicyError, load_policy
-    from cld_pseudonymisation.pseudonymiser import (
-        Pseudonymiser,
-        PseudonymiserError,
-        person_key,
-        qi_getter,
-        row_order,
-    )
+    from cld_pseudonymisation.pseudonymiser import Pseudonymiser, PseudonymiserError
     from cld_pseudonymisation.report import ReportContext, render_report
-    from cld_pseudonymisation.risk import DEFAULT_QI, RiskAccumulator
+    from cld_pseudonymisation.risk import DEFAULT_QI
     from cld_schemas.csvfile import CLDFileError, iter_records
+    from cld_validation.columnar import iter_frames
 
     if k_threshold < 2:
         raise _UsageError("--k-threshold must be at least 2")
@@ -170,15 +191,16 @@ def _run(
     size = la_file.size
     with stack:
         try:
-            _header, records = iter_records(la_file.lines, delimiter=la_file.format.delimiter)
-            rows = iter(records)
-            first = next(rows, None)
+            _header, rows = iter_records(la_file.lines, delimiter=la_file.format.delimiter)
+            frames = iter_frames(rows, tuple(f.name for f in policy.fields), BATCH_ROWS)
+            _make_out_dir(out)  # before the first frame is read: a file broken in it leaves an empty directory
+            first = next(frames, None)
         except CLDFileError as exc:
             raise _UsageError(f"input file: {exc}") from None
         except UnicodeDecodeError:
             raise _UsageError(f"input file: not {la_file.format.encoding or 'readable'} text") from None
         if tenant is None:
-            tenant = (first or {}).get("la_code")
+            tenant = first["la_code"][0] if first is not None and first.height and "la_code" in first.columns else None
             if not tenant:
                 raise _UsageError("--tenant is needed: the file has no LA Code to take it from")
         try:
@@ -186,29 +208,20 @@ def _run(
             qi_names = ps.check_qi_names(qi_names)
         except PseudonymiserError as exc:
             raise _UsageError(str(exc)) from None
-        acc = RiskAccumulator(qi_names, k_threshold=k_threshold)
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise _UsageError(f"--out: cannot create the directory ({type(exc).__name__})") from None
+        acc = FrameRisk(qi_names, k_threshold=k_threshold)
         columns = ps.output_fields
-        pick = itemgetter(*columns)
         n = 0
         target: AtomicFile | None = None
         try:
             target = AtomicFile(out_csv, newline="")  # private, exclusive, never through a symlink
             with _progress(size) as advance:
-                writer = csv.writer(target.file)
-                writer.writerow((*columns, KEY_ID_COLUMN))
-                key_id = ps.key_id
-                pseudonymise, add, qis = ps.pseudonymise, acc.add, qi_getter(qi_names)
-                for rec in chain((first,) if first is not None else (), rows):
-                    p = pseudonymise(rec)
-                    writer.writerow((*pick(p), key_id))
-                    add(person_key(p), qis(p), at=row_order(p))
-                    n += 1
-                    if n % _PROGRESS_EVERY == 0:
-                        advance(la_file.position())
+                csv.writer(target.file).writerow((*columns, KEY_ID_COLUMN))
+                for frame in chain((first,) if first is not None else (), frames):
+                    p = ps.pseudonymise_frame(frame)
+                    acc.add_frame(p)
+                    target.file.write(csv_rows(p, columns, ps.key_id))
+                    n += frame.height
+                    advance(la_file.position())
             target.commit()
         except CLDFileError as exc:
             raise _UsageError(f"input file: {exc}") from None

@@ -211,6 +211,15 @@ class RiskAccumulator:
         classes[qi] = n + 1
         self._hist_move(n, n + 1)
 
+    def add_people(self, people: Iterable[tuple[str, QiTuple, int]], *, rows: int, rows_without_person: int) -> None:
+        """A batch already reduced to each person's latest row (``columnar.latest_per_person``): the same state as
+        ``add`` of every row of the batch in order, with one update per person instead of one per row."""
+        for key, qi, at in people:
+            self.add(key, qi, at=at)
+            self.rows -= 1
+        self.rows += rows
+        self.rows_without_person += rows_without_person
+
     def summary(self) -> RiskSummary:
         people = len(self._people)
         classes = len(self._classes)
@@ -305,10 +314,10 @@ class RiskAccumulator:
             class_size_histogram=dict(self._hist),
             options=tuple(options),
         )
-        return _with_warnings(figures)
+        return with_warnings(figures)
 
 
-def _with_warnings(f: RiskFigures) -> RiskFigures:
+def with_warnings(f: RiskFigures) -> RiskFigures:
     warnings: list[str] = []
     if f.rows_without_person:
         warnings.append(

@@ -1,7 +1,10 @@
 """The pseudonymisation-preview service process: ``RecordValidated`` -> ``RecordPseudonymised`` + risk gauges.
 
 Composition root: :func:`create_app`. The domain (``Pseudonymiser``, ``RiskAccumulator``) does the work;
-this module only wires Kafka, metrics and one read-only HTTP route (``GET /v1/risk``, for operators with an
+each Kafka batch is one frame per tenant (``Pseudonymiser.pseudonymise_frame``: expressions, HMAC once per
+distinct value), its risk rows reduced to one per person by group-by before the accumulators are updated; a
+batch the frame cannot hold is redone record by record (one-row frames) so only a bad record is dead-lettered.
+This module only wires Kafka, metrics and one read-only HTTP route (``GET /v1/risk``, for operators with an
 operator key of the tenants registry, scoped to their LAs as in the submission API). Tenant = the record's
 LA code (pseudonyms differ per LA), purpose from settings. One risk accumulator per (LA, reporting period), where
 only the collection's periods count as periods of their own and everything else is ``other`` (``periods.py``).
@@ -16,12 +19,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qs
 
+import polars as pl
 from faststream.asgi import AsgiFastStream, AsgiResponse, get
 from faststream.asgi.types import Scope
 from faststream.kafka import KafkaBroker
@@ -36,11 +41,12 @@ from cld_governance.tenancy import (
     authorise_operator,
     sees_la,
 )
+from cld_pseudonymisation.columnar import AT, PERSON, latest_per_person, person_rows
 from cld_pseudonymisation.generalise import PostcodeLookup, parse_date
 from cld_pseudonymisation.keys import PseudonymKey, PseudonymKeyError
 from cld_pseudonymisation.periods import period_label
 from cld_pseudonymisation.policy import Policy, load_policy
-from cld_pseudonymisation.pseudonymiser import Pseudonymiser, person_key, qi_tuple, row_order
+from cld_pseudonymisation.pseudonymiser import Pseudonymiser
 from cld_pseudonymisation.risk import DEFAULT_K_THRESHOLD, DEFAULT_QI, RiskAccumulator
 from cld_runtime import (
     ConsumerLagMonitor,
@@ -53,6 +59,7 @@ from cld_runtime import (
 from cld_runtime.broker import BatchPublisher
 from cld_runtime.consumer import ConsumedBatch, Consumer
 from cld_runtime.http import json_response
+from cld_runtime.messages import RawMessage
 from cld_schemas import topics
 from cld_schemas.events import DeadLetterReason, RecordPseudonymised, RecordValidated
 
@@ -112,17 +119,6 @@ class PseudonymisationSettings(Settings):
         raise ValueError("no pseudonymisation key: set CLD_PSEUDO_KEY_FILE (or CLD_PSEUDO_KEY)")
 
 
-def reporting_period(record: dict[str, str | None], *, today: date) -> str:
-    """The risk label of the record's reporting period: ``yyyy-mm-dd_yyyy-mm-dd`` for a period the collection asks
-    for (a rolling 12 months ending at a quarter end, :mod:`cld_pseudonymisation.periods`), else ``other``. The
-    dates come from the source, so the labels are bounded here, not by the input."""
-    return period_label(
-        parse_date(record.get("reporting_period_start_date")),
-        parse_date(record.get("reporting_period_end_date")),
-        today=today,
-    )
-
-
 @dataclass
 class RiskBook:
     """One accumulator per (LA, reporting period), and the gauges that mirror them."""
@@ -145,14 +141,24 @@ class RiskBook:
             registry=self.registry,
         )
 
-    def add(self, la_code: str, period: str, pseudonymised: dict[str, str | None]) -> tuple[str, str] | None:
+    def add_frame(self, la_code: str, period: str, pseudonymised: pl.DataFrame) -> tuple[str, str] | None:
+        """A frame of pseudonymised records of one LA and period: reduced to each person's latest row by
+        group-by, then one accumulator update per person (the same state as ``add`` of each row in order)."""
         key = (la_code, period)
         acc = self.accumulators.get(key)
         if acc is None:
             if len(self.accumulators) >= MAX_ACCUMULATORS:
                 return None
             acc = self.accumulators[key] = RiskAccumulator(self.qi, k_threshold=self.k_threshold)
-        acc.add(person_key(pseudonymised), qi_tuple(pseudonymised, acc.qi), at=row_order(pseudonymised))
+        rows = person_rows(pseudonymised, acc.qi)
+        with_person = rows.filter(pl.col(PERSON).is_not_null())
+        latest = latest_per_person(with_person)
+        qis = zip(*(latest[q].to_list() for q in acc.qi), strict=True)
+        acc.add_people(
+            zip(latest[PERSON].to_list(), qis, latest[AT].to_list(), strict=True),
+            rows=rows.height,
+            rows_without_person=rows.height - with_person.height,
+        )
         return key
 
     def publish(self, keys: set[tuple[str, str]]) -> None:
@@ -198,6 +204,7 @@ class ValidatedRecordsHandler:
         )
 
         self._counted: dict[str, Any] = {}  # label children by LA: prometheus_client's labels() costs µs
+        self._touched: set[tuple[str, str]] = set()
 
     def pseudonymise(self, event: RecordValidated, *, now: datetime) -> RecordPseudonymised:
         """The pseudonymised event of one validated event."""
@@ -227,36 +234,92 @@ class ValidatedRecordsHandler:
             child = self._counted[la_code] = self.count.labels(la_code)
         child.inc()
 
+    def _pseudonymise_group(
+        self, p: Pseudonymiser, events: list[tuple[int, RecordValidated]], *, today: date
+    ) -> dict[int, dict[str, str | None] | Exception]:
+        """One tenant's events of the batch as one frame; the risk of those not withdrawn. On a failure the
+        events are redone one by one (one-row frames), so only the record that fails is dead-lettered."""
+        try:
+            frame = p.records_frame([e.record for _, e in events])
+            out = p.pseudonymise_frame(frame)
+            records: list[dict[str, str | None]] = out.to_dicts()
+        except Exception:  # a value a frame cannot hold: find which record, one at a time
+            if len(events) == 1:
+                raise
+            done: dict[int, dict[str, str | None] | Exception] = {}
+            for item in events:
+                try:
+                    done.update(self._pseudonymise_group(p, [item], today=today))
+                except Exception as exc:
+                    done[item[0]] = exc
+            return done
+        self._add_risk(p.tenant, frame, out, [e.withdrawn for _, e in events], today=today)
+        return {i: rec for (i, _), rec in zip(events, records, strict=True)}
+
+    def _add_risk(
+        self, la_code: str, frame: pl.DataFrame, out: pl.DataFrame, withdrawn: list[bool], *, today: date
+    ) -> None:
+        """Risk rows of the records not withdrawn, per reporting period (a label per distinct pair of dates)."""
+        dates = frame.select("reporting_period_start_date", "reporting_period_end_date")
+        pairs = dates.unique(maintain_order=True)
+        labels = pairs.with_columns(
+            pl.Series(
+                "__period",
+                [period_label(parse_date(s), parse_date(e), today=today) for s, e in pairs.iter_rows()],
+                dtype=pl.String,
+            )
+        )
+        period = dates.join(labels, on=list(dates.columns), how="left", nulls_equal=True, maintain_order="left")
+        kept = out.with_columns(period["__period"], pl.Series("__withdrawn", withdrawn, dtype=pl.Boolean)).filter(
+            ~pl.col("__withdrawn")
+        )
+        for (label,), part in kept.group_by("__period", maintain_order=True):
+            key = self.risk.add_frame(la_code, str(label), part)
+            if key is not None:
+                self._touched.add(key)
+
     async def handle(self, batch: ConsumedBatch) -> None:
-        touched: set[tuple[str, str]] = set()
+        """Decode each message once, pseudonymise the batch as one frame per tenant, then forward or dead-letter
+        each record in message order."""
+        now = datetime.now(UTC)
+        self._touched = set()
+        decoded: list[tuple[RawMessage, RecordValidated]] = []
         for msg in batch.messages:
             event = await batch.decode(msg, RecordValidated)
-            if event is None:
-                continue
-            now = datetime.now(UTC)
+            if event is not None:
+                decoded.append((msg, event))
+        by_tenant: dict[str, list[tuple[int, RecordValidated]]] = defaultdict(list)
+        for i, (_, event) in enumerate(decoded):
+            by_tenant[event.la_code].append((i, event))
+        results: dict[int, dict[str, str | None] | Exception] = {}
+        for la_code, events in by_tenant.items():
             try:
-                record = self.pseudonymisers.for_tenant(event.la_code).pseudonymise(event.record)
-                body = self.pseudonymised_event(event, record, now=now).wire_json()
-                if not event.withdrawn:
-                    key = self.risk.add(event.la_code, reporting_period(event.record, today=now.date()), record)
-                    if key is not None:
-                        touched.add(key)
-            except Exception as exc:  # a bug or unforeseen input must not stall the partition
-                self.log.exception(
-                    "processing failed", extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
+                results.update(
+                    self._pseudonymise_group(self.pseudonymisers.for_tenant(la_code), events, today=now.date())
+                )
+            except Exception as exc:  # e.g. an LA code that is no tenant label: every record of the tenant
+                results.update((i, exc) for i, _ in events)
+        for i, (msg, event) in enumerate(decoded):
+            result = results.get(i)
+            if not isinstance(result, dict):
+                failure = result if isinstance(result, Exception) else RuntimeError("no result")
+                self.log.error(  # a bug or unforeseen input must not stall the partition
+                    "processing failed",
+                    exc_info=failure,
+                    extra={"topic": msg.topic, "partition": msg.partition, "offset": msg.offset},
                 )
                 await batch.dead_letter(
-                    msg, DeadLetterReason.PROCESSING_ERROR, f"processing failed ({type(exc).__name__})"
+                    msg, DeadLetterReason.PROCESSING_ERROR, f"processing failed ({type(failure).__name__})"
                 )
                 continue
             self._count(event.la_code)
             await batch.forward(
                 self.publisher,
-                body,
+                self.pseudonymised_event(event, result, now=now).wire_json(),
                 key=event.la_code.encode(),
                 headers={topics.HEADER_EVENT_ID: event.provenance.event_id},
             )
-        self.risk.publish(touched)
+        self.risk.publish(self._touched)
 
 
 def _bearer_key(scope: Scope) -> str | None:
