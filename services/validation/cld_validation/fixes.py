@@ -124,8 +124,6 @@ def number_fix(f: SpecField, value: str, rule: str) -> str:
         try:
             x = float(v)
         except ValueError:
-            x = math.nan
-        if not math.isfinite(x):  # 'INF', 'nan': Python reads them as floats, a person would not
             return f"Write a number with up to two decimal places (e.g. 123.45) in {f.header}."
         if show:
             return f"Round to two decimal places: {_q(f'{x:.2f}')} instead of {_q(value)}."
@@ -134,10 +132,8 @@ def number_fix(f: SpecField, value: str, rule: str) -> str:
         try:
             x = float(v)
         except ValueError:
-            x = math.nan
-        if not math.isfinite(x):
             return f"Write a whole number (0, 1, 2, ...) in {f.header}."
-        if x >= 0 and x == int(x) and show:
+        if math.isfinite(x) and x >= 0 and x == int(x) and show:  # 'INF' reads as a float, with no int
             return f"Write {int(x)} (a whole number, no decimal point), not {_q(value)}."
         return f"Write a whole number of 0 or more in {f.header}."
     return NO_AUTOMATIC_FIX
