@@ -100,6 +100,23 @@ accepts_login() {
     -h "$HOST" -p "$POSTGRES_PORT" -U "$DB_USER" -d "$DB_NAME" -c 'select 1' 2>/dev/null | grep -qx 1
 }
 
+# The server runs as the postgres user, so it must be able to pass through every folder above its run dir. A
+# folder the project made private (0700, e.g. .run/ created under umask 077 by a test or `make up`) is opened for
+# passing through only (o+x: no listing, no reading), and only inside the repository; above it, say what is wrong.
+traversable() {
+  local dir
+  dir=$(dirname -- "$1")
+  while [[ $dir != / ]]; do
+    if ! as_owner test -x "$dir" 2>/dev/null; then
+      case $dir in
+        "$REPO" | "$REPO"/*) chmod o+x -- "$dir" ;;
+        *) die "the postgres user cannot enter $dir (above the run dir): choose POSTGRES_RUN_DIR elsewhere" ;;
+      esac
+    fi
+    dir=$(dirname -- "$dir")
+  done
+}
+
 cmd_init() {
   [[ -f $DATA_DIR/PG_VERSION ]] && return 0
   local bin
@@ -109,7 +126,10 @@ cmd_init() {
   umask 077
   head -c 24 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$PASSWORD_FILE"
   [[ -s $PASSWORD_FILE ]] || die "could not make a password"
-  [[ $(id -u) -eq 0 ]] && chown -R postgres:postgres "$RUN_DIR"
+  if [[ $(id -u) -eq 0 ]]; then
+    chown -R postgres:postgres "$RUN_DIR"
+    traversable "$RUN_DIR"
+  fi
   log "initdb $DATA_DIR ..."
   as_owner "$bin/initdb" -D "$DATA_DIR" -U "$DB_USER" --pwfile="$PASSWORD_FILE" --auth=scram-sha-256 \
     --encoding=UTF8 --locale=C.UTF-8 >>"$LOG_FILE" 2>&1 || die "initdb failed; see $LOG_FILE"
