@@ -358,7 +358,11 @@ def test_a_submission_is_claimed_for_sending_by_exactly_one_of_two_concurrent_in
             sid = f"s-{n}"
             won = together(2, lambda i, sid=sid: repos[i].claim_send(sid, instance=f"i{i}", lease=timedelta(minutes=5)))
             assert sorted(won) == [False, True], n
-            assert not repos[0].claim_send(f"s-{n}", instance="i0", lease=timedelta(minutes=5))  # held
+            winner, loser = (0, 1) if won[0] else (1, 0)
+            assert not repos[loser].claim_send(sid, instance=f"i{loser}", lease=timedelta(minutes=5))  # held
+            assert repos[loser].claim_send(
+                sid, instance=f"i{winner}", lease=timedelta(minutes=5)
+            )  # renewed by its holder
         a_submission(repos[0], "checked-only", approved=False)
         assert not repos[1].claim_send("checked-only", instance="i1", lease=timedelta(minutes=5))
         # A claim whose holder died lapses after its lease: another instance may take it over.

@@ -169,6 +169,7 @@ def env(kafka_bootstrap: str, topic_prefix: str, mesh_sandbox: str, tmp_path: Pa
         CLD_SUBMISSION_STATE_DIR=str(tmp_path / "submission-state"),
         CLD_SUBMISSION_TRANSPORT="mesh",
         CLD_SUBMISSION_ACK_POLL_SECONDS="0.5",
+        CLD_GAUGE_INTERVAL_SECONDS="5",  # the periodic pick-up of approved submissions whose send claim lapsed
         CLD_MESH_URL=mesh_sandbox,
         CLD_MESH_MAILBOX="X26ABC1",
         CLD_MESH_PASSWORD="password",

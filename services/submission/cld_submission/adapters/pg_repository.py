@@ -267,8 +267,9 @@ class PgRepository:
         with self._pool.connection() as conn:
             row = conn.execute(
                 "UPDATE submissions SET send_claimed_by = %s, send_claimed_at = %s WHERE submission_id = %s "
-                "AND state = %s AND (send_claimed_by IS NULL OR send_claimed_at < %s) RETURNING submission_id",
-                (instance, now, submission_id, SubmissionState.APPROVED.value, now - lease),
+                "AND state = %s AND (send_claimed_by IS NULL OR send_claimed_by = %s OR send_claimed_at < %s) "
+                "RETURNING submission_id",
+                (instance, now, submission_id, SubmissionState.APPROVED.value, instance, now - lease),
             ).fetchone()
         return row is not None
 

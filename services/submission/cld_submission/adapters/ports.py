@@ -152,7 +152,8 @@ class SubmissionsRepository(Protocol):
     def claim_send(self, submission_id: str, *, instance: str, lease: timedelta) -> bool:
         """Claim the right to hand an approved submission to the transport. True for exactly one caller among
         any number of concurrent ones (instances, threads); the claim lapses after ``lease`` (an instance killed
-        mid-send: another may claim it then; the transport's local-id check keeps that from sending twice)."""
+        mid-send: another may claim it then; the transport's local-id check keeps that from sending twice). The
+        holder claiming again renews its claim (the sender's heartbeat)."""
 
     def outbox_drainer(self) -> AbstractContextManager[bool]:
         """Hold the outbox while draining it: True when this caller is now the only drainer, False when another

@@ -406,12 +406,13 @@ class Repository:
             try:
                 cur.execute(
                     "UPDATE submissions SET send_claimed_by = ?, send_claimed_at = ? WHERE submission_id = ? "
-                    "AND state = ? AND (send_claimed_by IS NULL OR send_claimed_at < ?)",
+                    "AND state = ? AND (send_claimed_by IS NULL OR send_claimed_by = ? OR send_claimed_at < ?)",
                     (
                         instance,
                         now.isoformat(),
                         submission_id,
                         SubmissionState.APPROVED.value,
+                        instance,
                         (now - lease).isoformat(),
                     ),
                 )

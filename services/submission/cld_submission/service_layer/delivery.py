@@ -28,10 +28,12 @@ from ..domain.lifecycle import (
 from .parts import SERVICE_ACTOR, S, WorkflowParts
 
 _DELIVERING: ContextVar[str | None] = ContextVar("cld_submission_delivering", default=None)
-SEND_CLAIM_LEASE: Final = timedelta(minutes=30)
-"""How long a send claim holds (longer than any hand-over of a file takes): an instance killed while sending leaves
-its claim, which another instance (or the restarted one) may take over after this (``pick_up_approved``); the
-transport's local-id check finds a hand-over that did happen, so the file is not sent twice."""
+SEND_CLAIM_LEASE: Final = timedelta(seconds=60)
+"""How long a send claim holds without being renewed: the sender renews it every ``SEND_CLAIM_RENEW_SECONDS``
+while the hand-over runs, so an instance killed while sending leaves a claim that lapses within a minute; then
+another instance (or the restarted one) takes it over (``pick_up_approved``), and the transport's local-id check
+finds a hand-over that did happen, so the file is not sent twice."""
+SEND_CLAIM_RENEW_SECONDS: Final = 15.0
 """The submission a delivery task works on (the transport's retry callback does not know it)."""
 
 
@@ -157,6 +159,7 @@ class Delivery(WorkflowParts):
                 sub, S.FAILED, audit_action="send_failed", detail="assembled file changed on disk; not sent"
             )
         assert sub.file_name is not None
+        heartbeat = asyncio.create_task(self._renew_claim(sub.submission_id))
         try:
             result = await self.transport.send(
                 path=path, filename=sub.file_name, submission_id=sub.submission_id, local_id=sub.local_id
@@ -165,6 +168,8 @@ class Delivery(WorkflowParts):
             self.metrics.mesh_send.labels("failed").inc()
             self._note_problem(sub.submission_id, describe_transport_error("send", exc), None)  # no more retries
             return await self._step(sub, S.FAILED, audit_action="send_failed", detail=str(exc)[:500])
+        finally:
+            heartbeat.cancel()
         self._problems.pop(sub.submission_id, None)
         self.metrics.mesh_send.labels("success").inc()
         return await self._step(
@@ -179,6 +184,21 @@ class Delivery(WorkflowParts):
                 else f"{result.bytes_sent} bytes handed to {result.transport}"
             ),
         )
+
+    async def _renew_claim(self, submission_id: str) -> None:
+        """Keep this instance's send claim alive while a hand-over runs (cancelled when it ends)."""
+        while True:
+            await asyncio.sleep(SEND_CLAIM_RENEW_SECONDS)  # a renewal period, not synchronisation
+            try:
+                renewed = await asyncio.to_thread(
+                    self.repo.claim_send, submission_id, instance=self.instance_id, lease=SEND_CLAIM_LEASE
+                )
+            except Exception:
+                self.log.warning("send claim not renewed", extra={"submission_id": submission_id}, exc_info=True)
+                continue
+            if not renewed:  # lapsed and taken over: the transport's local-id check keeps it to one hand-over
+                self.log.warning("send claim taken over by another instance", extra={"submission_id": submission_id})
+                return
 
     async def _track(self, sub: Submission) -> None:
         assert sub.message_id is not None
