@@ -35,17 +35,17 @@ from psycopg_pool import ConnectionPool
 from cld_schemas.events import RecordPseudonymised, RecordValidated
 
 from ..domain.identity import Identity, KeyHasher, Kind, canonical_json, identify
-from ..domain.records import Applied, HeldOut, Incoming, StoredRecord, opt_outs_of
+from ..domain.records import Applied, HeldOut, Incoming, StoredRecord
 from .pg import migrate, open_pool
 from .sqlite_record_store import (
     _COLUMNS,
-    _flags_text,
+    RECORD_COLUMNS,
     _is_newer,
-    _iso,
     _scope_body,
     _stored,
     _unambiguous,
     load_or_create_secret,
+    record_row,
 )
 
 _BATCH: Final = 2000
@@ -222,47 +222,13 @@ class PgStateStore:
     @staticmethod
     def _write(cur: psycopg.Cursor[tuple[Any, ...]], rows: list[tuple[Incoming, str, Identity, str]]) -> None:
         """Upsert the final version of each record key, and replace its links."""
-        cols = (
-            "la_code, record_key, kind, event_type, client_type, person_key, start_date, der_end_date, death_date, "
-            "event_id, source, kafka_partition, kafka_offset, received_at, withdrawn, opt_out, opt_outs, failed, "
-            "content_hash, record_json, findings_json"
-        )
+        cols = RECORD_COLUMNS
         updates = ", ".join(f"{c.strip()} = EXCLUDED.{c.strip()}" for c in cols.split(",")[2:])
         values = []
         links: list[tuple[str, str, str]] = []
         for item, canonical, ident, received_at in rows:
             ev = item.event
-            findings = [
-                [f.field, f.rule, f.validity.value, f.status.value, f.message, f.fix or ""]
-                for f in ev.findings
-                if f.validity.failed
-            ]
-            flags = opt_outs_of(ev)
-            values.append(
-                (
-                    ev.la_code,
-                    ident.record_key,
-                    ident.kind.value,
-                    ident.event_type,
-                    ident.client_type,
-                    ident.person_key,
-                    _iso(ident.start),
-                    _iso(ident.derived_end),
-                    _iso(ident.death),
-                    ev.provenance.event_id,
-                    ev.provenance.source,
-                    item.partition,
-                    item.offset,
-                    received_at,
-                    int(ev.withdrawn),
-                    int(bool(flags)),
-                    _flags_text(flags),
-                    int(ev.failed),
-                    ident.content_hash,
-                    "{}" if ev.withdrawn else canonical,
-                    json.dumps(findings, separators=(",", ":")),
-                )
-            )
+            values.append(record_row(ev, ident, item, received_at, canonical))
             if not ev.withdrawn:
                 links.extend((ev.la_code, ident.record_key, k) for k in ident.linked_person_keys)
         cur.executemany(

@@ -370,43 +370,10 @@ class StateStore:
         *,
         had_links: bool,
     ) -> None:
-        # (field, rule, validity, status, message, fix): the last three for the submission's DQ report page (a
-        # message or fix never holds a value from the record: ``Finding``). Rows stored before keep three or five;
-        # readers accept each.
-        findings = [
-            [f.field, f.rule, f.validity.value, f.status.value, f.message, f.fix or ""]
-            for f in ev.findings
-            if f.validity.failed
-        ]
-        flags = opt_outs_of(ev)
         cur.execute(
-            "INSERT OR REPLACE INTO records (la_code, record_key, kind, event_type, client_type, person_key, "
-            "start_date, der_end_date, death_date, event_id, source, kafka_partition, kafka_offset, received_at, "
-            "withdrawn, opt_out, opt_outs, failed, content_hash, record_json, findings_json) "
+            f"INSERT OR REPLACE INTO records ({RECORD_COLUMNS}) "  # noqa: S608 - constant column names
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                ev.la_code,
-                ident.record_key,
-                ident.kind.value,
-                ident.event_type,
-                ident.client_type,
-                ident.person_key,
-                _iso(ident.start),
-                _iso(ident.derived_end),
-                _iso(ident.death),
-                ev.provenance.event_id,
-                ev.provenance.source,
-                item.partition,
-                item.offset,
-                received_at,
-                int(ev.withdrawn),
-                int(bool(flags)),
-                _flags_text(flags),
-                int(ev.failed),
-                ident.content_hash,
-                "{}" if ev.withdrawn else canonical,
-                json.dumps(findings, separators=(",", ":")),
-            ),
+            record_row(ev, ident, item, received_at, canonical),
         )
         cur.execute("DELETE FROM links WHERE la_code = ? AND record_key = ?", (ev.la_code, ident.record_key))
         if not ev.withdrawn and ident.linked_person_keys:
@@ -624,6 +591,52 @@ class StateStore:
             conn.execute("COMMIT")
         finally:
             conn.close()
+
+
+RECORD_COLUMNS: Final = (
+    "la_code, record_key, kind, event_type, client_type, person_key, start_date, der_end_date, death_date, "
+    "event_id, source, kafka_partition, kafka_offset, received_at, withdrawn, opt_out, opt_outs, failed, "
+    "content_hash, record_json, findings_json"
+)
+"""The columns of a ``records`` row as both engines write it (``record_row``'s order)."""
+
+
+def record_row(
+    ev: RecordValidated, ident: Identity, item: Incoming, received_at: str, canonical: str
+) -> tuple[object, ...]:
+    """One ``records`` row (``RECORD_COLUMNS`` order) for a validated event, for either engine. Findings are
+    (field, rule, validity, status, message, fix): the last three for the submission's DQ report page (a message or
+    fix never holds a value from the record: ``Finding``). Rows stored before keep three or five; readers accept
+    each."""
+    findings = [
+        [f.field, f.rule, f.validity.value, f.status.value, f.message, f.fix or ""]
+        for f in ev.findings
+        if f.validity.failed
+    ]
+    flags = opt_outs_of(ev)
+    return (
+        ev.la_code,
+        ident.record_key,
+        ident.kind.value,
+        ident.event_type,
+        ident.client_type,
+        ident.person_key,
+        _iso(ident.start),
+        _iso(ident.derived_end),
+        _iso(ident.death),
+        ev.provenance.event_id,
+        ev.provenance.source,
+        item.partition,
+        item.offset,
+        received_at,
+        int(ev.withdrawn),
+        int(bool(flags)),
+        _flags_text(flags),
+        int(ev.failed),
+        ident.content_hash,
+        "{}" if ev.withdrawn else canonical,
+        json.dumps(findings, separators=(",", ":")),
+    )
 
 
 _COLUMNS: Final = (
