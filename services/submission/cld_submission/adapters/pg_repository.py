@@ -28,7 +28,7 @@ from ..domain.checks import ManifestEntry
 from ..domain.lifecycle import Submission
 from ..domain.records import RowFindings
 from .pg import OUTBOX_LOCK, migrate, open_pool
-from .sqlite_repository import ExportRow
+from .sqlite_repository import BufferedManifest, ExportRow
 
 _Conn = psycopg.Connection[tuple[Any, ...]]
 _UPSERT: Final = (
@@ -53,36 +53,12 @@ def _row(s: Submission) -> tuple[str, str, str, str, str, int, str, str]:
     )
 
 
-class PgManifestWriter:
+class PgManifestWriter(BufferedManifest):
     """Streams one submission's manifest and row findings in batches inside ``PgRepository.manifest``."""
 
     def __init__(self, conn: _Conn, submission_id: str, batch: int = 5000) -> None:
+        super().__init__(submission_id, batch)
         self._conn = conn
-        self._id = submission_id
-        self._batch = batch
-        self._rows: list[tuple[str, str, str, int, str | None, str | None, str | None]] = []
-        self._failed: list[tuple[str, int, str | None, str]] = []
-
-    def add(
-        self,
-        entry: ManifestEntry,
-        *,
-        event_id: str | None = None,
-        opt_outs: str | None = None,
-        source: str | None = None,
-    ) -> None:
-        self._rows.append(
-            (self._id, entry.record_key, entry.content_hash, int(entry.open_service), event_id, opt_outs, source)
-        )
-        if len(self._rows) >= self._batch:
-            self.flush()
-
-    def add_row_findings(self, failed: RowFindings) -> None:
-        self._failed.append(
-            (self._id, failed.row, failed.event_reference, json.dumps(failed.findings, separators=(",", ":")))
-        )
-        if len(self._failed) >= self._batch:
-            self.flush()
 
     def flush(self) -> None:
         with self._conn.cursor() as cur:

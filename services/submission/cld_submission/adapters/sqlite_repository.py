@@ -92,11 +92,11 @@ class ExportRow(NamedTuple):
     source: str | None
 
 
-class ManifestWriter:
-    """Streams one submission's manifest into the database in batches (inside ``Repository.manifest``)."""
+class BufferedManifest:
+    """One submission's manifest and row findings, buffered and written ``batch`` rows at a time by the engine's
+    ``flush`` (inside the repository's ``manifest`` transaction)."""
 
-    def __init__(self, conn: sqlite3.Connection, submission_id: str, batch: int = 5000) -> None:
-        self._conn = conn
+    def __init__(self, submission_id: str, batch: int = 5000) -> None:
         self._id = submission_id
         self._batch = batch
         self._rows: list[tuple[str, str, str, int, str | None, str | None, str | None]] = []
@@ -125,6 +125,17 @@ class ManifestWriter:
         )
         if len(self._failed) >= self._batch:
             self.flush()
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+
+class ManifestWriter(BufferedManifest):
+    """Streams one submission's manifest into the database in batches (inside ``Repository.manifest``)."""
+
+    def __init__(self, conn: sqlite3.Connection, submission_id: str, batch: int = 5000) -> None:
+        super().__init__(submission_id, batch)
+        self._conn = conn
 
     def flush(self) -> None:
         if self._failed:
